@@ -1,0 +1,1 @@
+"""Numbered schema migrations (mNNNN_name.py), rendered by aggregator.ddl.Renderer."""

@@ -1,0 +1,27 @@
+"""The raw hits table, partitioned by (Paris) month, expiring after the configured TTL."""
+
+from __future__ import annotations
+
+from aggregator.ddl import Renderer
+from dnma.hits import HIT_COLUMNS
+
+
+def up(r: Renderer) -> list[str]:
+    columns = ",\n  ".join(f"`{name}` {ch_type}" for name, ch_type, _ in HIT_COLUMNS)
+    return r.create_table(
+        "hits",
+        columns,
+        order_by="(site_id, toDate(ts), visitor_id, ts)",
+        partition_by="toYYYYMM(ts)",
+        ttl=f"ts + INTERVAL {r.hits_ttl_months} MONTH",
+        # Insert deduplication by token on a non-replicated table: the loader's exactly-once.
+        settings="non_replicated_deduplication_window = 10000, index_granularity = 8192",
+        sharding_key="cityHash64(site_id, visitor_id)",
+    )
+
+
+def down(r: Renderer) -> list[str]:
+    out = [f"DROP TABLE IF EXISTS {r.name('hits')}{r.on_cluster}"]
+    if r.cluster:
+        out.append(f"DROP TABLE IF EXISTS {r.local_name('hits')}{r.on_cluster}")
+    return out
