@@ -1,0 +1,65 @@
+# DNMA — the two commands of the README: `make up` and `make test`.
+# Everything is installed from the project's own files into .venv/ (Python) and
+# tagging-sdk/js/node_modules (npm); system packages come from Debian via apt-get.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+JS := tagging-sdk/js
+APT_STAMP := $(VENV)/.apt-installed
+
+.PHONY: up down status test lint typecheck pytest js bench golden clean install system-deps
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+# Debian packages the tests and benchmarks need (headless Chromium, wrk). Root on CI and dev machines.
+system-deps: $(APT_STAMP)
+
+$(APT_STAMP): | $(STAMP)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v wrk >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver wrk >/dev/null; \
+	fi
+	@touch $(APT_STAMP)
+
+js: $(JS)/dist/dnma.iife.js
+
+$(JS)/dist/dnma.iife.js: $(wildcard $(JS)/src/*) $(JS)/package.json
+	cd $(JS) && (test -d node_modules || npm ci --no-audit --no-fund --loglevel=error) && npm run --silent build
+
+up: $(STAMP) js
+	$(BIN)/dnma up
+
+down:
+	@test -x $(BIN)/dnma && $(BIN)/dnma down || true
+
+status: $(STAMP)
+	$(BIN)/dnma status
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy dnma collector aggregator
+
+pytest: $(STAMP) js system-deps
+	cd $(JS) && npm test --silent
+	$(BIN)/pytest -q
+
+test: lint typecheck pytest
+
+bench: $(STAMP) js system-deps
+	$(BIN)/python bench/run_all.py
+
+golden: $(STAMP)
+	$(BIN)/python tests/referentiel_exports/regen_golden.py
+
+clean:
+	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache
