@@ -23,3 +23,24 @@ def get_client(settings: Settings, database: str | None = None, **kwargs: Any) -
     if database:
         client.database = database
     return client
+
+
+def get_reader_client(settings: Settings, **kwargs: Any) -> Client:
+    """A client for processes that must not own chDB (the collector's reporting API, tools).
+
+    Embedded mode: the loader's read-only ClickHouse-HTTP endpoint; server mode: the DSN. No
+    session id, so that concurrent requests of one process never collide on a session lock.
+    """
+    kwargs.setdefault("autogenerate_session_id", False)
+    if not settings.embedded:
+        return get_client(settings, database=settings.clickhouse_database, **kwargs)
+    # The endpoint may bind every interface; a local reader still connects to loopback.
+    host = "127.0.0.1" if settings.ch_http_host in ("", "0.0.0.0", "::") else settings.ch_http_host
+    return clickhouse_connect.get_client(
+        host=host,
+        port=settings.ch_http_port,
+        username=settings.ch_http_user,
+        password=settings.ch_http_password,
+        database=settings.clickhouse_database,
+        **kwargs,
+    )

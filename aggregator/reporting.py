@@ -1,0 +1,269 @@
+"""The reporting API's queries (INDICATORS.md, a Matomo-compatible subset) over `visits` and `hits`,
+through any clickhouse-connect client: one ReportFilter in, typed rows out, Matomo's JSON shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any
+
+from aggregator.periods import PeriodError, Periods, resolve
+from dnma.vocab import COUNTED_ACTIONS, DEFAULT_DIMENSION_MAPPING, PROPERTIES
+
+INVALID_FLAG = "invalid_uai"  # INDICATORS.md: such hits are excluded from indicators
+DEFAULT_LIMIT = 100  # Matomo's default filter_limit
+NOT_DEFINED = "Value not defined"  # Matomo's label for an empty dimension value
+
+
+class ReportError(ValueError):
+    """A request Matomo would answer with {"result": "error"}; the message goes to the caller."""
+
+
+@dataclass(frozen=True)
+class ReportFilter:
+    """What every report is restricted to: sites, periods, and at most `limit` rows per period."""
+
+    site_ids: tuple[int, ...]
+    periods: Periods
+    limit: int = DEFAULT_LIMIT
+    database: str = "dnma"
+
+    @classmethod
+    def build(cls, site_ids: tuple[int, ...], period: str, date_param: str, today: date,
+              limit: int = DEFAULT_LIMIT, database: str = "dnma") -> ReportFilter:
+        try:
+            periods = resolve(period, date_param, today)
+        except PeriodError as exc:
+            raise ReportError(str(exc)) from None
+        return cls(site_ids, periods, limit if limit > 0 else 10**6, database)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {"sites": list(self.site_ids), "first": self.periods.first, "last": self.periods.last,
+                "limit": self.limit}
+
+    def bucket(self, day_sql: str) -> str:
+        """SQL giving the first day of the period a row falls in (a date, mapped to a label)."""
+        return {
+            "day": day_sql,
+            "week": f"toMonday({day_sql})",
+            "month": f"toStartOfMonth({day_sql})",
+            "year": f"toStartOfYear({day_sql})",
+        }.get(self.periods.period, "{first:Date}")
+
+    def label_of(self, bucket_start: date) -> str:
+        for span in self.periods.spans:
+            if span.first == bucket_start:
+                return span.label
+        raise KeyError(bucket_start)  # a bucket outside the spans means the SQL filter is wrong
+
+    def shape(self, by_label: Mapping[str, Any], render: Callable[[Any], Any]) -> Any:
+        """Matomo's shape: one value, or an object keyed by period label (lastN, A,B)."""
+        if self.periods.keyed:
+            return {s.label: render(by_label.get(s.label)) for s in self.periods.spans}
+        return render(by_label.get(self.periods.spans[0].label))
+
+
+# --- VisitsSummary.get
+
+
+@dataclass(frozen=True)
+class VisitsSummary:
+    nb_visits: int
+    nb_uniq_visitors: int
+    nb_users: int
+    nb_actions: int
+    max_actions: int
+    sum_visit_length: int
+    bounce_count: int
+
+    def as_matomo(self) -> dict[str, Any]:
+        out: dict[str, Any] = asdict(self)
+        visits = self.nb_visits
+        out["bounce_rate"] = f"{round(100 * self.bounce_count / visits) if visits else 0}%"
+        per_visit = round(self.nb_actions / visits, 1) if visits else 0
+        out["nb_actions_per_visit"] = int(per_visit) if float(per_visit).is_integer() else per_visit
+        out["avg_time_on_site"] = round(self.sum_visit_length / visits) if visits else 0
+        return out
+
+
+def visits_summary(client: Any, f: ReportFilter) -> dict[str, VisitsSummary]:
+    sql = f"""
+SELECT {f.bucket('day')} AS bucket, count() AS nb_visits, uniqExact(visitor_id) AS nb_uniq_visitors,
+  uniqExactIf(user_hash, user_hash != 0) AS nb_users, sum(actions) AS nb_actions,
+  max(actions) AS max_actions, sum(duration) AS sum_visit_length, countIf(is_bounce = 1) AS bounce_count
+FROM {f.database}.visits
+WHERE site_id IN {{sites:Array(UInt32)}} AND day BETWEEN {{first:Date}} AND {{last:Date}}
+GROUP BY bucket"""
+    out = {}
+    for row in client.query(sql, parameters=f.parameters).result_rows:
+        out[f.label_of(row[0])] = VisitsSummary(*(int(v) for v in row[1:]))
+    return out
+
+
+def visits_summary_matomo(client: Any, f: ReportFilter) -> Any:
+    # Matomo answers an empty period with [] rather than an object of zeros.
+    return f.shape(visits_summary(client, f), lambda s: s.as_matomo() if s and s.nb_visits else [])
+
+
+# --- reports over hits, attributed to the visits they belong to
+
+
+def _hits_in_visits(f: ReportFilter, *, label_sql: str, where_sql: str, selects: str) -> str:
+    """Hits matching `where_sql`, each joined to its visit (same site, visitor and day, time within
+    the visit), grouped by period and label. Hits outside any visit (flagged invalid) drop out."""
+    counted = ", ".join(f"'{a}'" for a in COUNTED_ACTIONS)
+    return f"""
+SELECT {f.bucket('h.d')} AS bucket, h.label AS label, uniqExact(v.visit_id) AS nb_visits, {selects}
+FROM (
+  SELECT site_id, visitor_id, toDate(ts) AS d, ts, action, url, user_hash, event_value,
+    {label_sql} AS label
+  FROM {f.database}.hits
+  WHERE site_id IN {{sites:Array(UInt32)}} AND toDate(ts) BETWEEN {{first:Date}} AND {{last:Date}}
+    AND action IN ({counted}) AND NOT has(flags, '{INVALID_FLAG}') AND ({where_sql})
+) AS h
+INNER JOIN (
+  SELECT site_id, visitor_id, day, visit_id, start, `end`
+  FROM {f.database}.visits
+  WHERE site_id IN {{sites:Array(UInt32)}} AND day BETWEEN {{first:Date}} AND {{last:Date}}
+) AS v ON h.site_id = v.site_id AND h.visitor_id = v.visitor_id AND h.d = v.day
+WHERE h.ts >= v.start AND h.ts <= v.`end`
+GROUP BY bucket, label
+ORDER BY bucket, nb_visits DESC, label
+LIMIT {{limit:UInt32}} BY bucket"""
+
+
+def _rows_by_label(client: Any, f: ReportFilter, sql: str, row_type: type, params: dict[str, Any] | None = None,
+                   ) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    result = client.query(sql, parameters={**f.parameters, **(params or {})})
+    for row in result.result_rows:
+        out.setdefault(f.label_of(row[0]), []).append(row_type(*row[1:]))
+    return out
+
+
+def _as_rows(rows: list[Any] | None) -> list[dict[str, Any]]:
+    return [r.as_matomo() for r in rows or []]
+
+
+@dataclass(frozen=True)
+class DimensionRow:
+    label: str
+    nb_visits: int
+    nb_actions: int
+    nb_uniq_visitors: int
+    nb_users: int
+
+    def as_matomo(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["label"] = self.label or NOT_DEFINED
+        return out
+
+
+def dimension_column(id_dimension: int, slots: Mapping[int, str] | None = None) -> tuple[str, dict[str, Any]]:
+    """SQL for custom dimension N: a DNMA property column when the site maps N to one, otherwise
+    the free dimension kept in the `dimensions` map. Column names come from the vocabulary only."""
+    prop = (slots or DEFAULT_DIMENSION_MAPPING).get(id_dimension)
+    if prop in PROPERTIES:
+        return f"`{prop}`", {}
+    return "dimensions[{dimkey:String}]", {"dimkey": f"dimension{id_dimension}"}
+
+
+def custom_dimension(client: Any, f: ReportFilter, id_dimension: int,
+                     slots: Mapping[int, str] | None = None) -> dict[str, list[DimensionRow]]:
+    column, params = dimension_column(id_dimension, slots)
+    sql = _hits_in_visits(
+        f, label_sql=f"toString({column})", where_sql="1",
+        selects="count() AS nb_actions, uniqExact(h.visitor_id) AS nb_uniq_visitors, "
+                "uniqExactIf(h.user_hash, h.user_hash != 0) AS nb_users",
+    )
+    return _rows_by_label(client, f, sql, DimensionRow, params)
+
+
+@dataclass(frozen=True)
+class EventCategoryRow:
+    label: str
+    nb_visits: int
+    nb_events: int
+    nb_events_with_value: int
+    sum_event_value: float
+    min_event_value: float
+    max_event_value: float
+
+    def as_matomo(self) -> dict[str, Any]:
+        out = asdict(self)
+        n = self.nb_events_with_value
+        out["avg_event_value"] = round(self.sum_event_value / n, 2) if n else 0
+        if not n:
+            out["min_event_value"] = out["max_event_value"] = 0
+        return out
+
+
+def event_categories(client: Any, f: ReportFilter) -> dict[str, list[EventCategoryRow]]:
+    sql = _hits_in_visits(
+        f, label_sql="event_category", where_sql="action = 'event'",
+        selects="count() AS nb_events, countIf(h.event_value IS NOT NULL) AS nb_events_with_value, "
+                "toFloat64(ifNull(sum(h.event_value), 0)) AS sum_event_value, "
+                "toFloat64(ifNull(min(h.event_value), 0)) AS min_event_value, "
+                "toFloat64(ifNull(max(h.event_value), 0)) AS max_event_value",
+    )
+    return _rows_by_label(client, f, sql, EventCategoryRow)
+
+
+@dataclass(frozen=True)
+class PageUrlRow:
+    label: str
+    nb_visits: int
+    nb_hits: int
+    url: str
+
+    def as_matomo(self) -> dict[str, Any]:
+        return {"label": self.label, "nb_visits": self.nb_visits, "nb_hits": self.nb_hits, "url": self.url}
+
+
+def page_urls(client: Any, f: ReportFilter) -> dict[str, list[PageUrlRow]]:
+    """Actions.getPageUrls with flat=1: one row per page path (query string kept, as Matomo does)."""
+    sql = _hits_in_visits(
+        f,
+        label_sql="if(path(url) IN ('', '/'), '/index', concat(path(url), if(queryString(url) = '', '', "
+                  "concat('?', queryString(url)))))",
+        where_sql="action = 'pageview'",
+        selects="count() AS nb_hits, any(h.url) AS url",
+    )
+    return _rows_by_label(client, f, sql, PageUrlRow)
+
+
+# --- Matomo method table: name -> function(client, filter, params, slots) -> JSON-able answer
+
+Handler = Callable[[Any, ReportFilter, Mapping[str, str], Mapping[int, str] | None], Any]
+
+
+def _custom_dimension(client: Any, f: ReportFilter, params: Mapping[str, str],
+                      slots: Mapping[int, str] | None) -> Any:
+    raw = params.get("idDimension", "")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ReportError("Please specify a valid idDimension (a positive integer)")
+    return f.shape(custom_dimension(client, f, int(raw), slots), _as_rows)
+
+
+METHODS: dict[str, Handler] = {
+    "VisitsSummary.get": lambda c, f, p, s: visits_summary_matomo(c, f),
+    "CustomDimensions.getCustomDimension": _custom_dimension,
+    "Events.getCategory": lambda c, f, p, s: f.shape(event_categories(c, f), _as_rows),
+    "Actions.getPageUrls": lambda c, f, p, s: f.shape(page_urls(c, f), _as_rows),
+}
+
+
+def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[int, ...], today: date, *,
+         slots: Mapping[int, str] | None = None, database: str = "dnma") -> Any:
+    """Run one reporting method for already-authorised sites. Raises ReportError for bad input."""
+    handler = METHODS.get(method)
+    if handler is None:
+        raise ReportError(f"The method '{method}' does not exist or is not available in this API")
+    if params.get("period") is None or params.get("date") is None:
+        raise ReportError("Parameters 'period' and 'date' are required")
+    raw_limit = params.get("filter_limit", "")
+    limit = int(raw_limit) if raw_limit.lstrip("-").isdigit() else DEFAULT_LIMIT
+    f = ReportFilter.build(site_ids, params["period"], params["date"], today, limit, database)
+    return handler(client, f, params, slots)

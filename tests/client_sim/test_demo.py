@@ -1,0 +1,53 @@
+"""Simulated traffic through the real collector and loader: nothing refused, everything stored,
+bad tagging flagged (not dropped), devices classified; and `dnma demo` end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import date, timedelta
+
+from dnma_client.simulator import Simulation, send
+from harness import SUPER_TOKEN, Stack
+
+START = date.today() - timedelta(days=9)
+
+
+def test_simulated_days_go_through_with_no_refusal(full_stack: Stack) -> None:
+    sim = Simulation(scale=0.04, seed=5)
+    items = [i for _, day in sim.days(START, 2) for i in day]
+    report = send(items, full_stack.collector_url, SUPER_TOKEN, concurrency=3, progress=False)
+    assert report.failed_batches == 0
+    assert report.invalid == 0, report.invalid_samples
+    assert report.tracked == report.hits == len(items) > 500
+
+    first, last = START, START + timedelta(days=1)
+    where = f"toDate(ts) BETWEEN '{first}' AND '{last}'"
+    full_stack.wait_for(f"SELECT count() FROM dnma.hits WHERE {where}", lambda r: r[0][0] >= len(items))
+    rows = full_stack.reader().query(f"""
+        SELECT count(), countIf(has(flags, 'invalid_uai')), countIf(has(flags, 'missing_profil')),
+               countIf(has(flags, 'outside_perimeter') AND site_id = 4), countIf(site_id = 4),
+               countIf(has(flags, 'outside_perimeter') AND site_id != 4), uniqExact(device), uniqExact(browser)
+        FROM dnma.hits WHERE {where}""").result_rows[0]
+    total, invalid, no_profil, outside4, site4, outside_other, devices, browsers = rows
+    assert total == len(items)  # kept, not dropped
+    assert 0 < invalid < 0.03 * total
+    assert 0 < no_profil < 0.02 * total
+    assert 0.03 * site4 < outside4 < 0.35 * site4
+    assert outside_other == 0
+    assert devices >= 3 and browsers >= 5
+
+
+def test_dnma_demo_command(full_stack: Stack) -> None:
+    """`dnma demo` as an operator runs it: settings from the stack's config, the super-user token."""
+    day = START + timedelta(days=3)
+    out = subprocess.run(
+        [sys.executable, "-m", "dnma.cli", "demo", "--days", "1", "--scale", "0.05", "--start", day.isoformat(),
+         "--seed", "9", "--no-progress", "--sites-out", str(full_stack.root / "demo-sites.yaml")],
+        env=full_stack.env, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["invalid"] == 0 and report["hits"] == report["tracked"] > 50
+    assert (full_stack.root / "demo-sites.yaml").read_text(encoding="utf-8").count("token_sha256") == 5
