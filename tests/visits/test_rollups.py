@@ -1,0 +1,105 @@
+"""Rollups equal the same figures computed straight from visits and hits; the CLI runs a pass."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from aggregator.rollups import VISIT_DIMENSIONS
+
+from .conftest import Db, hit, open_db, paris
+from .test_rules import _random_hits
+
+KEY = ", ".join(VISIT_DIMENSIONS)
+USERS = "if(user_hash != 0, user_hash, visitor_id)"
+
+
+def _mixed_hits() -> list[dict[str, object]]:
+    hits = _random_hits(5, 3000)  # 9-11 March 2026 (Mon-Wed)
+    for i, h in enumerate(hits):
+        h.update(profil=["ELEVE", "PARENT", "ENSEIGNANT"][i % 3], device=["smartphone", "ordinateur"][i % 2],
+                 user_hash=[0, 11, 12][i % 3], uai=["0350001A", "0350002B"][i % 2])
+    # the Sunday before and the next Monday: two more ISO weeks
+    hits += [hit(paris(2026, 3, 8, 12, 0, 0), visitor_id=50), hit(paris(2026, 3, 16, 9, 0, 0), visitor_id=51)]
+    hits += [hit(paris(2026, 3, 10, 8, 0, 0), visitor_id=52, flags=["invalid_uai"])]
+    return hits
+
+
+def test_visit_rollups_equal_direct_queries(db: Db) -> None:
+    db.insert(_mixed_hits())
+    db.rebuild()
+    measures = f"count(), uniqExact({USERS}), sum(duration), sum(pageviews), sum(actions), sum(is_bounce)"
+    merged = "sum(visites), uniqExactMerge(utilisateurs), sum(duree), sum(pages_vues), sum(actions), sum(rebonds)"
+    for period, table, expr in (("day", "visits_daily", "day"), ("debutsemaine", "visits_weekly", "toMonday(day)")):
+        direct = db.client.query(
+            f"SELECT {expr} AS p, {KEY}, {measures} FROM dnma.visits GROUP BY p, {KEY} ORDER BY p, {KEY}"
+        ).result_rows
+        rolled = db.client.query(
+            f"SELECT {period} AS p, {KEY}, {merged} FROM dnma.{table} GROUP BY p, {KEY} ORDER BY p, {KEY}"
+        ).result_rows
+        assert direct == rolled and len(direct) >= 8
+        # by service: a visit counts once in each service it touched
+        direct = db.client.query(
+            f"SELECT {expr} AS p, service, {measures} FROM dnma.visits ARRAY JOIN services AS service "
+            f"GROUP BY p, service ORDER BY p, service"
+        ).result_rows
+        rolled = db.client.query(
+            f"SELECT {period} AS p, service, {merged} FROM dnma.visits_services_{table.split('_')[1]} "
+            f"GROUP BY p, service ORDER BY p, service"
+        ).result_rows
+        assert direct == rolled
+    assert [r[0].isoformat() for r in db.client.query(
+        "SELECT DISTINCT debutsemaine FROM dnma.visits_weekly ORDER BY 1").result_rows] == [
+        "2026-03-02", "2026-03-09", "2026-03-16"]
+    # a month merges daily states: distinct users over the month, not a sum of days
+    month = db.scalar("SELECT uniqExactMerge(utilisateurs) FROM dnma.visits_daily WHERE toYYYYMM(day) = 202603")
+    assert month == db.scalar(f"SELECT uniqExact({USERS}) FROM dnma.visits WHERE toYYYYMM(day) = 202603")
+    assert month < db.scalar("SELECT sum(u) FROM (SELECT uniqExactMerge(utilisateurs) u FROM dnma.visits_daily "
+                             "GROUP BY day)")
+
+
+def test_weekly_rollup_follows_a_late_day(db: Db) -> None:
+    db.insert(_mixed_hits())
+    db.rebuild()
+    before = db.scalar("SELECT sum(visites) FROM dnma.visits_weekly WHERE debutsemaine = '2026-03-09'")
+    db.insert([hit(paris(2026, 3, 12, 9, 0, 0) + timedelta(hours=i), visitor_id=900 + i) for i in range(3)])
+    assert db.rebuild()["days"] == ["2026-03-12"]
+    assert db.scalar("SELECT sum(visites) FROM dnma.visits_weekly WHERE debutsemaine = '2026-03-09'") == before + 3
+    assert db.scalar("SELECT count() FROM dnma.visits WHERE toMonday(day) = '2026-03-09'") == before + 3
+
+
+def test_hit_rollups_equal_direct_queries(db: Db) -> None:
+    db.insert(_mixed_hits())
+    dims = "site_id, projet, uai, profil, service, device, action"
+    direct = db.client.query(
+        f"SELECT toDate(ts) AS day, {dims}, count(), uniq({USERS}) FROM dnma.hits "
+        f"WHERE NOT has(flags, 'invalid_uai') GROUP BY day, {dims} ORDER BY day, {dims}"
+    ).result_rows
+    rolled = db.client.query(
+        f"SELECT day, {dims}, sum(hits), uniqMerge(utilisateurs) FROM dnma.hits_daily "
+        f"GROUP BY day, {dims} ORDER BY day, {dims}"
+    ).result_rows
+    assert direct == rolled and len(direct) > 10
+    hourly = db.client.query(
+        "SELECT sum(hits), uniqMerge(utilisateurs) FROM dnma.hits_hourly WHERE hour >= '2026-03-10 08:00:00' "
+        "AND hour < '2026-03-10 09:00:00'").result_rows[0]
+    assert hourly == db.client.query(
+        f"SELECT count(), uniq({USERS}) FROM dnma.hits WHERE NOT has(flags, 'invalid_uai') AND "
+        "toStartOfHour(ts) = toDateTime('2026-03-10 08:00:00', 'Europe/Paris')").result_rows[0]
+
+
+def test_cli_aggregate_once_and_days(tmp_path: Path) -> None:
+    db = open_db(tmp_path)
+    db.insert([hit(paris(2026, 3, 10, 10, 0, 0)), hit(paris(2026, 3, 11, 10, 0, 0))])
+    db.client.close()  # one process owns a chDB directory at a time
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNMA_")}
+    env.update(DNMA_DATA_DIR=str(tmp_path), DNMA_CLICKHOUSE_DSN=db.settings.resolved_dsn, DNMA_HITS_TTL_MONTHS="1200")
+    run = [sys.executable, "-m", "dnma.cli", "aggregate"]
+    once = subprocess.run([*run, "--once"], env=env, capture_output=True, text=True, timeout=120)
+    assert once.returncode == 0, once.stderr
+    assert '"days": ["2026-03-10", "2026-03-11"]' in once.stdout
+    again = subprocess.run([*run, "--days", "2026-03-11"], env=env, capture_output=True, text=True, timeout=120)
+    assert '"days": ["2026-03-11"]' in again.stdout and '"visits": 1' in again.stdout

@@ -1,0 +1,218 @@
+"""Each visit rule on hand-made hits inserted straight into dnma.hits, rebuilt by the sessionizer."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+from pathlib import Path
+
+from .conftest import Db, hit, open_db, paris
+
+T0 = paris(2026, 3, 10, 10, 0, 0)  # a Tuesday
+
+
+def at(seconds: int, **fields: object) -> dict[str, object]:
+    return hit(T0 + timedelta(seconds=seconds), **fields)
+
+
+def test_midnight_in_paris_splits_the_visit_and_sets_the_day(db: Db) -> None:
+    # 23:50 then 00:05 Paris (22:50 / 23:05 UTC: the same UTC day, two Paris days)
+    db.insert([hit(paris(2026, 1, 14, 23, 50, 0)), hit(paris(2026, 1, 15, 0, 5, 0))])
+    db.rebuild()
+    visits = db.visits()
+    assert [v["day"] for v in visits] == [date(2026, 1, 14), date(2026, 1, 15)]
+    assert all(v["actions"] == 1 and v["is_bounce"] == 1 for v in visits)
+
+
+def test_gap_of_1799_s_continues_and_1800_s_starts(db: Db) -> None:
+    db.insert([at(0), at(1799), at(1799 + 1800)])
+    db.rebuild()
+    visits = db.visits()
+    assert [(v["actions"], v["duration"]) for v in visits] == [(2, 1800), (1, 1)]
+
+
+def test_ping_extends_the_visit_and_resets_the_timer(db: Db) -> None:
+    db.insert([at(0), at(1700, action="ping"), at(3400, action="ping"), at(5000)])
+    db.rebuild()
+    [visit] = db.visits()
+    assert (visit["actions"], visit["hits"], visit["duration"]) == (2, 4, 5001)
+
+
+def test_late_ping_is_dropped_and_ping_never_starts_a_visit(db: Db) -> None:
+    db.insert([
+        at(0, action="ping"),  # nothing live yet: dropped
+        at(100),
+        at(100 + 1800, action="ping"),  # too late: dropped
+        at(100 + 1900, action="ping"),  # still nothing live: dropped
+        hit(T0, visitor_id=7, action="ping"), hit(T0 + timedelta(seconds=60), visitor_id=7, action="ping"),
+    ])
+    db.rebuild()
+    visits = db.visits()
+    assert [(v["visitor_id"], v["start"], v["duration"], v["hits"]) for v in visits] == [
+        (42, int(T0.timestamp()) + 100, 1, 1)
+    ]
+
+
+def test_new_visit_forces_a_new_visit(db: Db) -> None:
+    db.insert([at(0), at(10, new_visit=1), at(20), at(25, action="ping", new_visit=1)])
+    db.rebuild()
+    assert [v["hits"] for v in db.visits()] == [1, 3]
+
+
+def test_campaign_change_starts_a_visit_and_empty_campaign_continues(db: Db) -> None:
+    db.insert([
+        at(0), at(10, campaign="rentree"), at(20), at(30, campaign="rentree"), at(40, campaign="noel"),
+        hit(T0, visitor_id=8, campaign="noel"), hit(T0 + timedelta(seconds=5), visitor_id=8),
+    ])
+    db.rebuild()
+    assert [(v["visitor_id"], v["campaign"], v["actions"]) for v in db.visits()] == [
+        (8, "noel", 2), (42, "", 1), (42, "rentree", 3), (42, "noel", 1)
+    ]
+
+
+def test_uid_defines_the_visitor_and_the_users(db: Db) -> None:
+    # Two devices of one logged-in user share the uid-derived visitor id; a cookie visitor differs.
+    db.insert([
+        at(0, visitor_id=1001, user_hash=0), at(30, visitor_id=5, user_hash=77, device="smartphone"),
+        at(60, visitor_id=5, user_hash=77, device="ordinateur"), at(90, visitor_id=1002),
+    ])
+    db.rebuild()
+    visits = db.visits()
+    assert sorted((v["visitor_id"], v["user_hash"], v["device"]) for v in visits) == [
+        (5, 77, "smartphone"), (1001, 0, ""), (1002, 0, "")
+    ]
+    users = db.scalar("SELECT uniqExactMerge(utilisateurs) FROM dnma.visits_daily")
+    assert users == 3
+
+
+def test_matomo_calibration_example(db: Db) -> None:
+    # TRACKING.md: one visitor, two visits on one day, 8 actions -> 2 visits, 1 unique visitor,
+    # 8 actions, max 7, 1 bounce (50 %).
+    db.insert([at(i * 60) for i in range(7)] + [at(6 * 60 + 3600, action="download")])
+    db.rebuild()
+    row = db.client.query(
+        "SELECT count(), uniqExact(visitor_id), sum(actions), max(actions), sum(is_bounce) FROM dnma.visits"
+    ).result_rows[0]
+    assert row == (2, 1, 8, 7, 1)
+
+
+def test_invalid_uai_hits_are_excluded_other_flags_count(db: Db) -> None:
+    db.insert([
+        at(0, flags=["invalid_uai"], uai="BAD"), at(10, flags=["missing_service"], service=""),
+        at(20, flags=["unknown_profil"]), hit(T0, visitor_id=9, flags=["invalid_uai"]),
+    ])
+    db.rebuild()
+    [visit] = db.visits()
+    assert (visit["visitor_id"], visit["actions"], visit["uai"], visit["start"]) == (
+        42, 2, "0350001A", int(T0.timestamp()) + 10
+    )
+
+
+def test_attributes_come_from_the_first_hit_carrying_them_and_services_accumulate(db: Db) -> None:
+    db.insert([
+        at(0, uai="", profil="", service="accueil", type="NATIF"),
+        at(1, uai="0350002B", profil="", service="notes", outil="PRONOTE", type="TIERS", projet="ENT_X"),
+        at(2, uai="0350003C", profil="PARENT", service="accueil", device="tablette", os="ios"),
+        at(3, action="content", service="absences"),
+    ])
+    db.rebuild()
+    [v] = db.visits()
+    assert (v["uai"], v["profil"], v["device"], v["os"], v["projet"]) == (
+        "0350002B", "PARENT", "tablette", "ios", "ENT_X"
+    )
+    assert v["services"] == ["absences", "accueil", "notes"] and v["outils"] == ["PRONOTE"]
+    assert (v["type_natif"], v["type_tiers"], v["actions"], v["hits"]) == (1, 1, 3, 4)
+
+
+def test_referential_attributes_are_filled_from_the_dictionary(db: Db) -> None:
+    db.client.command(
+        "INSERT INTO dnma.etablissements (uai, degre, academie, departement, region, libelle_nature, secteur)"
+        " VALUES ('0350002B', '2D', 'Rennes', 'Ille-et-Vilaine', 'Bretagne', 'COLLEGE', 'PU')"
+    )
+    db.client.command("SYSTEM RELOAD DICTIONARY dnma.etablissements_dict")
+    db.insert([at(0, uai="0350002B"), hit(T0, visitor_id=3, uai="9999999Z")])
+    db.rebuild()
+    got = {v["uai"]: (v["degre"], v["academie"], v["departement"], v["region"], v["nature"], v["secteur"])
+           for v in db.visits()}
+    assert got == {
+        "0350002B": ("2D", "Rennes", "Ille-et-Vilaine", "Bretagne", "COLLEGE", "PU"),
+        "9999999Z": ("", "", "", "", "", ""),
+    }
+
+
+def test_site_time_zone_sets_the_day(tmp_path: Path) -> None:
+    sites = [{"id": 1, "name": "a", "main_url": "https://a"},
+             {"id": 2, "name": "b", "main_url": "https://b", "timezone": "America/Cayenne"}]
+    db = open_db(tmp_path, sites)
+    try:
+        # 02:00 Paris on the 15th is 22:00 on the 14th in Cayenne (UTC-3)
+        db.insert([hit(paris(2026, 1, 15, 2, 0, 0), site_id=1), hit(paris(2026, 1, 15, 2, 0, 0), site_id=2)])
+        assert db.rebuild()["days"] == ["2026-01-14", "2026-01-15"]
+        assert [(v["site_id"], v["day"]) for v in db.visits()] == [(1, date(2026, 1, 15)), (2, date(2026, 1, 14))]
+    finally:
+        db.client.close()
+
+
+def _random_hits(seed: int, n: int) -> list[dict[str, object]]:
+    rnd = random.Random(seed)
+    out = []
+    for _ in range(n):
+        out.append(hit(
+            paris(2026, 3, 9, 0, 0, 0) + timedelta(seconds=rnd.randrange(0, 3 * 86400, 7)),
+            visitor_id=rnd.randrange(1, 6),
+            action=rnd.choice(["pageview", "pageview", "ping", "event", "download", "content"]),
+            new_visit=int(rnd.random() < 0.05),
+            campaign=rnd.choice(["", "", "", "a", "b"]),
+            service=rnd.choice(["notes", "absences", ""]),
+        ))
+    return out
+
+
+def test_shuffled_and_late_import_give_identical_visits(db: Db) -> None:
+    hits = _random_hits(1, 3000)
+    db.insert(hits)
+    db.rebuild()
+    reference = db.visits()
+    assert len(reference) > 10
+    for table in ("hits", "visits", "visits_fingerprints"):
+        db.client.command(f"TRUNCATE TABLE dnma.{table}")
+    shuffled = hits[:]
+    random.Random(2).shuffle(shuffled)
+    early, late = shuffled[:2000], shuffled[2000:]
+    db.insert(early)
+    db.rebuild()
+    later = T0 + timedelta(days=30)
+    for i in range(0, len(late), 250):  # the late import, in batches, received much later
+        db.insert([dict(h, received_at=later) for h in late[i:i + 250]])
+    assert db.rebuild()["days"]  # something was dirty
+    assert db.visits() == reference
+
+
+def test_rebuild_is_idempotent_and_incremental(db: Db) -> None:
+    db.insert(_random_hits(3, 2000))
+    first = db.rebuild()
+    assert first["days"] == ["2026-03-09", "2026-03-10", "2026-03-11"]
+    before = db.visits()
+    assert db.rebuild()["days"] == []  # nothing dirty
+    again = db.rebuild([date(2026, 3, 9), date(2026, 3, 10), date(2026, 3, 11)])
+    assert again["visits"] == first["visits"] and db.visits() == before
+    # a late import touching one old day rebuilds exactly that day
+    db.insert([hit(paris(2026, 3, 10, 23, 59, 0), visitor_id=999)])
+    result = db.rebuild()
+    assert result["days"] == ["2026-03-10"]
+    assert result["rollup_partitions"] == {
+        "visits_daily": 1, "visits_services_daily": 1, "visits_weekly": 1, "visits_services_weekly": 1
+    }
+    after = db.visits()
+    assert len(after) == len(before) + 1
+    assert [v for v in after if v["visitor_id"] != 999] == before
+
+
+def test_a_day_whose_hits_vanished_is_emptied_when_rebuilt_explicitly(db: Db) -> None:
+    db.insert([at(0), hit(T0 + timedelta(days=1))])
+    db.rebuild()
+    db.client.command("ALTER TABLE dnma.hits DELETE WHERE toDate(ts) = '2026-03-10' SETTINGS mutations_sync = 1")
+    assert db.rebuild()["days"] == []  # vanished hits (TTL) do not make a day dirty
+    db.rebuild([date(2026, 3, 10)])
+    assert [v["day"] for v in db.visits()] == [date(2026, 3, 11)]
+    assert db.scalar("SELECT count() FROM dnma.visits_daily WHERE day = '2026-03-10'") == 0
