@@ -1,0 +1,436 @@
+"""The read-only ClickHouse-HTTP endpoint of embedded mode, served inside the loader process:
+the subset of ClickHouse's HTTP interface clickhouse-connect and Superset use, over chDB readers."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import logging
+import queue
+import re
+import select
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from aggregator import sqlguard
+from dnma.settings import Settings
+
+log = logging.getLogger("dnma.endpoint")
+
+# Every query we run starts with this comment, so KILL QUERY can find it in system.processes.
+MARKER = "/* dnma-endpoint "
+MAX_BODY = 1024 * 1024  # ClickHouse's own max_query_size is 256 KiB; reads need no more.
+AUTH_FAILED = 516
+TIMEOUT_EXCEEDED = 159
+UNSUPPORTED_METHOD = 1
+# Never 429/503/504: clickhouse-connect retries those.
+HTTP_STATUS = {AUTH_FAILED: 403, sqlguard.SYNTAX_ERROR: 400, 60: 404, TIMEOUT_EXCEEDED: 408}
+EXCEPTION_NAMES = {AUTH_FAILED: "AUTHENTICATION_FAILED", sqlguard.SYNTAX_ERROR: "SYNTAX_ERROR", sqlguard.READONLY: "READONLY"}
+_FORMAT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_CODE = re.compile(r"Code: (\d+)\.")
+
+
+@dataclass
+class _Readers:
+    """The pool: one readonly chDB connection per concurrency slot, plus one to kill queries."""
+
+    conns: queue.Queue[Any]
+    killer: Any
+    killer_lock: threading.Lock
+    executor: ThreadPoolExecutor
+    denied: frozenset[str]
+    default_database: str
+    timezone: str
+    version: str
+    all_conns: list[Any] = field(default_factory=list)
+    # Prefix of this endpoint's query tags: stop() kills its own queries, not another endpoint's.
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def kill(self, tag: str) -> None:
+        with self.killer_lock:
+            self.killer.query(f"KILL QUERY WHERE startsWith(query, '{MARKER}{tag} */') ASYNC", "TSVRaw")
+
+
+def _open_reader(chdb_path: str, settings: Settings) -> Any:
+    import chdb
+
+    conn = chdb.connect(chdb_path)
+    conn.query(f"SET max_threads = {int(settings.reader_max_threads)}")
+    conn.query(f"SET max_execution_time = {int(settings.reader_max_execution_time)}")
+    conn.query(f"SET max_memory_usage = {int(settings.reader_max_memory_usage)}")
+    # Last: readonly=1 then forbids changing any setting, and system.settings reports it, so
+    # clickhouse-connect stops sending settings from the handshake on.
+    conn.query("SET readonly = 1")
+    return conn
+
+
+def _open_readers(settings: Settings, chdb_path: str) -> _Readers:
+    slots = max(1, int(settings.reader_max_concurrency))
+    conns: queue.Queue[Any] = queue.Queue()
+    opened = [_open_reader(chdb_path, settings) for _ in range(slots)]
+    for conn in opened:
+        conns.put(conn)
+    killer = _open_reader(chdb_path, settings)  # KILL QUERY works under readonly in chDB
+    opened.append(killer)
+    info = killer.query("SELECT version(), timezone(), currentDatabase()", "TSVRaw").bytes().decode()
+    version, timezone, database = info.rstrip("\n").split("\t")
+    return _Readers(
+        conns=conns,
+        killer=killer,
+        killer_lock=threading.Lock(),
+        executor=ThreadPoolExecutor(max_workers=slots, thread_name_prefix="dnma-endpoint-query"),
+        denied=sqlguard.denied_functions(killer),
+        default_database=database,
+        timezone=timezone,
+        version=version,
+        all_conns=opened,
+    )
+
+
+class EndpointHandle:
+    """A running endpoint; `stop()` closes the socket, kills what still runs, closes readers."""
+
+    def __init__(self, server: ThreadingHTTPServer, thread: threading.Thread, readers: _Readers) -> None:
+        self.port: int = int(server.server_address[1])
+        self._server = server
+        self._thread = thread
+        self._readers = readers
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        try:
+            with self._readers.killer_lock:
+                prefix = f"{MARKER}{self._readers.instance}-"
+                self._readers.killer.query(f"KILL QUERY WHERE startsWith(query, '{prefix}') ASYNC", "TSVRaw")
+        except Exception:  # best effort: the process may be shutting down
+            log.exception("endpoint_stop_kill_failed")
+        self._readers.executor.shutdown(wait=True)
+        self._thread.join(timeout=5)
+        for conn in self._readers.all_conns:
+            try:
+                conn.close()
+            except Exception:
+                log.exception("endpoint_reader_close_failed")
+
+
+def start_endpoint(settings: Settings, chdb_path: str) -> EndpointHandle:
+    """Serve the endpoint from a background thread; returns once listening."""
+    if not settings.ch_http_password:
+        raise ValueError("DNMA_CH_HTTP_PASSWORD is empty: the read-only endpoint refuses to start without a password")
+    readers = _open_readers(settings, chdb_path)
+    handler = type("BoundHandler", (_Handler,), {"settings": settings, "readers": readers})
+    server = ThreadingHTTPServer((settings.ch_http_host, settings.ch_http_port), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="dnma-endpoint", daemon=True)
+    thread.start()
+    handle = EndpointHandle(server, thread, readers)
+    log.info("endpoint_listening", extra={"host": settings.ch_http_host, "port": handle.port})
+    return handle
+
+
+class _Error(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _error_from(exc: BaseException) -> _Error:
+    if isinstance(exc, sqlguard.Refused):
+        return _Error(exc.code, exc.message)
+    text = str(exc).strip()
+    m = _CODE.search(text)
+    if not m:
+        return _Error(1001, text or type(exc).__name__)
+    return _Error(int(m.group(1)), text)
+
+
+def _content_type(fmt: str) -> str:
+    f = fmt.lower()
+    if f.startswith("json"):
+        return "application/json; charset=UTF-8"
+    if f.startswith(("tabseparated", "tsv")):
+        return "text/tab-separated-values; charset=UTF-8"
+    if f.startswith("csv"):
+        return "text/csv; charset=UTF-8"
+    if f.startswith(("pretty", "vertical", "markdown", "values")):
+        return "text/plain; charset=UTF-8"
+    return "application/octet-stream"
+
+
+def _decompress(encoding: str, body: bytes) -> bytes:
+    """Undo the request's Content-Encoding (clickhouse-connect lz4-compresses insert bodies),
+    never producing more than MAX_BODY + 1 bytes, so a small bomb stays small."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    try:
+        if encoding in ("gzip", "deflate"):
+            import zlib
+
+            wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+            return zlib.decompressobj(wbits).decompress(body, MAX_BODY + 1)
+        if encoding == "lz4":
+            import lz4.frame
+
+            return bytes(lz4.frame.LZ4FrameDecompressor().decompress(body, max_length=MAX_BODY + 1))
+    except Exception as exc:
+        raise _Error(UNSUPPORTED_METHOD, f"Cannot decompress the request body ({encoding}): {exc}") from exc
+    raise _Error(UNSUPPORTED_METHOD, f"Unsupported Content-Encoding {encoding}: use gzip, deflate, lz4 or none")
+
+
+def _quote_identifier(name: str) -> str:
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: clickhouse-connect pools its connections
+    disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
+    server_version = "dnma-endpoint"
+    timeout = 120  # an idle keep-alive connection releases its thread
+    settings: Settings
+    readers: _Readers
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        # Access lines would carry query strings (personal data may sit in SQL literals).
+        return
+
+    # --- routes
+    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        url = urlsplit(self.path)
+        params = dict(parse_qsl(url.query, keep_blank_values=True))
+        if url.path in ("/ping", "/") and not params.get("query"):
+            self._send(200, b"Ok.\n", "text/plain; charset=UTF-8")
+        elif url.path == "/":
+            self._serve_query(params, b"")
+        else:
+            self._send_error(_Error(1001, f"There is no handle {url.path}"), status=404)
+
+    def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        url = urlsplit(self.path)
+        params = dict(parse_qsl(url.query, keep_blank_values=True))
+        try:
+            body = _decompress(self.headers.get("Content-Encoding", ""), self._read_body())
+        except _Error as err:
+            self.close_connection = True
+            self._send_error(err)
+            return
+        if url.path != "/":
+            self._send_error(_Error(1001, f"There is no handle {url.path}"), status=404)
+            return
+        self._serve_query(params, body)
+
+    # --- request steps
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return self._read_chunked()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            # Read what the guard needs, then drop the connection instead of draining it.
+            self.close_connection = True
+            return self.rfile.read(MAX_BODY + 1)
+        return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes:
+        out = bytearray()
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                self.rfile.readline()
+                return bytes(out)
+            if len(out) + size > MAX_BODY:
+                self.close_connection = True
+                out += self.rfile.read(MAX_BODY + 1 - len(out))
+                return bytes(out)
+            out += self.rfile.read(size)
+            self.rfile.readline()
+
+    def _authenticated(self, params: dict[str, str]) -> bool:
+        user, password = params.get("user"), params.get("password")
+        if self.headers.get("X-ClickHouse-User") is not None:
+            user, password = self.headers.get("X-ClickHouse-User"), self.headers.get("X-ClickHouse-Key", "")
+        auth = self.headers.get("Authorization", "")
+        if auth.lower().startswith("basic "):
+            try:
+                user, _, password = base64.b64decode(auth[6:].strip()).decode().partition(":")
+            except ValueError:
+                return False
+        if user is None or password is None:
+            return False
+        ok_user = hmac.compare_digest(user.encode(), self.settings.ch_http_user.encode())
+        ok_password = hmac.compare_digest(password.encode(), self.settings.ch_http_password.encode())
+        return ok_user and ok_password
+
+    def _serve_query(self, params: dict[str, str], body: bytes) -> None:
+        if not self._authenticated(params):
+            user = self.settings.ch_http_user
+            self._send_error(_Error(AUTH_FAILED, f"{user}: Authentication failed: password is incorrect, or there is no user with such name"))
+            return
+        query_id = params.get("query_id") or str(uuid.uuid4())
+        try:
+            sql = self._sql_text(params, body)
+            result, fmt, summary = self._run(params, sql)
+        except _Error as err:
+            # The code only: SQL text may hold personal data.
+            log.info("endpoint_query_failed", extra={"code": err.code, "query_id": query_id})
+            self._send_error(err, query_id=query_id)
+            return
+        except _ClientGone:
+            log.info("endpoint_client_gone", extra={"query_id": query_id})
+            self.close_connection = True
+            return
+        headers = {
+            "X-ClickHouse-Query-Id": query_id,
+            "X-ClickHouse-Format": fmt,
+            "X-ClickHouse-Timezone": self.readers.timezone,
+            "X-ClickHouse-Summary": json.dumps(summary),
+        }
+        self._send(200, result, _content_type(fmt), headers)
+
+    def _sql_text(self, params: dict[str, str], body: bytes) -> str:
+        raw = (params.get("query", "").encode() + (b"\n" if params.get("query") and body else b"") + body)
+        too_big = len(raw) > MAX_BODY
+        try:
+            sql = raw.decode("utf-8")
+            bad_utf8 = False
+        except UnicodeDecodeError:
+            # INSERT … FORMAT Native\n<binary>: decode for classification only, it gets refused.
+            sql, bad_utf8 = raw.decode("utf-8", "replace"), True
+        if not sql.strip():
+            raise _Error(sqlguard.SYNTAX_ERROR, "Empty query")
+        if too_big or bad_utf8:
+            why = "Max query size exceeded" if too_big else "Query is not valid UTF-8"
+            # clickhouse-connect puts an INSERT in `query` and its data in the body; a bare body
+            # carries its statement on the first line.
+            self._refuse_unreadable([params.get("query", ""), sql.split("\n", 1)[0], sql], why)
+        return sql
+
+    def _refuse_unreadable(self, candidates: list[str], why: str) -> None:
+        """Answer 164 if the statement is a write, else 62: this body is refused either way."""
+        conn = self.readers.conns.get()
+        try:
+            kinds = {getattr(conn._conn.classify_query(c)["query_class"], "name", "") for c in candidates if c.strip()}
+        finally:
+            self.readers.conns.put(conn)
+        if kinds - {"READ_ONLY", "UNKNOWN"}:
+            raise _Error(sqlguard.READONLY, "Cannot execute query in readonly mode: this endpoint only runs reads")
+        raise _Error(sqlguard.SYNTAX_ERROR, why)
+
+    def _run(self, params: dict[str, str], sql: str) -> tuple[bytes, str, dict[str, str]]:
+        default_format = params.get("default_format") or "TabSeparated"
+        if not _FORMAT_NAME.match(default_format):
+            raise _Error(73, f"Unknown format {default_format}")
+        query_params = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
+        tag = f"{self.readers.instance}-{uuid.uuid4().hex}"
+        marked = f"{MARKER}{tag} */\n{sql}"
+        conn = self._acquire()
+        try:
+            database = params.get("database")
+            if database:
+                conn.query(f"USE {_quote_identifier(database)}")
+            try:
+                fmt = sqlguard.check(conn, marked, query_params, self.readers.denied) or default_format
+                started = time.monotonic_ns()
+                future = self.readers.executor.submit(conn._conn.query, marked, default_format, params=query_params)
+                result = self._wait(future, tag)
+            finally:
+                if database:
+                    conn.query(f"USE {_quote_identifier(self.readers.default_database)}")
+        except (_Error, _ClientGone):
+            raise
+        except Exception as exc:
+            raise _error_from(exc) from exc
+        finally:
+            self.readers.conns.put(conn)
+        data = result.bytes()
+        summary = {
+            "read_rows": str(result.rows_read()),
+            "read_bytes": str(result.bytes_read()),
+            "written_rows": "0",
+            "written_bytes": "0",
+            "total_rows_to_read": str(result.rows_read()),
+            "result_rows": "0",
+            "result_bytes": str(len(data)),
+            "elapsed_ns": str(time.monotonic_ns() - started),
+        }
+        return data, fmt, summary
+
+    def _acquire(self) -> Any:
+        """A reader slot; excess requests wait (never 503), unless their client leaves."""
+        while True:
+            try:
+                return self.readers.conns.get(timeout=0.2)
+            except queue.Empty:
+                if self._client_gone():
+                    raise _ClientGone() from None
+
+    def _wait(self, future: Future[Any], tag: str) -> Any:
+        """The query's result; if the client hangs up meanwhile, kill the query first."""
+        watching = True
+        while True:
+            try:
+                return future.result(timeout=0.1)
+            except TimeoutError:
+                pass
+            if watching:
+                gone = self._client_gone()
+                if gone is None:
+                    watching = False  # pipelined bytes: cannot watch, just wait
+                elif gone:
+                    self.readers.kill(tag)
+                    try:
+                        future.result()
+                    except Exception:  # the expected QUERY_WAS_CANCELLED
+                        pass
+                    raise _ClientGone()
+
+    def _client_gone(self) -> bool | None:
+        """True when the peer closed its side; None when it sent more bytes (cannot tell)."""
+        sock: socket.socket = self.connection
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            return None if sock.recv(1, socket.MSG_PEEK) else True
+        except (OSError, ValueError):
+            return True
+
+    # --- responses
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("X-ClickHouse-Server-Display-Name", "dnma-endpoint")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def _send_error(self, err: _Error, status: int | None = None, query_id: str | None = None) -> None:
+        text = err.message
+        if not text.startswith("Code: "):
+            name = EXCEPTION_NAMES.get(err.code)
+            text = f"Code: {err.code}. DB::Exception: {text}." + (f" ({name})" if name else "")
+        headers = {"X-ClickHouse-Exception-Code": str(err.code)}
+        if query_id:
+            headers["X-ClickHouse-Query-Id"] = query_id
+        code_status = HTTP_STATUS.get(err.code, 500)
+        self._send(status or code_status, (text + "\n").encode(), "text/plain; charset=UTF-8", headers)
+
+
+class _ClientGone(Exception):
+    """The client closed the connection before its answer was ready."""
