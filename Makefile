@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 JS := tagging-sdk/js
 APT_STAMP := $(VENV)/.apt-installed
 
-.PHONY: up down status test lint typecheck pytest js bench golden clean install system-deps
+.PHONY: up down status test lint typecheck pytest js bench golden readme clean install system-deps \
+	superset-install superset-assets superset-screenshots
 
 install: $(STAMP)
 
@@ -34,7 +35,28 @@ js: $(JS)/dist/dnma.iife.js
 $(JS)/dist/dnma.iife.js: $(wildcard $(JS)/src/*) $(JS)/package.json
 	cd $(JS) && (test -d node_modules || npm ci --no-audit --no-fund --loglevel=error) && npm run --silent build
 
-up: $(STAMP) js
+# Superset lives in its own virtualenv (superset/.venv): its pins must not leak into the project's.
+SUPERSET_VENV := superset/.venv
+SUPERSET_STAMP := $(SUPERSET_VENV)/.installed
+
+superset-install: $(SUPERSET_STAMP)
+
+$(SUPERSET_STAMP): superset/requirements.txt
+	@test -x $(SUPERSET_VENV)/bin/python || $(PYTHON) -m venv $(SUPERSET_VENV)
+	$(SUPERSET_VENV)/bin/pip install --quiet --upgrade pip
+	$(SUPERSET_VENV)/bin/pip install --quiet -r superset/requirements.txt
+	@touch $(SUPERSET_STAMP)
+
+# The dashboards' YAML bundle, regenerated from superset/dnma_superset/bundle.py (review the diff).
+superset-assets: $(STAMP)
+	$(BIN)/python superset/build_assets.py
+
+# README screenshots: taken by the browser test into test-artifacts/superset/, copied here.
+superset-screenshots: $(STAMP) superset-install system-deps
+	$(BIN)/pytest -q tests/superset/test_browser.py
+	mkdir -p docs/screenshots && cp test-artifacts/superset/*.png docs/screenshots/
+
+up: $(STAMP) js superset-install
 	$(BIN)/dnma up
 
 down:
@@ -49,7 +71,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy dnma collector aggregator
 
-pytest: $(STAMP) js system-deps
+pytest: $(STAMP) js system-deps superset-install
 	cd $(JS) && npm test --silent
 	$(BIN)/pytest -q
 
@@ -57,6 +79,9 @@ test: lint typecheck pytest
 
 bench: $(STAMP) js system-deps
 	$(BIN)/python bench/run_all.py
+
+readme: $(STAMP)
+	$(BIN)/python -m dnma.settings --readme README.md
 
 golden: $(STAMP)
 	$(BIN)/python tests/referentiel_exports/regen_golden.py

@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "aggregate": ("aggregator.sessionizer", "compute visits and visit rollups (once or as a loop)"),
     "export": ("aggregator.exports", "write an open-data export (CSV)"),
     "demo": ("dnma_client.simulator", "send simulated ENT traffic through the collector"),
+    "checks": ("aggregator.checks.cli", "run the data-quality checks, or list their status and open alerts"),
+    "superset": ("dnma_superset.provision", "Superset: `provision` imports the dashboards, roles, RLS and users"),
 }
 
 

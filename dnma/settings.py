@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     loader_batch_rows: int = Field(default=100_000, description="Maximum rows per ClickHouse insert.")
     loader_poll_interval_ms: int = Field(default=200, description="How often the loader looks for new spool records.")
     loader_retry_max_s: float = Field(default=30.0, description="Cap of the loader's exponential backoff when ClickHouse fails.")
+    loader_aggregate_interval_s: float = Field(default=30.0, description="How often the loader runs the sessionizer (visits); 0 disables.")
 
     # --- read-only ClickHouse-HTTP endpoint (embedded mode)
     ch_http_host: str = Field(default="127.0.0.1", description="Bind address of the read-only endpoint.")
@@ -84,6 +85,48 @@ class Settings(BaseSettings):
     # --- logging
     log_format: str = Field(default="json", description="json (one event per line) or text.")
     log_level: str = Field(default="INFO", description="Python log level.")
+
+    # --- quality checks (aggregator/checks; INDICATORS.md "Automated quality checks")
+    quality_checks_interval_s: float = Field(default=900.0, description="How often the loader runs the quality checks; 0 disables.")
+    quality_checks_disabled: list[str] = Field(default=[], description="Checks never run (names as in `dnma checks list`).")
+    quality_window_hours: int = Field(default=24, description="Window of the share checks (UAI, properties, vocabulary, perimeter, lateness, duplicates).")
+    quality_min_hits: int = Field(default=100, description="A scope with fewer hits in the window is not judged by the share checks.")
+    quality_invalid_uai_max_share: float = Field(default=0.02, description="invalid_uai fires above this share of hits with a malformed UAI.")
+    quality_unknown_uai_max_share: float = Field(default=0.05, description="unknown_uai fires above this share of valid-UAI hits absent from the referential.")
+    quality_missing_properties_max_share: float = Field(default=0.05, description="missing_properties fires above this share of page views lacking UAI, SERVICE, TYPE or PROFIL.")
+    quality_vocabulary_min_hits: int = Field(default=10, description="vocabulary fires when a site sends at least this many hits with unknown SERVICE/PROFIL/TYPE values.")
+    quality_perimeter_max_share: float = Field(default=0.01, description="perimeter fires above this share of hits with a UAI outside the site's perimeter.")
+    quality_coverage_min_share: float = Field(default=0.5, description="coverage fires when fewer establishments of the perimeter than this share were seen in the coverage window.")
+    quality_coverage_days: int = Field(default=30, description="Window of the tagging-coverage check, days.")
+    quality_coverage_min_school_days: int = Field(default=10, description="Coverage is not judged when its window holds fewer school days (summer).")
+    quality_lateness_hours: float = Field(default=6.0, description="A hit received more than this many hours after its time is late.")
+    quality_clock_skew_s: int = Field(default=300, description="A hit dated more than this many seconds after its reception is in the future.")
+    quality_lateness_max_share: float = Field(default=0.05, description="lateness / clock_skew fire above this share of the hits received in the window.")
+    quality_duplicate_seconds: int = Field(default=5, description="Identical hits (same visitor, action, URL, properties) within this many seconds are duplicates.")
+    quality_duplicates_max_share: float = Field(default=0.02, description="duplicates fires above this share of repeated pv_id / identical hits.")
+    quality_silence_weeks: int = Field(default=4, description="Past weeks (same weekday and time) the silence check learns the usual gap from.")
+    quality_silence_min_weeks: int = Field(default=3, description="Silence is not judged with fewer usable (non-holiday) past weeks.")
+    quality_silence_min_minutes: int = Field(default=30, description="A silence shorter than this never fires.")
+    quality_silence_max_hours: int = Field(default=48, description="Longest silence span compared with past weeks (longer silences keep firing).")
+    quality_silence_active_share: float = Field(default=0.75, description="Silence fires when at least this share of past weeks had hits over the same span.")
+    quality_silence_min_expected_hits: int = Field(default=5, description="Silence fires only when past weeks had at least this many hits (median) over the span.")
+    quality_volume_weeks: int = Field(default=6, description="Past same weekdays the volume check builds its band from.")
+    quality_volume_min_weeks: int = Field(default=4, description="Volume is not judged with fewer usable (non-holiday) past same weekdays.")
+    quality_volume_k: float = Field(default=4.0, description="Band half-width in robust standard deviations (1.4826·MAD).")
+    quality_volume_min_rel_band: float = Field(default=0.25, description="Band half-width floor as a share of the median (MAD is often 0 on stable series).")
+    quality_volume_min_daily: int = Field(default=50, description="A scope whose median day is below this is not judged.")
+    quality_backlog_max_share: float = Field(default=0.5, description="ingestion fires when the spool backlog exceeds this share of spool_max_bytes.")
+    quality_loader_lag_max_s: float = Field(default=300.0, description="ingestion fires when the loader lags more than this.")
+    quality_refused_max_share: float = Field(default=0.05, description="ingestion fires when a refusal reason exceeds this share of requests between two runs.")
+    quality_refused_ignored: list[str] = Field(
+        default=["rec_not_1", "bot", "excluded_ip", "excluded_user_agent", "do_not_track", "preview"],
+        description="Collector drop reasons that are exclusions, not refusals (never fire).",
+    )
+    quality_academie_zones: dict[str, str] = Field(default={}, description="Overrides of the académie -> school-holiday zone map ('Rennes' = 'B').")
+    quality_extra_holidays: list[str] = Field(default=[], description="Extra days off, 'YYYY-MM-DD/YYYY-MM-DD' or 'ZONE:YYYY-MM-DD/YYYY-MM-DD' (overseas calendars).")
+    quality_webhook_url: str = Field(default="", description="POST one JSON per run with the opened/resolved alerts. Empty: no webhook.")
+    quality_webhook_retries: int = Field(default=3, description="Webhook attempts after the first, with exponential backoff.")
+    quality_webhook_backoff_s: float = Field(default=1.0, description="First webhook retry delay; doubles each time.")
 
     @classmethod
     def settings_customise_sources(
@@ -123,3 +166,38 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings(**overrides: Any) -> Settings:
     return Settings(**overrides)
+
+
+def markdown_table() -> str:
+    """The README's settings table, generated from the fields so they never drift apart."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        if isinstance(default, Path):
+            default = str(default.relative_to(REPO_ROOT)) if default.is_relative_to(REPO_ROOT) else str(default)
+        shown = f"`{default}`" if default not in ("", None) else "(empty)"
+        rows.append(f"| `DNMA_{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)
+
+
+BEGIN, END = "<!-- settings:begin -->", "<!-- settings:end -->"
+
+
+def refresh_readme(readme: Path) -> bool:
+    """Rewrite the settings table between the README's markers; True when it changed."""
+    text = readme.read_text(encoding="utf-8")
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    new = f"{head}{BEGIN}\n{markdown_table()}\n{END}{tail}"
+    if new != text:
+        readme.write_text(new, encoding="utf-8")
+    return new != text
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["--readme"]:
+        refresh_readme(Path(sys.argv[2]))
+    else:
+        print(markdown_table())

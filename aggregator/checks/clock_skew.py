@@ -1,0 +1,27 @@
+"""clock_skew: share of the hits a site delivered in the window dated in the future (after their
+own reception, beyond a tolerance): a wrong server clock or a wrong `cdt`."""
+
+from __future__ import annotations
+
+from aggregator.checks.base import Check, CheckResult, Context, pct
+from aggregator.checks.lateness import LOOKBACK_S, RECEIVED_IN_WINDOW
+from aggregator.checks.shares import per_site_shares, seuil
+
+
+def run(ctx: Context) -> CheckResult:
+    limit = ctx.settings.quality_lateness_max_share
+    skew = ctx.settings.quality_clock_skew_s
+    return per_site_shares(
+        ctx,
+        faulty="countIf(toInt64(toUnixTimestamp(ts)) - toUnixTimestamp(received_at) > {skew:UInt32})",
+        extra="max(toInt64(toUnixTimestamp(ts)) - toUnixTimestamp(received_at))",
+        where=RECEIVED_IN_WINDOW,
+        params={"skew": skew, "lookback": LOOKBACK_S},
+        threshold=limit,
+        message=lambda s, n, more: (
+            f"{pct(s)} des hits datés dans le futur (avance max {int(more[0]) // 60} min, {seuil(limit)})"
+        ),
+    )
+
+
+CHECK = Check("clock_skew", "Hits datés dans le futur (horloge décalée)", run)

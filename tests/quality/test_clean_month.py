@@ -1,0 +1,52 @@
+"""False positives: two months and a half of clean synthetic traffic, Toussaint holidays and a
+public holiday included; every check run across term time and holidays opens no alert at all."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from aggregator.checks.base import PARIS
+from aggregator.checks.calendar import SchoolCalendar
+from aggregator.checks.runner import run_checks
+from tests.quality.conftest import SITE_BZH, SITE_CRE, SITE_UAIS, current_alerts
+from tests.quality.synth import buckets, insert_clean
+
+
+def test_clean_traffic_opens_no_alert(env: Any) -> None:
+    client, settings = env
+    calendar = SchoolCalendar(settings)
+    from aggregator.checks.base import Context
+
+    ctx = Context(client, settings, datetime.now(PARIS))
+    rows = []
+    for site_id, daily in ((SITE_BZH, 3000), (SITE_CRE, 1500)):
+        rows += buckets(site_id, daily, date(2024, 9, 2), date(2024, 11, 13), ctx.site_territory(site_id), calendar)
+    n = insert_clean(client, rows, {s: SITE_UAIS[s] for s in (SITE_BZH, SITE_CRE)},
+                     {SITE_BZH: "ENT_BZH", SITE_CRE: "ENT_CRE"})
+    assert n > 200_000
+    # Term time, nights, the weekend, the first and last holiday days, the day back, 11 November.
+    moments = [
+        (2024, 10, 14, 10), (2024, 10, 15, 3), (2024, 10, 16, 17), (2024, 10, 18, 23), (2024, 10, 19, 11),
+        (2024, 10, 21, 14), (2024, 10, 24, 10), (2024, 10, 30, 7), (2024, 11, 1, 15), (2024, 11, 3, 20),
+        (2024, 11, 4, 9), (2024, 11, 5, 6), (2024, 11, 6, 18), (2024, 11, 8, 13), (2024, 11, 11, 10),
+        (2024, 11, 12, 8), (2024, 11, 13, 21),
+    ]
+    runs = 0
+    for y, m, d, h in moments:
+        now = datetime(y, m, d, h, 0, tzinfo=PARIS)
+        transitions = run_checks(client, settings, now=now)
+        assert transitions == [], (now, [t.message for t in transitions])
+        runs += 1
+    assert current_alerts(client) == []
+    assert runs == len(moments)
+    # Not vacuous: on a term-time day every scope was judged (none skipped) and found normal.
+    from aggregator.checks import silence, volume
+
+    judged = Context(client, settings, datetime(2024, 11, 13, 6, tzinfo=PARIS))
+    result = volume.run(judged)
+    assert result.findings == [] and result.skipped == set()
+    judged = Context(client, settings, datetime(2024, 11, 12, 16, 30, tzinfo=PARIS))
+    assert silence.run(judged).findings == []
+    assert ctx.calendar.is_off(date(2024, 10, 21), ctx.site_territory(SITE_BZH))
+    assert not ctx.calendar.is_off(date(2024, 11, 4) + timedelta(days=1), ctx.site_territory(SITE_BZH))
