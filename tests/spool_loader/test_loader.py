@@ -1,0 +1,144 @@
+"""The real loader process (`python -m dnma.cli loader`) on a real spool and a real chDB: exactly
+once across kill -9 at random instants, ClickHouse unreachable, a writer killed mid-stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sl_support import (
+    REPO,
+    free_port,
+    hits_counts,
+    log_events,
+    log_tail,
+    record,
+    run_loader_once,
+    start_loader,
+    status,
+    stop,
+    wait_until,
+    write_records,
+)
+
+from dnma import spool
+from dnma.spool import SpoolWriter, iter_records
+
+HERE = Path(__file__).parent
+
+
+def _acked(ack: Path) -> set[int]:
+    # The last line may be torn by the kill: only newline-terminated lines count.
+    return {int(line) for line in ack.read_text().split("\n")[:-1] if line.isdigit()}
+
+
+def test_loads_everything_once_and_retires_segments(tmp_path: Path) -> None:
+    write_records(tmp_path / "spool", 3000, per_append=100, segment_bytes=64 * 1024)
+    assert len(spool.list_segments(tmp_path / "spool")) > 3
+    run_loader_once(tmp_path, loader_batch_rows=1000)
+    assert hits_counts(tmp_path) | {"urls": []} == {"count": 3000, "uniq": 3000, "urls": []}
+    assert spool.list_segments(tmp_path / "spool") == []  # every finished, loaded segment deleted
+    st = status(tmp_path)
+    assert st["rows"] == 3000 and st["batches"] == 3 and st["backlog_bytes"] == 0
+    # Logs are structured and carry no hit content.
+    assert log_events(tmp_path, "batch_loaded") and "https://t/" not in log_tail(tmp_path, 10**6)
+
+
+def test_redo_of_an_inserted_but_uncommitted_batch_is_deduplicated(tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    writer = SpoolWriter(spool_dir, max_bytes=10**9, segment_bytes=10**8, commit_interval_ms=1)
+
+    async def write() -> None:  # left open (locked): the loader must not retire the segment
+        await writer.start()
+        await writer.append([record(n) for n in range(1000)])
+
+    asyncio.run(write())
+    run_loader_once(tmp_path)
+    assert hits_counts(tmp_path)["count"] == 1000
+    state_path = spool_dir / "_loader.state"
+    ((name, end),) = json.loads(state_path.read_text())["committed"].items()
+    # Exactly the state on disk had the loader been killed after its insert, before the commit.
+    state_path.write_text(json.dumps({"committed": {}, "pending": [[name, 0, end]]}))
+    run_loader_once(tmp_path)
+    assert len(log_events(tmp_path, "pending_redo")) == 1
+    counts = hits_counts(tmp_path)
+    assert counts["count"] == 1000 and counts["uniq"] == 1000
+    assert json.loads(state_path.read_text()) == {"committed": {name: end}, "pending": None}
+
+
+@pytest.mark.slow
+def test_loader_killed_9_repeatedly_stores_each_record_exactly_once(tmp_path: Path) -> None:
+    total = 20_000
+    ack = tmp_path / "ack"
+    writer = subprocess.Popen([sys.executable, str(HERE / "sl_writer.py"), str(tmp_path / "spool"), "0", str(total),
+                               "20", str(ack), str(128 * 1024)], cwd=REPO)
+    rng = random.Random(20_000)
+    seen_at_kill = []
+    for _ in range(5):
+        before = len(log_events(tmp_path, "batch_loaded")) if (tmp_path / "loader.log").exists() else 0
+        proc = start_loader(tmp_path, loader_batch_rows=300)
+        # Kill at a random instant once loading is under way (startup alone would test little).
+        # (+2: the first batch_loaded of a run may be the redo of a batch already stored)
+        wait_until(lambda b=before, p=proc: len(log_events(tmp_path, "batch_loaded")) > b + 1 or p.poll() is not None, 60)
+        time.sleep(rng.uniform(0.0, 0.4))
+        stop(proc, kill=True)
+        counts = hits_counts(tmp_path)
+        assert counts["count"] == counts["uniq"], counts  # never a duplicate, even mid-way
+        seen_at_kill.append(counts["count"])
+    assert writer.wait(timeout=120) == 0
+    assert len(_acked(ack)) == total
+    run_loader_once(tmp_path)
+    counts = hits_counts(tmp_path)
+    assert counts == {"count": total, "uniq": total, "urls": []}, (counts, seen_at_kill)
+    assert len({c for c in seen_at_kill if 0 < c < total}) >= 3, seen_at_kill  # kills landed mid-load
+    print("stored at each kill:", seen_at_kill, "redos:", len(log_events(tmp_path, "pending_redo")))
+
+
+def test_unreachable_clickhouse_keeps_the_spool_and_retries_then_drains(tmp_path: Path) -> None:
+    write_records(tmp_path / "spool", 2000, per_append=200, segment_bytes=64 * 1024)
+    before = sorted(p.name for p in (tmp_path / "spool").iterdir())
+    proc = start_loader(tmp_path, clickhouse_dsn=f"http://default:@127.0.0.1:{free_port()}/dnma")
+    wait_until(lambda: status(tmp_path).get("retries", 0) >= 3, 60, "3 retries")
+    st = status(tmp_path)
+    assert st["state"] == "retrying" and st["rows"] == 0 and st["last_error"]
+    t0 = time.monotonic()
+    assert stop(proc) == 0  # SIGTERM cuts the backoff short
+    assert time.monotonic() - t0 < 10
+    assert sorted(p.name for p in (tmp_path / "spool").iterdir()) == before  # nothing consumed
+    assert len(list(iter_records(tmp_path / "spool"))) == 2000
+    failed = log_events(tmp_path, "clickhouse_failed")
+    delays = [e["retry_in_s"] for e in failed]
+    assert delays[:3] == [0.2, 0.4, 0.5]  # exponential, capped at loader_retry_max_s
+    run_loader_once(tmp_path)  # ClickHouse back (embedded DSN): everything drains
+    assert hits_counts(tmp_path) | {"urls": []} == {"count": 2000, "uniq": 2000, "urls": []}
+
+
+@pytest.mark.slow
+def test_writer_killed_9_every_acknowledged_record_is_stored(tmp_path: Path) -> None:
+    loader = start_loader(tmp_path)
+    try:
+        wait_until(lambda: status(tmp_path).get("state") == "running", 60, "loader running")
+        ack = tmp_path / "ack"
+        writer = subprocess.Popen([sys.executable, str(HERE / "sl_writer.py"), str(tmp_path / "spool"), "0",
+                                   "10000000", "30", str(ack), str(256 * 1024)], cwd=REPO)
+        wait_until(lambda: ack.exists() and ack.stat().st_size > 30_000, 60, "writer acks")
+        writer.kill()  # mid-stream, records in flight
+        writer.wait()
+        acked = _acked(ack)
+        # The loader claims the dead writer's open segment, loads it and deletes it.
+        wait_until(lambda: not spool.list_segments(tmp_path / "spool"), 60, "spool drained")
+        assert stop(loader) == 0
+    finally:
+        stop(loader, kill=True)
+    assert log_events(tmp_path, "loader_stopped")
+    counts = hits_counts(tmp_path, with_urls=True)
+    stored = {int(u.rsplit("/", 1)[1]) for u in counts["urls"]}
+    assert counts["count"] == counts["uniq"] == len(stored)
+    assert len(acked) > 3000 and acked <= stored, len(acked - stored)
+    print(f"acked {len(acked)}, stored {len(stored)} (stored but unacked: {len(stored - acked)})")
