@@ -11,7 +11,6 @@ already has. A segment is deleted only once finished and committed to its end.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -20,7 +19,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +26,20 @@ import orjson
 
 from aggregator.loader_state import Intent, LoaderState, Range
 from dnma import spool
-from dnma.hits import HIT_COLUMN_NAMES, HIT_DEFAULTS
 from dnma.settings import Settings, get_settings
 
 STATUS_FILE = "loader_status.json"  # read by the collector's /metrics (separate process)
 _READ_CHUNK = 32 * 1024 * 1024  # bytes read from one segment per batch-building pass
-_RECEIVED_AT = HIT_COLUMN_NAMES.index("received_at")
 
 log = logging.getLogger("dnma.loader")
 
 
 class Stopping(Exception):
     """SIGTERM arrived while waiting to retry: leave the intent on disk for the next start."""
+
+
+class _DataError(Exception):
+    """ClickHouse refused the data itself (a parse or type error): retrying would not help."""
 
 
 # --- logging -------------------------------------------------------------------------------------
@@ -96,23 +96,22 @@ class Batch:
     oldest_received_at: int = 0
 
 
-def _columns(records: list[bytes]) -> tuple[list[list[Any]], int, int]:
-    """Column-oriented rows (the insert format) from spool records; counts undecodable records."""
-    columns: list[list[Any]] = [[] for _ in HIT_COLUMN_NAMES]
-    pairs = [(columns[i], name, HIT_DEFAULTS[name]) for i, name in enumerate(HIT_COLUMN_NAMES)]
-    rejected = 0
-    for rec in records:
-        try:
-            row = orjson.loads(rec)
-        except orjson.JSONDecodeError:
-            row = None
-        if not isinstance(row, dict):
-            rejected += 1  # cannot be a hit: deterministic, so a redo rejects the same ones
-            continue
-        for col, name, default in pairs:
-            col.append(row.get(name, default))
-    received = [t for t in columns[_RECEIVED_AT] if t]
-    return columns, rejected, min(received) if received else 0
+# ClickHouse error codes that mean "this data cannot be inserted", not "ClickHouse is unwell".
+_DATA_ERROR_CODES = frozenset({6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 173, 321, 407})
+
+
+def _is_data_error(exc: Exception) -> bool:
+    text = str(exc)
+    return any(f"Code: {code}." in text for code in _DATA_ERROR_CODES) or "Cannot parse" in text
+
+
+def _oldest_received_at(records: list[bytes]) -> int:
+    """The batch's oldest reception time, from its first record (records are in arrival order)."""
+    try:
+        value = orjson.loads(records[0]).get("received_at", 0)
+    except (orjson.JSONDecodeError, AttributeError, IndexError):
+        return 0
+    return value if isinstance(value, int) else 0
 
 
 def _segment_by_name(spool_dir: Path) -> dict[str, spool.Segment]:
@@ -195,16 +194,18 @@ class Loader:
         self.client: Any = None
         self.endpoint: Any = None
         self._status_at = 0.0
-        self._aggregate_at = time.monotonic()
 
     # -- retry
-    def _retry(self, what: str, fn: Any) -> Any:
-        """Call fn until it succeeds, backing off exponentially up to loader_retry_max_s."""
+    def _retry(self, what: str, fn: Any, give_up: Any = None) -> Any:
+        """Call fn until it succeeds, backing off exponentially up to loader_retry_max_s.
+        `give_up(exc)` true: the failure is the data's, retrying cannot help (raises _DataError)."""
         delay = 0.2
         while True:
             try:
                 return fn()
             except Exception as exc:  # any failure: the batch stays pending, nothing is lost
+                if give_up is not None and give_up(exc):
+                    raise _DataError(str(exc)[:200]) from exc
                 self.metrics.retries += 1
                 self.metrics.last_error = type(exc).__name__
                 self.metrics.state = "retrying"
@@ -231,17 +232,11 @@ class Loader:
     def start_endpoint(self) -> None:
         if not self.settings.embedded:
             return  # Superset reads the ClickHouse server directly
+        from aggregator.endpoint import start_endpoint
+
         chdb_path = self.settings.resolved_dsn.split("://", 1)[1].split("?", 1)[0]
-        try:
-            endpoint_mod = importlib.import_module("aggregator.endpoint")
-            start = endpoint_mod.start_endpoint
-        except (ModuleNotFoundError, AttributeError):
-            # Endpoint not there (yet): still answer /ping so supervisors see readiness.
-            self.endpoint = _PingServer(self.settings.ch_http_host, self.settings.ch_http_port)
-            _event("endpoint_fallback_ping", port=self.endpoint.port)
-            return
-        self.endpoint = start(self.settings, chdb_path)
-        _event("endpoint_started", port=getattr(self.endpoint, "port", None))
+        self.endpoint = start_endpoint(self.settings, chdb_path)
+        _event("endpoint_started", port=self.endpoint.port)
 
     # -- one batch
     def redo_pending(self) -> None:
@@ -271,22 +266,26 @@ class Loader:
         return True
 
     def _insert(self, intent: Intent, records: list[bytes]) -> int:
-        columns, rejected, oldest = _columns(records)
-        rows = len(records) - rejected
-        if rejected:
-            _event("records_rejected", logging.ERROR, count=rejected, token=intent.token)
+        """Insert the batch as JSONEachRow: spool records already are one JSON object per hit, so
+        ClickHouse parses them natively (no Python per-row work). A batch ClickHouse cannot parse
+        is inserted record by record instead, so one bad record never blocks the others."""
+        oldest = _oldest_received_at(records)
         if oldest:
             self.metrics.lag_seconds = max(0.0, time.time() - oldest)
-        settings = {"insert_deduplicate": 1, "insert_deduplication_token": intent.token}
+        table = f"{self.settings.clickhouse_database}.hits"
+        rows, rejected = len(records), 0
 
-        def insert() -> None:
+        def insert(block: bytes, token: str) -> None:
             t0 = time.perf_counter()
-            self.client.insert("hits", columns, column_names=list(HIT_COLUMN_NAMES), column_oriented=True,
-                               database=self.settings.clickhouse_database, settings=settings)
+            self.client.raw_insert(table, insert_block=block, fmt="JSONEachRow",
+                                   settings={"insert_deduplicate": 1, "insert_deduplication_token": token})
             self.metrics.last_insert_ms = round((time.perf_counter() - t0) * 1000, 1)
 
-        if rows:
-            self._retry("insert", insert)
+        if records:
+            try:
+                self._retry("insert", lambda: insert(b"\n".join(records), intent.token), give_up=_is_data_error)
+            except _DataError:
+                rows, rejected = self._insert_one_by_one(intent, records, insert)
         self.state.commit()
         self.metrics.batches += 1
         self.metrics.rows += rows
@@ -294,6 +293,19 @@ class Loader:
         self.metrics.state = "running"
         _event("batch_loaded", rows=rows, ranges=len(intent.ranges), insert_ms=self.metrics.last_insert_ms)
         return rows
+
+    def _insert_one_by_one(self, intent: Intent, records: list[bytes], insert: Any) -> tuple[int, int]:
+        """Slow path for a batch with a bad record: per-record tokens derived from the batch's keep a
+        redo exactly-once too, and the same records are rejected every time (deterministic)."""
+        rows = rejected = 0
+        for i, rec in enumerate(records):
+            try:
+                self._retry("insert", lambda rec=rec, i=i: insert(rec, f"{intent.token}:{i}"), give_up=_is_data_error)
+                rows += 1
+            except _DataError:
+                rejected += 1
+        _event("records_rejected", logging.ERROR, count=rejected, token=intent.token)
+        return rows, rejected
 
     # -- segments
     def retire(self) -> None:
@@ -340,24 +352,34 @@ class Loader:
         if backlog == 0:
             self.metrics.lag_seconds = 0.0
 
-    # -- side duties
-    def maybe_aggregate(self) -> None:
-        interval = self.settings.loader_aggregate_interval_s
-        if interval <= 0 or time.monotonic() - self._aggregate_at < interval:
-            return
-        self._aggregate_at = time.monotonic()
-        try:
-            fn = importlib.import_module("aggregator.sessionizer").aggregate_once
-        except (ModuleNotFoundError, AttributeError):
-            return  # sessionizer not installed yet
+    # -- side duties (own thread and client, so loading never waits for them)
+    def side_duties(self) -> None:
+        """Visits every loader_aggregate_interval_s, quality checks every quality_checks_interval_s."""
+        from aggregator.checks.runner import checks_due, run_checks
+        from aggregator.sessionizer import aggregate_once
+        from dnma.chclient import get_client
+
+        client = get_client(self.settings)
+        aggregated_at = time.monotonic()
+        checked_at: float | None = None
+        while not self.stop.wait(1.0):
+            interval = self.settings.loader_aggregate_interval_s
+            if interval > 0 and time.monotonic() - aggregated_at >= interval:
+                aggregated_at = time.monotonic()
+                self._duty("aggregated", lambda: aggregate_once(client, self.settings))
+            if checks_due(self.settings, checked_at):
+                checked_at = time.time()
+                self._duty("checked", lambda: {"transitions": len(run_checks(client, self.settings))})
+
+    def _duty(self, name: str, fn: Any) -> None:
         try:
             t0 = time.perf_counter()
-            result = fn(self.client, self.settings)
-            quiet = isinstance(result, dict) and not result.get("days")  # nothing was dirty
-            _event("aggregated", logging.DEBUG if quiet else logging.INFO, ms=round((time.perf_counter() - t0) * 1000, 1),
-                   result=result if isinstance(result, dict) else None)
-        except Exception as exc:  # visits are recomputed next time; loading must go on
-            _event("aggregate_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc)[:200])
+            result = fn()
+            quiet = isinstance(result, dict) and not any(result.values())
+            _event(name, logging.DEBUG if quiet else logging.INFO,
+                   ms=round((time.perf_counter() - t0) * 1000, 1), result=result if isinstance(result, dict) else None)
+        except Exception as exc:  # recomputed next time; loading must go on
+            _event(f"{name}_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc)[:200])
 
     def write_status(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -380,6 +402,7 @@ class Loader:
             self.connect()
             self.redo_pending()
             self.start_endpoint()
+            threading.Thread(target=self.side_duties, name="side-duties", daemon=True).start()
             self.metrics.state = "running"
             retired_at = 0.0
             while not self.stop.is_set():
@@ -390,7 +413,6 @@ class Loader:
                     retired_at = time.monotonic()
                 self.write_status()
                 if not loaded:
-                    self.maybe_aggregate()
                     self.stop.wait(poll)
         except Stopping:
             _event("stopped_with_pending", logging.WARNING, pending=self.state.pending is not None)
@@ -400,32 +422,6 @@ class Loader:
             if self.endpoint is not None:
                 self.endpoint.stop()
             _event("loader_stopped", batches=self.metrics.batches, rows=self.metrics.rows)
-
-
-class _PingServer:
-    """Minimal stand-in for the read-only endpoint: GET /ping -> Ok."""
-
-    def __init__(self, host: str, port: int) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                ok = self.path.split("?")[0] == "/ping"
-                body = b"Ok.\n" if ok else b"not found\n"
-                self.send_response(200 if ok else 404)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # --- command line --------------------------------------------------------------------------------

@@ -142,3 +142,24 @@ def test_writer_killed_9_every_acknowledged_record_is_stored(tmp_path: Path) -> 
     assert counts["count"] == counts["uniq"] == len(stored)
     assert len(acked) > 3000 and acked <= stored, len(acked - stored)
     print(f"acked {len(acked)}, stored {len(stored)} (stored but unacked: {len(stored - acked)})")
+
+
+def test_a_record_clickhouse_cannot_parse_is_rejected_alone(tmp_path: Path) -> None:
+    """A batch with one bad record falls back to per-record inserts: the others are stored once,
+    the bad one is counted as rejected and never blocks the spool."""
+    spool_dir = tmp_path / "spool"
+    writer = SpoolWriter(spool_dir, max_bytes=10**9, segment_bytes=10**8, commit_interval_ms=1)
+
+    async def write() -> None:
+        await writer.start()
+        good = [record(n) for n in range(50)]
+        await writer.append(good[:20] + [b'{"site_id": "not a number", "url": "https://t/bad"}'] + good[20:])
+        await writer.close()
+
+    asyncio.run(write())
+    run_loader_once(tmp_path, loader_batch_rows=1000)
+    counts = hits_counts(tmp_path, with_urls=True)
+    assert counts["count"] == 50 and counts["uniq"] == 50
+    assert "https://t/bad" not in counts["urls"]
+    assert status(tmp_path)["rejected"] == 1
+    assert log_events(tmp_path, "records_rejected")
