@@ -1,0 +1,178 @@
+"""The collector's slow paths on FastAPI: /healthz, /metrics, the tracker script, and the Matomo
+`module=API` surface as a registry of method name → handler (the reporting API adds its own).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from collector.protocol import MAX_BODY_BYTES, request_params
+from dnma.settings import REPO_ROOT, Settings
+from dnma.sites import Site, SiteRegistry
+
+if TYPE_CHECKING:
+    from collector.app import Collector
+
+
+class ApiError(Exception):
+    """Answered as Matomo does: `{"result":"error","message":...}`."""
+
+
+@dataclass
+class ApiRequest:
+    params: dict[str, str]
+    sites: SiteRegistry
+    settings: Settings
+
+    @property
+    def token(self) -> str:
+        return self.params.get("token_auth", "")
+
+    def is_super_user(self) -> bool:
+        sup = self.settings.super_user_token
+        return bool(sup and self.token) and hmac.compare_digest(self.token.encode(), sup.encode())
+
+    def can_view(self, site: Site) -> bool:
+        return self.is_super_user() or site.token_ok(self.token)
+
+    def int_param(self, name: str) -> int:
+        raw = self.params.get(name, "").strip()
+        if not raw.lstrip("-").isdigit():
+            raise ApiError(f"Parameter '{name}' missing or not an integer")
+        return int(raw)
+
+
+ApiHandler = Callable[[ApiRequest], Any]
+API_METHODS: dict[str, ApiHandler] = {}
+
+
+def api_method(name: str) -> Callable[[ApiHandler], ApiHandler]:
+    """Register a Matomo API method (`Module.action`); other modules call this to add theirs."""
+
+    def register(fn: ApiHandler) -> ApiHandler:
+        API_METHODS[name] = fn
+        return fn
+
+    return register
+
+
+_NO_ACCESS = "You can't access this resource as it requires 'view' access for the website id = {}."
+
+
+@api_method("SitesManager.getSiteFromId")
+def get_site_from_id(req: ApiRequest) -> Any:
+    site_id = req.int_param("idSite")
+    site = req.sites.get(site_id)
+    if site is None or not req.can_view(site):
+        # Same message for an unknown site: a token must not learn which ids exist.
+        raise ApiError(_NO_ACCESS.format(site_id))
+    return site.as_matomo()
+
+
+@api_method("SitesManager.getSitesIdFromSiteUrl")
+def get_sites_id_from_site_url(req: ApiRequest) -> Any:
+    url = req.params.get("url", "")
+    if not url:
+        raise ApiError("Parameter 'url' missing")
+    ids = req.sites.find_by_url(url)
+    visible = [i for i in ids if (site := req.sites.get(i)) is not None and req.can_view(site)]
+    if ids and not visible and not req.token:
+        raise ApiError("You must be logged in to access this functionality.")
+    return [{"idsite": i} for i in visible]
+
+
+@api_method("API.getMatomoVersion")
+def get_matomo_version(req: ApiRequest) -> Any:
+    return {"value": "5.0.0"}  # what Matomo clients check for compatibility; we speak the 5.x protocol
+
+
+def _json(doc: Any) -> Response:
+    return Response(orjson.dumps(doc), media_type="application/json")
+
+
+def _tracker_script() -> Path | None:
+    for candidate in ("tagging-sdk/js/dist/dnma.js", "tagging-sdk/js/dnma.js", "tagging-sdk/js/src/dnma.js"):
+        path = REPO_ROOT / candidate
+        if path.is_file():
+            return path
+    return None
+
+
+def create_api(collector: Collector) -> FastAPI:
+    settings = collector.settings
+    app = FastAPI(title="DNMA collector", docs_url=None, redoc_url=None, openapi_url=None)
+    from collector import reporting_routes  # noqa: F401  (registers the reporting API's methods)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        spool = collector.spool
+        full = bool(spool.is_full()) if spool is not None else False
+        doc = {
+            "status": "degraded" if full else "ok",
+            "spool": {
+                "started": spool is not None,
+                "full": full,
+                "max_bytes": settings.spool_max_bytes,
+                **(dict(spool.stats) if spool is not None else {}),
+            },
+            "sites": len(collector.sites.all()),
+            "ua_cache": {"hits": collector.ua.hits, "misses": collector.ua.misses},
+        }
+        return _json(doc)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        from collector.metrics import render
+
+        collector.tally.flush()
+        payload, content_type = render(
+            spool_dir=settings.resolved_spool_dir,
+            spool_max_bytes=settings.spool_max_bytes,
+            data_dir=settings.data_dir,
+        )
+        return Response(payload, media_type=content_type)
+
+    @app.get("/matomo.js")
+    @app.get("/piwik.js")
+    async def tracker_script() -> Response:
+        path = _tracker_script()
+        if path is None:
+            return PlainTextResponse("tracker script not built (tagging-sdk/js)\n", status_code=404)
+        return FileResponse(path, media_type="application/javascript")
+
+    async def matomo_api(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return PlainTextResponse("request body larger than 1 MiB\n", status_code=413)
+        params = request_params(request.scope.get("query_string", b""), body)
+        if params.get("module") != "API":
+            return PlainTextResponse("DNMA collector: the Matomo API needs module=API\n", status_code=400)
+        fmt = params.get("format", "json").lower()  # Matomo defaults to xml; we only speak json
+        method = params.get("method", "")
+        req = ApiRequest(params, collector.sites, settings)
+        try:
+            if fmt not in ("json", "original"):
+                raise ApiError(f"format={fmt} is not supported; use format=json")
+            handler = API_METHODS.get(method)
+            if handler is None:
+                raise ApiError(f"The method '{method}' does not exist or is not available in the module")
+            # In a thread: reporting handlers wait on ClickHouse, tracking must not wait on them.
+            result = await run_in_threadpool(handler, req)
+        except ApiError as exc:
+            collector.tally.responses[("api_error", 200)] += 1
+            return _json({"result": "error", "message": str(exc)})
+        collector.tally.responses[("api", 200)] += 1
+        return _json(result)
+
+    for path in ("/", "/index.php"):
+        app.add_api_route(path, matomo_api, methods=["GET", "POST"])
+    return app

@@ -1,0 +1,361 @@
+"""The collector's ASGI app: a raw ASGI hot path for /matomo.php and /piwik.php (GET, POST,
+OPTIONS, bulk), delegating every other path to the FastAPI sub-app of `collector.api`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from collector import pipeline
+from collector.metrics import Tally
+from collector.pipeline import Context, DropReason, Hit
+from collector.privacy import Pseudonymiser
+from collector.protocol import (
+    MAX_BODY_BYTES,
+    MAX_URL_BYTES,
+    BulkRequest,
+    ProtocolError,
+    looks_like_bulk,
+    parse_bulk,
+    request_params,
+)
+from collector.useragent import UAClassifier
+from dnma.settings import Settings, get_settings
+from dnma.sites import SiteRegistry
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("dnma.collector")
+
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAAAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
+TRACKING_PATHS = frozenset({"/matomo.php", "/piwik.php"})
+TEXT_PAGE = (
+    b"This is the DNMA tracking endpoint (Matomo tracking API compatible).\n"
+    b"Send tracking requests here: GET or POST /matomo.php?idsite=...&rec=1 or a bulk JSON body.\n"
+)
+RETRY_AFTER_S = b"5"
+
+_GIF_LEN = str(len(GIF)).encode()
+_CT_GIF = (b"content-type", b"image/gif")
+_CT_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+_CT_JSON = (b"content-type", b"application/json")
+_NO_STORE = (b"cache-control", b"no-store")
+_TK_N = (b"tk", b"N")
+# The answer to nearly every hit, prebuilt (uvicorn only reads header lists).
+_GIF_EXTRA = [_CT_GIF, (b"content-length", _GIF_LEN)]
+_GET_GIF_HEADERS = [_NO_STORE, *_GIF_EXTRA]
+_PREFLIGHT = [
+    (b"access-control-allow-methods", b"GET, POST"),
+    (b"access-control-allow-headers", b"*"),
+]
+
+Response = tuple[int, list[tuple[bytes, bytes]], bytes]
+
+
+class ClientGone(Exception):
+    """The client disconnected before its body arrived: nothing to answer."""
+
+
+class Collector:
+    """One per worker process. Owns the spool writer, the site registry and the pipeline context."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or get_settings()
+        s = self.settings
+        self.sites = SiteRegistry.load(s.resolved_sites_file)
+        self.tally = Tally(pipeline.STEP_NAMES)
+        self.ua = UAClassifier(s.ua_cache_size)
+        self.ctx = Context(
+            sites=self.sites,
+            super_user_token=s.super_user_token,
+            honour_dnt_default=s.honour_dnt_default,
+            ua=self.ua,
+            pseudo=Pseudonymiser(s.uid_secret),
+            tally=self.tally,
+        )
+        self.spool: Any = None  # dnma.spool.SpoolWriter once started
+        self.started_at = time.time()
+        self._flusher: asyncio.Task[None] | None = None
+        from collector.api import create_api  # FastAPI: only for the slow paths
+
+        self.api = create_api(self)
+
+    # --- ASGI entry point
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            if scope["path"] in TRACKING_PATHS:
+                await self.track(scope, receive, send)
+            else:
+                await self.api(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+    # --- lifecycle
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("collector startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        from dnma.spool import SpoolWriter
+
+        s = self.settings
+        # device-detector loads ≈1.4 s of regexes on its first parses: pay it before serving.
+        await asyncio.get_running_loop().run_in_executor(None, self.ua.warm)
+        self.spool = SpoolWriter(
+            s.resolved_spool_dir,
+            max_bytes=s.spool_max_bytes,
+            segment_bytes=s.spool_segment_bytes,
+            commit_interval_ms=s.spool_commit_interval_ms,
+        )
+        await self.spool.start()
+        self._flusher = asyncio.create_task(self._flush_metrics(), name="metrics-flush")
+        log.info("collector worker ready: %d sites", len(self.sites.all()))
+
+    async def shutdown(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        self.tally.flush()
+        if self.spool is not None:
+            await self.spool.close()
+
+    async def _flush_metrics(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.tally.flush()
+            except Exception:  # a metrics hiccup must never stop the worker
+                log.exception("metrics flush failed")
+
+    # --- the tracking endpoints
+    async def track(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method: str = scope["method"]
+        headers = dict(scope["headers"])
+        is_get = method == "GET" or method == "HEAD"
+        if is_get:
+            base = [_NO_STORE]
+        else:
+            base = [
+                (b"access-control-allow-origin", headers.get(b"origin") or b"*"),
+                (b"access-control-allow-credentials", b"true"),
+            ]
+        try:
+            if method == "OPTIONS":
+                status, extra, body = 204, _PREFLIGHT, b""
+            elif is_get or method == "POST":
+                status, extra, body = await self._track(scope, receive, headers, is_get)
+            else:
+                status, extra, body = (
+                    405,
+                    [_CT_TEXT, (b"allow", b"GET, POST, OPTIONS")],
+                    b"method not allowed\n",
+                )
+        except ClientGone:
+            return
+        except Exception as exc:
+            # A bug must cost one request, never the worker; the log names the place, not the data.
+            self.tally.errors += 1
+            tb = exc.__traceback__
+            while tb is not None and tb.tb_next is not None:
+                tb = tb.tb_next
+            where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
+            log.error("unexpected error in the tracking path: %s at %s", type(exc).__name__, where)
+            status, extra, body = 400, [_CT_TEXT], b"bad request\n"
+        self.tally.responses[("tracking", status)] += 1
+        if extra is _GIF_EXTRA:
+            out = _GET_GIF_HEADERS if is_get else base + extra
+        else:
+            out = base + extra
+            if status != 204:
+                out.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _track(
+        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], is_get: bool
+    ) -> Response:
+        query: bytes = scope["query_string"]
+        if len(query) + len(scope.get("raw_path") or b"") >= MAX_URL_BYTES:
+            return 414, [_CT_TEXT], b"request URL longer than 8 KiB\n"
+        body = b""
+        if not is_get:
+            declared = headers.get(b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                return 413, [_CT_TEXT], b"request body larger than 1 MiB\n"
+            read = await _read_body(receive, MAX_BODY_BYTES)
+            if read is None:
+                return 413, [_CT_TEXT], b"request body larger than 1 MiB\n"
+            body = read
+            if body and looks_like_bulk(body):
+                return await self._bulk(scope, headers, body)
+        params = request_params(query, body)
+        if not params:
+            return (200 if is_get else 400), [_CT_TEXT], TEXT_PAGE
+        now = time.time()
+        hit = self._hit(scope, headers, params, "", now)
+        reason = pipeline.run(hit, self.ctx)
+        send_image = params.get("send_image") != "0"
+        extra = [_TK_N] if hit.tk else []
+        if reason is not None and reason.invalid:
+            text = f"{reason.value}: {hit.detail}\n".encode()
+            # Browsers still get an image; scripts read the reason after it (see test_responses).
+            if send_image:
+                return 400, [_CT_GIF, *extra], GIF + text
+            return 400, [_CT_TEXT, *extra], text
+        if reason is None:
+            assert hit.row is not None
+            refused = await self._append([orjson.dumps(hit.row)])
+            if refused is not None:
+                return refused
+        if send_image:
+            return 200, ([_CT_GIF, *extra] if extra else _GIF_EXTRA), GIF
+        return 204, extra, b""
+
+    def _hit(
+        self, scope: Scope, headers: dict[bytes, bytes], params: dict[str, str], token: str, now: float
+    ) -> Hit:
+        ip = ""
+        if self.settings.trust_x_forwarded_for:
+            fwd = headers.get(b"x-forwarded-for")
+            if fwd:
+                ip = fwd.split(b",", 1)[0].strip().decode("latin-1")
+        if not ip:
+            client = scope.get("client")
+            ip = client[0] if client else ""
+        return Hit(params, ip, headers, token, now)
+
+    async def _append(self, records: list[bytes]) -> Response | None:
+        """Append to the spool; a 503 answer when it cannot take them (nothing acknowledged)."""
+        from dnma.spool import SpoolFull
+
+        try:
+            await self.spool.append(records)
+        except SpoolFull:
+            self.tally.spool_full += 1
+            return (
+                503,
+                [_CT_TEXT, (b"retry-after", RETRY_AFTER_S)],
+                b"storage unavailable and spool full, retry later\n",
+            )
+        except (OSError, RuntimeError) as exc:
+            self.tally.spool_errors += 1
+            log.error("spool append failed: %s", type(exc).__name__)
+            return 503, [_CT_TEXT, (b"retry-after", RETRY_AFTER_S)], b"storage unavailable, retry later\n"
+        self.tally.accepted += len(records)
+        return None
+
+    async def _bulk(self, scope: Scope, headers: dict[bytes, bytes], body: bytes) -> Response:
+        try:
+            bulk = parse_bulk(body)
+        except ProtocolError as exc:
+            return exc.status, [_CT_JSON], orjson.dumps({"status": "error", "message": exc.reason})
+        if self.settings.bulk_requests_require_authentication and not self._bulk_authenticated(bulk):
+            message = "bulk requests require a valid token_auth for every site (bulk_requests_require_authentication)"
+            return 400, [_CT_JSON], orjson.dumps({"status": "error", "message": message})
+        now = time.time()
+        records: list[bytes] = []
+        tracked = 0
+        invalid: list[int] = []
+        tk = False
+        for index, params in enumerate(bulk.items):
+            if params is None:  # an item without a query part: skipped, counted nowhere
+                continue
+            hit = self._hit(scope, headers, params, bulk.token_auth, now)
+            reason = pipeline.run(hit, self.ctx)
+            tk = tk or hit.tk
+            if reason is None:
+                assert hit.row is not None
+                records.append(orjson.dumps(hit.row))
+                tracked += 1
+            elif reason.invalid:
+                invalid.append(index)
+            else:
+                tracked += 1  # excluded requests count as tracked, as in Matomo
+        if records:
+            refused = await self._append(records)  # one append: the ack waits for one fsync
+            if refused is not None:
+                return refused
+        extra = [_TK_N] if tk else []
+        if not bulk.send_image:
+            return 204, extra, b""
+        answer: dict[str, Any] = {"status": "success", "tracked": tracked, "invalid": len(invalid)}
+        if self._is_super(bulk.token_auth):
+            answer["invalid_indices"] = invalid
+        return 200, [_CT_JSON, *extra], orjson.dumps(answer)
+
+    def _is_super(self, token: str) -> bool:
+        sup = self.settings.super_user_token
+        return bool(token and sup) and hmac.compare_digest(token.encode(), sup.encode())
+
+    def _bulk_authenticated(self, bulk: BulkRequest) -> bool:
+        """Every item carries (or inherits) a token valid for its site. Items naming no known
+        site are left to the pipeline, which answers them as invalid."""
+        if self._is_super(bulk.token_auth):
+            return True
+        seen = False
+        for params in bulk.items:
+            if params is None:
+                continue
+            token = params.get("token_auth") or bulk.token_auth
+            site_id = pipeline._int(params.get("idsite"))
+            site = self.sites.get(site_id) if site_id else None
+            if site is None:
+                continue
+            seen = True
+            if not (self._is_super(token) or site.token_ok(token)):
+                return False
+        return seen or bool(bulk.token_auth)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole request body, or None as soon as it exceeds `limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def create_app() -> Collector:
+    """uvicorn factory (`collector.app:create_app`): one Collector per worker process."""
+    return Collector()
+
+
+__all__ = ["Collector", "DropReason", "create_app", "GIF", "TEXT_PAGE"]

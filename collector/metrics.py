@@ -1,0 +1,148 @@
+"""Collector metrics: cheap per-worker tallies on the hot path, flushed every second into
+prometheus_client (multiprocess mode when several workers share a port), rendered by /metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class Tally:
+    """Plain integers the hot path bumps; `flush` turns them into Prometheus counter increments.
+
+    prometheus_client counters cost a lock (and an mmap write in multiprocess mode) per `inc`;
+    at tens of thousands of hits per second that is worth batching.
+    """
+
+    def __init__(self, step_names: list[str]) -> None:
+        self.step_names = step_names
+        self.step_calls = [0] * len(step_names)
+        self.step_ns = [0] * len(step_names)
+        self.drops: defaultdict[str, int] = defaultdict(int)
+        self.flags: defaultdict[str, int] = defaultdict(int)
+        self.responses: defaultdict[tuple[str, int], int] = defaultdict(int)
+        self.accepted = 0
+        self.errors = 0
+        self.spool_full = 0
+        self.spool_errors = 0
+        self.ua_misses = 0
+        self._metrics: dict[str, Any] | None = None
+
+    def _prometheus(self) -> dict[str, Any]:
+        if self._metrics is None:
+            # Imported here: the multiprocess directory must be in the environment first.
+            from prometheus_client import Counter
+
+            self._metrics = {
+                "step_calls": Counter("dnma_collector_step_calls", "Pipeline step runs", ["step"]),
+                "step_seconds": Counter(
+                    "dnma_collector_step_seconds", "Time spent in each pipeline step", ["step"]
+                ),
+                "drops": Counter("dnma_collector_hits_dropped", "Hits not stored, by reason", ["reason"]),
+                "flags": Counter(
+                    "dnma_collector_hits_flagged", "Stored hits carrying a quality flag", ["flag"]
+                ),
+                "accepted": Counter("dnma_collector_hits_accepted", "Hits appended to the spool"),
+                "responses": Counter(
+                    "dnma_collector_responses", "Responses by endpoint kind and status", ["kind", "status"]
+                ),
+                "errors": Counter(
+                    "dnma_collector_unexpected_errors", "Requests that hit a bug (answered 400)"
+                ),
+                "spool_full": Counter(
+                    "dnma_collector_spool_full", "Requests refused with 503: spool at its cap"
+                ),
+                "spool_errors": Counter(
+                    "dnma_collector_spool_errors", "Requests refused with 503: spool write failed"
+                ),
+                "ua_misses": Counter("dnma_collector_ua_cache_misses", "User-Agent parses (cache misses)"),
+            }
+        return self._metrics
+
+    def flush(self) -> None:
+        m = self._prometheus()
+        for i, name in enumerate(self.step_names):
+            calls, ns = self.step_calls[i], self.step_ns[i]
+            if calls:
+                self.step_calls[i] -= calls
+                self.step_ns[i] -= ns
+                m["step_calls"].labels(name).inc(calls)
+                m["step_seconds"].labels(name).inc(ns / 1e9)
+        for source, metric in ((self.drops, m["drops"]), (self.flags, m["flags"])):
+            for key, n in list(source.items()):
+                if n:
+                    source[key] -= n
+                    metric.labels(key).inc(n)
+        for (kind, status), n in list(self.responses.items()):
+            if n:
+                self.responses[(kind, status)] -= n
+                m["responses"].labels(kind, str(status)).inc(n)
+        for attr in ("accepted", "errors", "spool_full", "spool_errors", "ua_misses"):
+            n = getattr(self, attr)
+            if n:
+                setattr(self, attr, getattr(self, attr) - n)
+                m[attr].inc(n)
+
+
+def prepare_multiprocess_dir(path: Path) -> None:
+    """Called by `dnma serve` before any worker starts: a fresh directory, exported to workers."""
+    path.mkdir(parents=True, exist_ok=True)
+    for f in path.glob("*.db"):
+        f.unlink()
+    os.environ[MULTIPROC_ENV] = str(path)
+
+
+def _loader_status(path: Path) -> dict[str, float]:
+    """Numeric fields of the loader's status file (backlog, lag, ...), if it writes one."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    out: dict[str, float] = {}
+    for key, value in doc.items():
+        if isinstance(value, bool):
+            out[key] = float(value)
+        elif isinstance(value, int | float):
+            out[key] = float(value)
+    return out
+
+
+def render(*, spool_dir: Path, spool_max_bytes: int, data_dir: Path) -> tuple[bytes, str]:
+    """The /metrics payload: every worker's counters plus spool and loader gauges read now."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+    from prometheus_client.core import GaugeMetricFamily
+
+    from dnma.spool import list_segments, spool_bytes
+
+    class _Gauges:
+        def collect(self) -> Any:
+            yield GaugeMetricFamily(
+                "dnma_spool_bytes", "Bytes in the spool (all writers)", value=spool_bytes(spool_dir)
+            )
+            yield GaugeMetricFamily("dnma_spool_max_bytes", "Spool size cap", value=spool_max_bytes)
+            yield GaugeMetricFamily(
+                "dnma_spool_segments", "Segment files in the spool", value=len(list_segments(spool_dir))
+            )
+            status_file = data_dir / "loader_status.json"
+            for key, value in sorted(_loader_status(status_file).items()):
+                name = "dnma_loader_" + "".join(c if c.isalnum() else "_" for c in key)
+                yield GaugeMetricFamily(name, f"loader_status.json: {key}", value=value)
+
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        counters = CollectorRegistry()
+        multiprocess.MultiProcessCollector(counters)
+    else:
+        counters = REGISTRY  # one process: its own metrics
+    gauges = CollectorRegistry()
+    gauges.register(_Gauges())
+    return generate_latest(counters) + generate_latest(gauges), CONTENT_TYPE_LATEST

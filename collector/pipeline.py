@@ -1,0 +1,611 @@
+"""The per-hit pipeline: an ordered list of small named steps folded over one `Hit`.
+
+A step enriches the hit, adds quality flags, or drops it with a typed `DropReason` (invalid → 400,
+excluded → 200 and nothing stored). Every step is timed and counted (`Tally`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from collector.metrics import Tally
+from collector.privacy import Pseudonymiser, mask_ip
+from collector.protocol import bytes_to_str, parse_qs_into
+from collector.useragent import UNKNOWN, UAClasses, UAClassifier
+from dnma import uai as uai_rules
+from dnma import vocab
+from dnma.sites import Site, SiteRegistry
+
+
+class DropReason(StrEnum):
+    # invalid: refused with 400 and a reason
+    MISSING_SITE = "missing_site"
+    INVALID_SITE = "invalid_site"
+    UNKNOWN_SITE = "unknown_site"
+    AUTH_REQUIRED = "auth_required"
+    CDT_TOO_OLD = "cdt_too_old"
+    INVALID_CID = "invalid_cid"
+    INVALID_EVENT = "invalid_event"
+    INVALID_CONTENT = "invalid_content"
+    INVALID_PERFORMANCE = "invalid_performance"
+    # excluded: answered like a recorded hit, not stored
+    NOT_RECORDED = "rec_not_1"
+    BOT = "bot"
+    EXCLUDED_IP = "excluded_ip"
+    EXCLUDED_USER_AGENT = "excluded_user_agent"
+    DO_NOT_TRACK = "do_not_track"
+    PREVIEW = "preview"
+
+    @property
+    def invalid(self) -> bool:
+        return self in INVALID_REASONS
+
+
+INVALID_REASONS = frozenset(
+    {
+        DropReason.MISSING_SITE,
+        DropReason.INVALID_SITE,
+        DropReason.UNKNOWN_SITE,
+        DropReason.AUTH_REQUIRED,
+        DropReason.CDT_TOO_OLD,
+        DropReason.INVALID_CID,
+        DropReason.INVALID_EVENT,
+        DropReason.INVALID_CONTENT,
+        DropReason.INVALID_PERFORMANCE,
+    }
+)
+
+# Field limits (characters) of TRACKING.md and of our columns.
+URL_MAX = 1024
+TITLE_MAX = 1024
+DIMENSION_MAX = 250
+UID_MAX = 200
+SHORT_MAX = 250  # event category/action, search category, campaign
+UA_MAX = 1024  # longer User-Agents are cut before parsing: bounds the cache and the regex work
+TWENTY_YEARS_S = 20 * 365 * 86_400
+DAY_S = 86_400
+
+AUTH_ONLY = ("cip", "country", "region", "city", "lat", "long")
+PERF_PARAMS = ("pf_net", "pf_srv", "pf_tfr", "pf_dm1", "pf_dm2", "pf_onl")
+PLUGIN_PARAMS = ("fla", "java", "qt", "realp", "pdf", "wma", "ag", "cookie")
+CAMPAIGN_PARAMS = (
+    "mtm_campaign",
+    "matomo_campaign",
+    "pk_campaign",
+    "piwik_campaign",
+    "utm_campaign",
+    "mtm_cpn",
+    "pk_cpn",
+)
+_is_hex16 = re.compile(r"[0-9a-fA-F]{16}").fullmatch
+_CDT_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d")
+
+
+@dataclass
+class Context:
+    """Per-worker state the steps read: sites, secrets, caches. Built once at startup."""
+
+    sites: SiteRegistry
+    super_user_token: str
+    honour_dnt_default: bool
+    ua: UAClassifier
+    pseudo: Pseudonymiser
+    tally: Tally
+    _networks: dict[int, list[Any]] = field(default_factory=dict)
+    _slots: dict[int, dict[str, str]] = field(default_factory=dict)
+    _uai_flags: dict[tuple[int, str], str] = field(default_factory=dict)
+
+    def excluded_networks(self, site: Site) -> list[Any]:
+        found = self._networks.get(site.id)
+        if found is None:
+            found = []
+            for spec in site.excluded_ips:
+                try:
+                    found.append(ipaddress.ip_network(spec, strict=False))
+                except ValueError:
+                    continue
+            self._networks[site.id] = found
+        return found
+
+    def uai_flag(self, site: Site, uai: str) -> str:
+        """The quality flag of a normalised UAI for this site ('' when fine), cached."""
+        key = (site.id, uai)
+        found = self._uai_flags.get(key)
+        if found is None:
+            status = uai_rules.status(uai)
+            if status is uai_rules.UaiStatus.MISSING:
+                found = "missing_uai"
+            elif status is not uai_rules.UaiStatus.VALID:
+                found = "invalid_uai"
+            elif (
+                site.perimeter.departements
+                and uai_rules.departement_code(uai) not in site.perimeter.departements
+            ):
+                found = "outside_perimeter"
+            else:
+                found = ""
+            if len(self._uai_flags) >= 200_000:  # about all the establishments of France, twice
+                self._uai_flags.clear()
+            self._uai_flags[key] = found
+        return found
+
+    def slots(self, site: Site) -> dict[str, str]:
+        """`dimensionN` parameter name → DNMA property, for this site's mapping."""
+        found = self._slots.get(site.id)
+        if found is None:
+            found = self._slots[site.id] = {f"dimension{n}": p for n, p in site.dimensions.items()}
+        return found
+
+
+class Hit:
+    """One tracking request on its way through the steps. Request headers stay raw bytes and
+    are decoded only by the steps that need them."""
+
+    __slots__ = (
+        "params", "ip", "headers", "token", "now", "user_agent", "site", "authenticated", "ts", "uac",
+        "action", "visitor_id", "user_hash", "flags", "props", "dimensions", "row", "tk", "detail", "cid",
+        "id_hex",
+    )  # fmt: skip
+
+    def __init__(
+        self, params: dict[str, str], ip: str, headers: dict[bytes, bytes], token: str, now: float
+    ) -> None:
+        self.params = params
+        self.ip = ip
+        self.headers = headers
+        self.token = params.get("token_auth") or token
+        self.now = now
+        self.user_agent = ""
+        self.site: Site | None = None
+        self.authenticated = False
+        self.ts = int(now)
+        self.uac: UAClasses = UNKNOWN
+        self.action = "pageview"
+        self.visitor_id = 0
+        self.user_hash = 0
+        self.flags: list[str] = []
+        self.props: dict[str, str] = {}
+        self.dimensions: dict[str, str] = {}
+        self.row: dict[str, Any] | None = None
+        self.tk = False  # answer with `Tk: N` (DNT honoured)
+        self.detail = ""  # reason detail for a 400
+        self.cid = ""
+        self.id_hex = ""
+
+    def header(self, name: bytes) -> str:
+        return bytes_to_str(self.headers.get(name, b""))
+
+
+Step = Callable[[Hit, Context], DropReason | None]
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _int(value: str | None) -> int | None:
+    if not value:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        f = float(value.strip())
+    except ValueError:
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _parse_cdt(raw: str) -> float | None:
+    """Unix seconds or a UTC date-time string; None when unreadable (the hit keeps `now`)."""
+    raw = raw.strip()
+    f = _float(raw)
+    if f is not None:
+        return f
+    from datetime import UTC, datetime
+
+    for fmt in _CDT_FORMATS:
+        try:
+            return datetime.strptime(raw[:19], fmt).replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            continue
+    return None
+
+
+def _clean(value: str | None, limit: int) -> str:
+    return value.strip()[:limit] if value else ""
+
+
+# --- the steps, in order -------------------------------------------------------------------------
+
+
+def parse_site(hit: Hit, ctx: Context) -> DropReason | None:
+    raw = hit.params.get("idsite")
+    if raw is None or not raw.strip():
+        hit.detail = "idsite is missing"
+        return DropReason.MISSING_SITE
+    site_id = _int(raw)
+    if site_id is None or site_id <= 0:
+        hit.detail = "idsite must be an integer > 0"
+        return DropReason.INVALID_SITE
+    site = ctx.sites.get(site_id)
+    if site is None:
+        hit.detail = f"idsite {site_id} is not a registered site"
+        return DropReason.UNKNOWN_SITE
+    hit.site = site
+    return None
+
+
+def authenticate(hit: Hit, ctx: Context) -> DropReason | None:
+    token = hit.token
+    site = hit.site
+    assert site is not None
+    if token:
+        sup = ctx.super_user_token
+        hit.authenticated = bool(sup and hmac.compare_digest(token.encode(), sup.encode())) or site.token_ok(
+            token
+        )
+    params = hit.params
+    if not hit.authenticated:
+        for name in AUTH_ONLY:
+            if params.get(name):
+                hit.detail = f"{name} requires a valid token_auth"
+                return DropReason.AUTH_REQUIRED
+    raw_cdt = params.get("cdt")
+    if raw_cdt:
+        cdt = _parse_cdt(raw_cdt)
+        if cdt is not None and cdt <= hit.now and hit.now - cdt <= TWENTY_YEARS_S:
+            if hit.now - cdt > DAY_S and not hit.authenticated:
+                hit.detail = "cdt older than 24 hours requires a valid token_auth"
+                return DropReason.CDT_TOO_OLD
+            hit.ts = int(cdt)
+        # future, > 20 years old or unreadable: the hit is dated now
+    return None
+
+
+def validate(hit: Hit, ctx: Context) -> DropReason | None:
+    p = hit.params
+    cid = p.get("cid")
+    if cid:
+        if not _is_hex16(cid):
+            hit.detail = "cid must be exactly 16 hexadecimal characters"
+            return DropReason.INVALID_CID
+        hit.cid = cid
+    vid = p.get("_id")
+    if vid and _is_hex16(vid[:16]):  # longer: truncated; not hex: ignored
+        hit.id_hex = vid[:16]
+    e_c, e_a = p.get("e_c"), p.get("e_a")
+    if e_c or e_a:
+        if not (e_c and e_c.strip()) or not (e_a and e_a.strip()):
+            hit.detail = "an event needs a non-blank e_c and e_a"
+            return DropReason.INVALID_EVENT
+    c_n = p.get("c_n")
+    if c_n is not None and c_n and not c_n.strip():
+        hit.detail = "c_n must not be blank"
+        return DropReason.INVALID_CONTENT
+    if "pf_net" in p or "pf_srv" in p or "pf_tfr" in p or "pf_dm1" in p or "pf_dm2" in p or "pf_onl" in p:
+        for name in PERF_PARAMS:
+            n = _int(p.get(name))
+            if n is not None and n < 0:
+                hit.detail = f"{name} must be >= 0"
+                return DropReason.INVALID_PERFORMANCE
+    return None
+
+
+def check_rec(hit: Hit, ctx: Context) -> DropReason | None:
+    return None if hit.params.get("rec") == "1" else DropReason.NOT_RECORDED
+
+
+def parse_user_agent(hit: Hit, ctx: Context) -> DropReason | None:
+    ua = (hit.params.get("ua") or hit.header(b"user-agent"))[:UA_MAX]
+    hit.user_agent = ua
+    misses = ctx.ua.misses
+    hit.uac = ctx.ua.classify(ua)
+    ctx.tally.ua_misses += ctx.ua.misses - misses
+    return None
+
+
+def exclude(hit: Hit, ctx: Context) -> DropReason | None:
+    site = hit.site
+    assert site is not None
+    if hit.uac.is_bot and hit.params.get("bots") != "1":
+        return DropReason.BOT
+    if site.excluded_ips and hit.ip:
+        try:
+            addr = ipaddress.ip_address(hit.ip)
+        except ValueError:
+            addr = None
+        if addr is not None and any(addr in net for net in ctx.excluded_networks(site)):
+            return DropReason.EXCLUDED_IP
+    if site.excluded_user_agents and site.ua_excluded(hit.user_agent):
+        return DropReason.EXCLUDED_USER_AGENT
+    headers = hit.headers
+    if b"dnt" in headers and headers[b"dnt"] == b"1" and (site.honour_dnt or ctx.honour_dnt_default):
+        hit.tk = True
+        return DropReason.DO_NOT_TRACK
+    if b"x-purpose" in headers or b"purpose" in headers or b"sec-purpose" in headers:
+        purpose = (headers.get(b"x-purpose") or headers.get(b"purpose") or b"").lower()
+        if (
+            purpose.startswith((b"preview", b"prefetch"))
+            or b"prefetch" in headers.get(b"sec-purpose", b"").lower()
+        ):
+            return DropReason.PREVIEW
+    return None
+
+
+def classify_action(hit: Hit, ctx: Context) -> DropReason | None:
+    p = hit.params
+    if p.get("ping") == "1":
+        hit.action = "ping"
+    elif p.get("download"):
+        hit.action = "download"
+    elif p.get("link"):
+        hit.action = "outlink"
+    elif p.get("e_c"):  # validated: an event has both e_c and e_a
+        hit.action = "event"
+    elif p.get("c_n"):
+        hit.action = "content"
+    elif p.get("search"):
+        hit.action = "search"
+    elif (_int(p.get("idgoal")) or 0) > 0:
+        hit.action = "goal"
+    elif p.get("ca") == "1":
+        # "not a page view" and none of the above: it only keeps the visit alive, like a ping
+        hit.action = "ping"
+    else:
+        hit.action = "pageview"
+    return None
+
+
+def privacy(hit: Hit, ctx: Context) -> DropReason | None:
+    p = hit.params
+    if hit.authenticated:
+        cip = p.get("cip")
+        if cip:
+            hit.ip = cip.strip()
+    uid = _clean(p.get("uid"), UID_MAX)
+    if uid:
+        hit.user_hash = ctx.pseudo.user_hash(uid)
+        hit.visitor_id = hit.user_hash
+    elif hit.cid:
+        hit.visitor_id = int(hit.cid, 16)
+    elif hit.id_hex:
+        hit.visitor_id = int(hit.id_hex, 16)
+    else:
+        site = hit.site
+        assert site is not None
+        plugins = "".join(p.get(k, "0")[:1] for k in PLUGIN_PARAMS)
+        lang = (p.get("lang") or hit.header(b"accept-language"))[:64]
+        hit.visitor_id = ctx.pseudo.fingerprint(
+            site_id=site.id,
+            ip=hit.ip,
+            os=hit.uac.os,
+            browser=hit.uac.browser_name,
+            browser_version=hit.uac.browser_version,
+            plugins=plugins,
+            lang=lang,
+            now=hit.now,
+        )
+    # From here on only the masked address exists, should a later step want one.
+    hit.ip = mask_ip(hit.ip)
+    return None
+
+
+def _legacy_cvars(raw: str) -> list[tuple[str, str]]:
+    """`{"1":["name","value"],...}`, read leniently: anything malformed is skipped."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return []
+    items = doc.values() if isinstance(doc, dict) else doc if isinstance(doc, list) else ()
+    out = []
+    for item in list(items)[:50]:
+        if isinstance(item, list) and len(item) >= 2 and isinstance(item[0], str):
+            out.append((item[0].strip()[:DIMENSION_MAX], str(item[1]).strip()[:DIMENSION_MAX]))
+    return out
+
+
+def dnma_properties(hit: Hit, ctx: Context) -> DropReason | None:
+    site = hit.site
+    assert site is not None
+    params = hit.params
+    props = hit.props
+    mapped = 0
+    slots = ctx.slots(site)
+    for key, prop in slots.items():
+        value = params.get(key)
+        if value is not None:
+            props[prop] = value.strip()[:DIMENSION_MAX]
+            mapped += 1
+    # Free custom dimensions: only scan the keys when there are more than the mapped ones.
+    if " ".join(params).count("dimension") > mapped:
+        for key, value in params.items():
+            if key.startswith("dimension") and key not in slots and key[9:].isdigit():
+                hit.dimensions[key] = value.strip()[:DIMENSION_MAX]
+    if "_cvar" in params or "cvar" in params:
+        _legacy_properties(hit)
+    flags = hit.flags
+    uai = uai_rules.normalise(props.get("uai"))[:DIMENSION_MAX]
+    props["uai"] = uai
+    flag = ctx.uai_flag(site, uai)
+    if flag:
+        flags.append(flag)
+    service = props.get("service")
+    service = vocab.normalise_service(service) if service else ""
+    props["service"] = service
+    if not service:
+        flags.append("missing_service")
+    elif service not in _SERVICES:
+        flags.append("unknown_service")
+    for prop, allowed in (("type", _TYPES), ("profil", _PROFILS)):
+        value = props.get(prop)
+        value = vocab.normalise_upper(value) if value else ""
+        props[prop] = value
+        if not value:
+            flags.append("missing_" + prop)
+        elif value not in allowed:
+            flags.append("unknown_" + prop)
+    outil = props.get("outil")
+    props["outil"] = vocab.normalise_upper(outil) if outil else ""
+    # Fixed in the site's registration wins over what the page sends.
+    props["projet"] = site.projet or props.get("projet", "")
+    props["exploitant"] = site.exploitant or props.get("exploitant", "")
+    props["plateforme"] = site.plateforme or props.get("plateforme", "")
+    return None
+
+
+def _legacy_properties(hit: Hit) -> None:
+    """Custom variables named like a DNMA property fill it when no dimension did; others are kept
+    as free dimensions `cvar_<name>`."""
+    for name in ("_cvar", "cvar"):
+        raw = hit.params.get(name)
+        if raw:
+            for cv_name, cv_value in _legacy_cvars(raw):
+                prop = cv_name.lower()
+                if prop in vocab.PROPERTIES:
+                    hit.props.setdefault(prop, cv_value)
+                elif cv_name:
+                    hit.dimensions.setdefault("cvar_" + prop, cv_value)
+
+
+_SERVICES = frozenset(vocab.SERVICES)
+_TYPES = frozenset(vocab.TYPES)
+_PROFILS = frozenset(vocab.PROFILS)
+
+
+def _campaign(p: dict[str, str], url: str) -> str:
+    name = p.get("_rcn")
+    if not name and "?" in url and ("campaign" in url or "_cpn" in url):
+        query: dict[str, str] = {}
+        parse_qs_into(query, url.partition("?")[2].partition("#")[0])
+        for key in CAMPAIGN_PARAMS:
+            if query.get(key):
+                name = query[key]
+                break
+    return _clean(name, SHORT_MAX).lower()
+
+
+def build_row(hit: Hit, ctx: Context) -> DropReason | None:
+    p = hit.params
+    site = hit.site
+    assert site is not None
+    action = hit.action
+    page_url = p.get("url", "")
+    url = page_url
+    if action == "download":
+        url = p["download"]
+    elif action == "outlink":
+        url = p["link"]
+    referrer = p.get("urlref", "")
+    if not page_url and not referrer:
+        referrer = hit.header(b"referer")
+    props = hit.props
+    uac = hit.uac
+    row = {
+        "ts": hit.ts,
+        "received_at": int(hit.now),
+        "site_id": site.id,
+        "action": action,
+        "url": url[:URL_MAX],
+        "title": p.get("action_name", "")[:TITLE_MAX],
+        "referrer": referrer[:URL_MAX],
+        "campaign": _campaign(p, page_url)
+        if "_rcn" in p or "campaign" in page_url or "_cpn" in page_url
+        else "",
+        "uai": props["uai"],
+        "service": props["service"],
+        "type": props["type"],
+        "outil": props["outil"],
+        "profil": props["profil"],
+        "projet": props["projet"][:DIMENSION_MAX],
+        "exploitant": props["exploitant"][:DIMENSION_MAX],
+        "plateforme": props["plateforme"][:DIMENSION_MAX],
+        "visitor_id": hit.visitor_id,
+        "user_hash": hit.user_hash,
+        "new_visit": 1 if p.get("new_visit") == "1" else 0,
+        "device": uac.device,
+        "os": uac.os,
+        "browser": uac.browser,
+        "event_category": "",
+        "event_action": "",
+        "event_name": "",
+        "event_value": None,
+        "search_keyword": "",
+        "search_category": "",
+        "search_count": None,
+        "goal_id": 0,
+        "revenue": None,
+        "pv_id": p.get("pv_id", "")[:6],
+        "dimensions": hit.dimensions,
+        "flags": hit.flags,
+    }
+    if action == "event":
+        row["event_category"] = _clean(p.get("e_c"), SHORT_MAX)
+        row["event_action"] = _clean(p.get("e_a"), SHORT_MAX)
+        row["event_name"] = _clean(p.get("e_n"), TITLE_MAX)
+        row["event_value"] = _float(p.get("e_v"))
+    if "search" in p:
+        row["search_keyword"] = _clean(p.get("search"), TITLE_MAX)
+        row["search_category"] = _clean(p.get("search_cat"), SHORT_MAX)
+        count = _int(p.get("search_count"))
+        row["search_count"] = count if count is not None and 0 <= count < 2**32 else None
+    if "idgoal" in p:
+        row["goal_id"] = _goal(p["idgoal"])
+    if "revenue" in p:
+        row["revenue"] = _float(p["revenue"])
+    hit.row = row
+    return None
+
+
+def _goal(raw: str | None) -> int:
+    n = _int(raw)
+    return n if n is not None and 0 < n < 2**32 else 0
+
+
+STEPS: list[tuple[str, Step]] = [
+    ("parse_site", parse_site),
+    ("authenticate", authenticate),
+    ("validate", validate),
+    ("check_rec", check_rec),
+    ("parse_user_agent", parse_user_agent),
+    ("exclude", exclude),
+    ("classify_action", classify_action),
+    ("privacy", privacy),
+    ("dnma_properties", dnma_properties),
+    ("build_row", build_row),
+]
+STEP_NAMES = [name for name, _ in STEPS]
+_STEP_FUNCS = [fn for _, fn in STEPS]
+
+
+def run(hit: Hit, ctx: Context) -> DropReason | None:
+    """Fold the steps over the hit; the first drop stops it. On success `hit.row` is set."""
+    tally = ctx.tally
+    calls, spent = tally.step_calls, tally.step_ns
+    clock = time.perf_counter_ns
+    for i, step in enumerate(_STEP_FUNCS):
+        t0 = clock()
+        reason = step(hit, ctx)
+        spent[i] += clock() - t0
+        calls[i] += 1
+        if reason is not None:
+            tally.drops[reason] += 1
+            return reason
+    for flag in hit.flags:
+        tally.flags[flag] += 1
+    return None

@@ -1,0 +1,162 @@
+"""The Matomo tracking protocol on the wire: query strings, form bodies and bulk JSON to parameters.
+
+Pure functions over bytes, with the request limits of TRACKING.md; never raises on bad input
+except `ProtocolError`, which carries the HTTP status and the reason to answer with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import orjson
+
+MAX_URL_BYTES = 8 * 1024  # request line / GET URL
+MAX_BODY_BYTES = 1024 * 1024  # POST body
+MAX_BULK_ITEMS = 1000
+MAX_PARAMS = 1000  # a query string of 8 KiB cannot hold more; a 1 MiB form body could
+MAX_VALUE_CHARS = 8 * 1024  # longer values are cut before any field-specific limit applies
+
+
+class ProtocolError(Exception):
+    """A request the protocol refuses as a whole (status 400/413/414) with a short reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _decode(raw: str) -> str:
+    # `+` is a space in form encoding; unquote replaces invalid UTF-8 (errors="replace").
+    if "+" in raw:
+        raw = raw.replace("+", " ")
+    if "%" in raw:
+        raw = unquote(raw, errors="replace")
+    return raw
+
+
+def parse_qs_into(out: dict[str, str], qs: str, *, overwrite: bool = True) -> None:
+    """Add the pairs of `qs` to `out`. Within one source the last value wins (as PHP does).
+
+    `overwrite=False` keeps keys already in `out`: the query string wins over the form body.
+    Keys like `a[]` are kept as they are; nothing here interprets them.
+    """
+    if not qs:
+        return
+    pairs = qs.split("&", MAX_PARAMS)
+    if len(pairs) > MAX_PARAMS:
+        del pairs[MAX_PARAMS:]
+    # The pairs straight into a dict at C speed, then only the encoded ones decoded.
+    found = dict(pair.partition("=")[::2] for pair in pairs)
+    if "%" in qs or "+" in qs:
+        for key, value in list(found.items()):
+            if "%" in key or "+" in key:
+                del found[key]
+                found[_decode(key)] = _decode(value)
+            elif "%" in value or "+" in value:
+                found[key] = _decode(value)
+    found.pop("", None)
+    if len(qs) > MAX_VALUE_CHARS:
+        for key, value in found.items():
+            if len(value) > MAX_VALUE_CHARS:
+                found[key] = value[:MAX_VALUE_CHARS]
+    if overwrite:
+        out.update(found)
+    else:
+        for key, value in found.items():
+            out.setdefault(key, value)
+
+
+def bytes_to_str(raw: bytes) -> str:
+    """Wire bytes to text: UTF-8, invalid sequences replaced, never raised."""
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", errors="replace")
+
+
+def request_params(query: bytes, body: bytes) -> dict[str, str]:
+    """Parameters of a GET (query string) or a form POST (body, URL parameters win)."""
+    params: dict[str, str] = {}
+    if query:
+        parse_qs_into(params, bytes_to_str(query))
+    if body:
+        parse_qs_into(params, bytes_to_str(body), overwrite=False)
+    return params
+
+
+def looks_like_bulk(body: bytes) -> bool:
+    """A JSON object body is a bulk request (Matomo looks for `"requests"` in the raw body)."""
+    return body[:1] == b"{" or body.lstrip()[:1] == b"{"
+
+
+@dataclass
+class BulkRequest:
+    """The items of a bulk body: parameter dicts, or None for an item that was skipped."""
+
+    items: list[dict[str, str] | None] = field(default_factory=list)
+    token_auth: str = ""
+    send_image: bool = True
+
+
+def _scalar(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value[:MAX_VALUE_CHARS]
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return str(value)
+    if value is None:
+        return None
+    # Nested values (e.g. `_cvar` sent as an object): keep their JSON text.
+    return orjson.dumps(value).decode()[:MAX_VALUE_CHARS]
+
+
+def _falsy(value: Any) -> bool:
+    return value in (False, 0, "0", "", "false", None)
+
+
+def parse_bulk(body: bytes) -> BulkRequest:
+    """Parse a bulk body; ProtocolError(400) for a malformed one."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:  # orjson refuses invalid UTF-8: replace it, as everywhere else
+            doc = orjson.loads(body.decode("utf-8", errors="replace"))
+        except orjson.JSONDecodeError as exc:
+            raise ProtocolError(400, f"malformed bulk body: invalid JSON at position {exc.pos}") from None
+    if not isinstance(doc, dict):
+        raise ProtocolError(400, "malformed bulk body: expected a JSON object")
+    requests = doc.get("requests")
+    if not isinstance(requests, list):
+        raise ProtocolError(400, 'malformed bulk body: "requests" must be an array')
+    if len(requests) > MAX_BULK_ITEMS:
+        raise ProtocolError(400, f"too many bulk items: {len(requests)} > {MAX_BULK_ITEMS}")
+    bulk = BulkRequest()
+    token = doc.get("token_auth")
+    if isinstance(token, str):
+        bulk.token_auth = token
+    if "send_image" in doc and _falsy(doc["send_image"]):
+        bulk.send_image = False
+    for item in requests:
+        bulk.items.append(_bulk_item(item))
+    return bulk
+
+
+def _bulk_item(item: Any) -> dict[str, str] | None:
+    params: dict[str, str] = {}
+    if isinstance(item, str):
+        _, sep, query = item.partition("?")
+        if not sep:  # Matomo keeps only the query part of a URL: none, nothing to track
+            return None
+        parse_qs_into(params, query)
+        return params
+    if isinstance(item, dict):
+        for k, v in list(item.items())[:MAX_PARAMS]:
+            value = _scalar(v)
+            if value is not None:
+                params[str(k)] = value
+        return params
+    return None

@@ -1,0 +1,59 @@
+"""`dnma serve`: the collector under uvicorn (uvloop + httptools), settings.collector_workers
+worker processes sharing one port, Prometheus multiprocess metrics across them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+from dnma.settings import get_settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=None, help="bind address (default: settings.collector_host)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: settings.collector_port)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: settings.collector_workers)"
+    )
+
+
+def _configure_logging(fmt: str, level: str) -> None:
+    if fmt == "json":
+        pattern = '{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
+    else:
+        pattern = "%(asctime)s %(levelname)s %(name)s %(message)s"
+    logging.basicConfig(level=level.upper(), format=pattern)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from collector.metrics import prepare_multiprocess_dir
+
+    settings = get_settings()
+    _configure_logging(settings.log_format, settings.log_level)
+    host = args.host or settings.collector_host
+    port = args.port or settings.collector_port
+    workers = args.workers or settings.collector_workers
+    # Before any worker imports prometheus_client: counters go to per-process files there.
+    prepare_multiprocess_dir(settings.data_dir / "prometheus" / f"collector-{port}")
+    os.environ.setdefault("DNMA_DATA_DIR", str(settings.data_dir))
+    uvicorn.run(
+        "collector.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # access logs would hold client IPs and full query strings
+        server_header=False,
+        proxy_headers=False,  # X-Forwarded-For is read by the app, only if trust_x_forwarded_for
+        log_config=None,  # keep the logging configured above
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=10,
+    )
+    return 0

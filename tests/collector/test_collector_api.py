@@ -1,0 +1,110 @@
+"""The Matomo `module=API` surface, /healthz and /metrics."""
+
+from __future__ import annotations
+
+import orjson
+from ct_support import DEMO_TOKEN, SUPER_TOKEN, Collector
+
+
+def api(collector: Collector, how: str, **params: str) -> object:
+    params = {"module": "API", "format": "json", **params}
+    if how == "POST /":
+        r = collector.http.post("/", data=params)
+    elif how == "POST /index.php":
+        r = collector.http.post("/index.php", data=params)
+    else:
+        r = collector.http.get("/index.php", params=params)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/json")
+    return r.json()
+
+
+def test_get_site_from_id_as_the_log_importer_calls_it(collector: Collector) -> None:
+    for how in ("POST /", "POST /index.php", "GET /index.php"):
+        for token in (DEMO_TOKEN, SUPER_TOKEN):
+            doc = api(collector, how, method="SitesManager.getSiteFromId", idSite="1", token_auth=token)
+            assert isinstance(doc, dict)
+            assert doc["idsite"] == "1" and doc["name"] == "ENT démo"
+            assert doc["main_url"] == "https://ent.demo.example" and doc["timezone"] == "Europe/Paris"
+
+
+def test_api_errors(collector: Collector) -> None:
+    for params in (
+        {"method": "SitesManager.getSiteFromId", "idSite": "1", "token_auth": "wrong"},
+        {
+            "method": "SitesManager.getSiteFromId",
+            "idSite": "2",
+            "token_auth": DEMO_TOKEN,
+        },  # other site's token
+        {"method": "SitesManager.getSiteFromId", "idSite": "99", "token_auth": SUPER_TOKEN},
+        {"method": "SitesManager.getSiteFromId", "token_auth": SUPER_TOKEN},
+        {"method": "Nope.nothing", "token_auth": SUPER_TOKEN},
+    ):
+        doc = api(collector, "POST /", **params)
+        assert isinstance(doc, dict) and doc["result"] == "error" and doc["message"], params
+
+
+def test_get_sites_id_from_site_url(collector: Collector) -> None:
+    doc = api(
+        collector,
+        "GET /index.php",
+        method="SitesManager.getSitesIdFromSiteUrl",
+        url="https://ent.demo.example/x",
+        token_auth=SUPER_TOKEN,
+    )
+    assert doc == [{"idsite": 1}]
+    doc = api(
+        collector,
+        "POST /",
+        method="SitesManager.getSitesIdFromSiteUrl",
+        url="ent-dnt.example",
+        token_auth=SUPER_TOKEN,
+    )
+    assert doc == [{"idsite": 2}]
+    assert (
+        api(
+            collector,
+            "POST /",
+            method="SitesManager.getSitesIdFromSiteUrl",
+            url="https://nowhere.example",
+            token_auth=SUPER_TOKEN,
+        )
+        == []
+    )
+
+
+def test_registry_accepts_new_methods(collector: Collector) -> None:
+    from collector.api import API_METHODS, api_method
+
+    @api_method("Test.echo")
+    def echo(req):  # type: ignore[no-untyped-def]
+        return req.params.get("x")
+
+    assert API_METHODS["Test.echo"] is echo
+    API_METHODS.pop("Test.echo")
+
+
+def test_healthz(collector: Collector) -> None:
+    doc = collector.http.get("/healthz").json()
+    assert doc["status"] == "ok"
+    assert doc["spool"]["started"] is True and doc["spool"]["full"] is False
+    assert doc["sites"] == 3
+
+
+def test_metrics_count_steps_and_drop_reasons(collector: Collector) -> None:
+    collector.http.get("/matomo.php", params={"idsite": 999, "rec": 1})
+    collector.http.get("/matomo.php", params={"idsite": 1, "rec": 0})
+    collector.http.get(
+        "/matomo.php", params={"idsite": 1, "rec": 1, "url": "https://ent.demo.example/metrics"}
+    )
+    (collector.stack.data_dir / "loader_status.json").write_bytes(
+        orjson.dumps({"backlog_bytes": 1234, "lag_seconds": 2.5, "state": "ok"})
+    )
+    text = collector.http.get("/metrics").text
+    assert 'dnma_collector_hits_dropped_total{reason="unknown_site"}' in text
+    assert 'dnma_collector_hits_dropped_total{reason="rec_not_1"}' in text
+    assert 'dnma_collector_step_seconds_total{step="parse_site"}' in text
+    assert 'dnma_collector_step_calls_total{step="build_row"}' in text
+    assert "dnma_collector_hits_accepted_total" in text
+    assert "dnma_spool_bytes" in text
+    assert "dnma_loader_backlog_bytes 1234.0" in text and "dnma_loader_lag_seconds 2.5" in text
