@@ -7,7 +7,6 @@ from __future__ import annotations
 import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -99,18 +98,16 @@ def _json(doc: Any) -> Response:
     return Response(orjson.dumps(doc), media_type="application/json")
 
 
-def _tracker_script() -> Path | None:
-    for candidate in ("tagging-sdk/js/dist/dnma.js", "tagging-sdk/js/dnma.js", "tagging-sdk/js/src/dnma.js"):
-        path = REPO_ROOT / candidate
-        if path.is_file():
-            return path
-    return None
+TRACKER_SCRIPT = REPO_ROOT / "tagging-sdk" / "js" / "dist" / "dnma.iife.js"  # built by `make js`
 
 
 def create_api(collector: Collector) -> FastAPI:
     settings = collector.settings
     app = FastAPI(title="DNMA collector", docs_url=None, redoc_url=None, openapi_url=None)
     from collector import reporting_routes  # noqa: F401  (registers the reporting API's methods)
+    from collector.quality_routes import build_router
+
+    app.include_router(build_router(settings))
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -141,13 +138,14 @@ def create_api(collector: Collector) -> FastAPI:
         )
         return Response(payload, media_type=content_type)
 
+    @app.get("/dnma.js")
     @app.get("/matomo.js")
     @app.get("/piwik.js")
     async def tracker_script() -> Response:
-        path = _tracker_script()
-        if path is None:
+        path = TRACKER_SCRIPT
+        if not path.is_file():
             return PlainTextResponse("tracker script not built (tagging-sdk/js)\n", status_code=404)
-        return FileResponse(path, media_type="application/javascript")
+        return FileResponse(path, media_type="application/javascript", headers={"Cache-Control": "public, max-age=3600"})
 
     async def matomo_api(request: Request) -> Response:
         body = await request.body()

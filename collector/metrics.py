@@ -143,6 +143,9 @@ def render(*, spool_dir: Path, spool_max_bytes: int, data_dir: Path) -> tuple[by
         multiprocess.MultiProcessCollector(counters)
     else:
         counters = REGISTRY  # one process: its own metrics
+    from collector.quality_routes import QualityGauges
+
     gauges = CollectorRegistry()
     gauges.register(_Gauges())
+    gauges.register(QualityGauges(data_dir))  # open alerts per check and severity, from the loader
     return generate_latest(counters) + generate_latest(gauges), CONTENT_TYPE_LATEST
