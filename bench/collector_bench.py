@@ -1,0 +1,195 @@
+"""Ingest benchmark (prints JSON): a raw ASGI hello-world and the collector with its durable spool,
+side by side on the same uvicorn stack, driven by wrk on loopback with 256 connections.
+
+Figures: single-hit GET acknowledged hits/s per worker and its ratio to the hello-world; p50/p99
+acknowledgement latency at half the maximum rate; bulk hits/s end to end into ClickHouse;
+collector resident memory per worker under load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.harness import DEMO_SITE_ID, SUPER_TOKEN, Stack, free_port  # noqa: E402
+
+HIT_QUERY = (
+    f"/matomo.php?idsite={DEMO_SITE_ID}&rec=1&apiv=1&url=https%3A%2F%2Fent.demo.example%2Fnotes"
+    "&action_name=Notes&_id=0123456789abcdef&dimension1=0350122T&dimension2=NOTES&dimension3=NATIF"
+    "&dimension5=ELEVE&send_image=0"
+)
+UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+
+
+def wrk(url: str, *, seconds: int, connections: int, script: Path | None = None, threads: int = 1) -> dict:
+    cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--latency",
+           "-H", f"User-Agent: {UA}"]
+    if script:
+        cmd += ["-s", str(script)]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    lat = {}
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out)
+        if m:
+            value, unit = float(m.group(1)), m.group(2)
+            lat[f"p{pct}_ms"] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    return {"rps": rps, "requests": total, "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+            "socket_errors": errors.group(1) if errors else "", **lat}
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def worker_pids(parent: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
+    return [int(p) for p in out] or [parent]
+
+
+def bench_hello(seconds: int, connections: int) -> dict:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.hello_asgi:app", "--port", str(port), "--loop", "uvloop",
+         "--http", "httptools", "--no-access-log", "--log-level", "warning"],
+        cwd=REPO,
+    )
+    try:
+        time.sleep(2)
+        return wrk(f"http://127.0.0.1:{port}/", seconds=seconds, connections=connections)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def delay_script(tmp: Path, delay_ms: float) -> Path:
+    """A wrk script making each connection wait `delay_ms` after each response."""
+    script = tmp / "pace.lua"
+    script.write_text(f"function delay() return {max(delay_ms, 0.0):.3f} end\n")
+    return script
+
+
+def paced(url: str, tmp: Path, rate: float, *, seconds: int, connections: int = 64) -> dict:
+    """wrk is closed-loop; pace it to about `rate` req/s: each connection's cycle is the delay
+    plus the response time, so a short calibration run measures the latter and the delay is
+    shortened by it."""
+    delay = 1000.0 * connections / rate
+    probe = wrk(url, seconds=3, connections=connections, script=delay_script(tmp, delay))
+    overhead = 1000.0 * connections / probe["rps"] - delay
+    return wrk(url, seconds=seconds, connections=connections, script=delay_script(tmp, delay - overhead))
+
+
+def bulk_script(tmp: Path, items: int) -> Path:
+    body = json.dumps({
+        "requests": [f"?idsite={DEMO_SITE_ID}&rec=1&url=https%3A%2F%2Fent.demo.example%2Fp{i}"
+                     f"&_id=00000000000{i:05x}&dimension1=0350122T&dimension2=NOTES&dimension5=ELEVE"
+                     for i in range(items)],
+        "token_auth": SUPER_TOKEN,
+    })
+    script = tmp / "bulk.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [[{body}]]\n"
+    )
+    return script
+
+
+def freshness(stack: Stack, samples: int) -> dict:
+    """Seconds from a hit's acknowledgement to its being counted in the daily hit rollup, one hit
+    at a time on a site of its own, polled through the read-only endpoint every 50 ms."""
+    import httpx
+
+    client = stack.reader()
+    sql = "SELECT sum(hits) FROM dnma.hits_daily WHERE site_id = 2"
+    delays = []
+    with httpx.Client(base_url=stack.collector_url, headers={"User-Agent": UA}) as http:
+        for i in range(samples):
+            before = int(client.command(sql) or 0)
+            res = http.get("/matomo.php", params={"idsite": 2, "rec": 1, "url": f"https://ent-dnt.example/f{i}",
+                                                  "dimension1": "0350122T", "dimension2": "NOTES",
+                                                  "dimension5": "ELEVE", "send_image": 0})
+            acked = time.monotonic()
+            assert res.status_code == 204, res.text
+            while int(client.command(sql) or 0) <= before:
+                if time.monotonic() - acked > 60:
+                    raise TimeoutError("hit never reached hits_daily")
+                time.sleep(0.05)
+            delays.append(time.monotonic() - acked)
+    delays.sort()
+    return {"samples": samples, "p50_s": round(delays[len(delays) // 2], 3),
+            "p95_s": round(delays[int(len(delays) * 0.95) - 1], 3), "max_s": round(delays[-1], 3)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=256)
+    ap.add_argument("--bulk-items", type=int, default=1000)
+    ap.add_argument("--freshness-samples", type=int, default=40)
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed (make system-deps)")
+    tmp = Path(tempfile.mkdtemp(prefix="dnma-bench-"))
+    result: dict = {"connections": args.connections, "seconds": args.seconds}
+    try:
+        result["hello_asgi"] = bench_hello(args.seconds, args.connections)
+        with Stack(tmp) as stack:
+            stack.start_loader()
+            stack.start_collector()
+            url = stack.collector_url + HIT_QUERY
+            wrk(url, seconds=2, connections=16)  # warm the UA cache and the spool
+            single = wrk(url, seconds=args.seconds, connections=args.connections)
+            pids = worker_pids(stack.procs["collector"].pid)
+            single["rss_mb_per_worker"] = max(rss_mb(p) for p in pids)
+            result["collector_single_get"] = single
+            result["ratio_to_hello"] = round(single["rps"] / result["hello_asgi"]["rps"], 3)
+            half = single["rps"] / 2
+            result["latency_at_half_rate"] = {"target_rps": round(half), **paced(url, tmp, half, seconds=args.seconds)}
+
+            client = stack.reader()
+            before = int(client.command("SELECT count() FROM dnma.hits"))
+            t0 = time.monotonic()
+            bulk = wrk(stack.collector_url + "/matomo.php", seconds=args.seconds, connections=32,
+                       script=bulk_script(tmp, args.bulk_items))
+            acked = (bulk["requests"] - bulk["non_2xx"]) * args.bulk_items
+            deadline = time.monotonic() + 600
+            stored = 0
+            while time.monotonic() < deadline:
+                stored = int(client.command("SELECT count() FROM dnma.hits")) - before
+                if stored >= acked:
+                    break
+                time.sleep(0.2)
+            elapsed = time.monotonic() - t0
+            result["bulk_end_to_end"] = {
+                "items_per_request": args.bulk_items,
+                "acknowledged_hits": acked,
+                "stored_hits": stored,
+                "seconds_until_stored": round(elapsed, 2),
+                "hits_per_s_acknowledged": round(acked / args.seconds),
+                "hits_per_s_end_to_end": round(stored / elapsed),
+            }
+            result["collector_rss_mb_per_worker_after_bulk"] = max(rss_mb(p) for p in pids)
+            result["freshness_ack_to_daily_rollup"] = freshness(stack, args.freshness_samples)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
