@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("aggregator.exports", "write an open-data export (CSV)"),
     "demo": ("dnma_client.simulator", "send simulated ENT traffic through the collector"),
     "checks": ("aggregator.checks.cli", "run the data-quality checks, or list their status and open alerts"),
+    "tag-check": ("dnma.tagcheck", "check the tracking requests of a page (URL) or HAR file: tagging plan"),
     "superset": ("dnma_superset.provision", "Superset: `provision` imports the dashboards, roles, RLS and users"),
 }
 

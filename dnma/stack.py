@@ -26,7 +26,7 @@ REFERENTIEL_FILES = (
     "referentiel/effectifs-second-degre-35.csv",
 )
 # Order matters: the loader owns chDB and must be up before the collector's readers need it.
-PROCESSES = ("loader", "collector")
+PROCESSES = ("loader", "collector", "superset")  # superset: only when superset/.venv is installed
 
 
 def _data_dir() -> Path:
@@ -56,7 +56,8 @@ def ensure_config(data_dir: Path) -> dict[str, str]:
     data_dir.mkdir(parents=True, exist_ok=True)
     secrets_file = data_dir / "secrets.env"
     values = _read_env_file(secrets_file)
-    for key in ("UID_SECRET", "SUPER_USER_TOKEN", "CH_HTTP_PASSWORD", "DEMO_TOKEN"):
+    for key in ("UID_SECRET", "SUPER_USER_TOKEN", "CH_HTTP_PASSWORD", "DEMO_TOKEN", "SUPERSET_SECRET_KEY",
+                "SUPERSET_ADMIN_PASSWORD"):
         values.setdefault(key, secrets.token_urlsafe(24))
     _write_env_file(secrets_file, values)
     config = data_dir / "dnma.toml"
@@ -148,6 +149,7 @@ def add_arguments_up(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-demo", action="store_true", help="do not load demo traffic on first run")
     p.add_argument("--demo-days", type=int, default=60, help="days of demo traffic on first run")
     p.add_argument("--demo-scale", type=float, default=1.0, help="demo traffic scale (1 ≈ 16k hits a school day)")
+    p.add_argument("--no-superset", action="store_true", help="do not start Superset")
 
 
 def run_up(args: argparse.Namespace) -> int:
@@ -193,12 +195,42 @@ def run_up(args: argparse.Namespace) -> int:
         "SUPER_USER_TOKEN": settings.super_user_token,
     }
     _write_env_file(data_dir / "stack.env", stack_env)
+    if not args.no_superset:
+        _start_superset(data_dir, values, env)
     print("DNMA embedded stack is up:")
     for key, value in stack_env.items():
         if "URL" in key:
             print(f"  {key:<22} {value}")
     print(f"  secrets and tokens     {data_dir / 'stack.env'}")
     return 0
+
+
+def _start_superset(data_dir: Path, values: dict[str, str], env: dict[str, str]) -> None:
+    """Superset on :8088 (superset/.venv, `make superset-install`), provisioned over the data;
+    its URL, admin and perimeter users land in stack.env."""
+    try:
+        from dnma_superset import server
+    except ImportError:
+        return
+    if not server.installed():
+        print("Superset not installed (make superset-install): skipped")
+        return
+    home = data_dir / "superset"
+    log = data_dir / "log" / "superset.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    senv = server.environment(home, values["SUPERSET_SECRET_KEY"])
+    server.init_metadata(home, senv, "admin", values["SUPERSET_ADMIN_PASSWORD"], log)
+    url = "http://127.0.0.1:8088"
+    if running_pid(data_dir, "superset") is None:
+        proc = server.start(home, senv, 8088, log, workers=2)
+        _pid_file(data_dir, "superset").write_text(str(proc.pid))
+    server.wait_ready(url, timeout=300)
+    stack_file = data_dir / "stack.env"
+    stack_env = _read_env_file(stack_file)
+    stack_env.update({"SUPERSET_URL": url, "SUPERSET_ADMIN_USER": "admin",
+                      "SUPERSET_ADMIN_PASSWORD": values["SUPERSET_ADMIN_PASSWORD"]})
+    _write_env_file(stack_file, stack_env)
+    _run_cli(["superset", "provision", "--url", url, "--env-file", str(stack_file)], env)
 
 
 def _settings_for(data_dir: Path) -> Settings:

@@ -1,0 +1,1 @@
+"""DNMA side of Superset: the asset bundle spec and `dnma superset provision`."""

@@ -1,0 +1,107 @@
+"""Superset configuration for DNMA: one machine, no internet, French, row-level security on.
+
+Read by Superset through SUPERSET_CONFIG_PATH (set by `dnma up` and the tests). Everything that
+changes between installs comes from the environment: SUPERSET_SECRET_KEY (required),
+SUPERSET_HOME (metadata, cache; default <repo>/var/superset).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cachelib.file import FileSystemCache
+
+_REPO = Path(__file__).resolve().parent.parent
+SUPERSET_HOME = Path(os.environ.get("SUPERSET_HOME", _REPO / "var" / "superset"))
+SUPERSET_HOME.mkdir(parents=True, exist_ok=True)
+
+SECRET_KEY = os.environ["SUPERSET_SECRET_KEY"]  # no default: a guessable key signs sessions
+SQLALCHEMY_DATABASE_URI = f"sqlite:///{SUPERSET_HOME / 'superset.db'}?check_same_thread=false"
+DATA_DIR = str(SUPERSET_HOME)
+
+# --- French by default, no language picker needed
+BABEL_DEFAULT_LOCALE = "fr"
+LANGUAGES = {"fr": {"flag": "fr", "name": "Français"}, "en": {"flag": "us", "name": "English"}}
+D3_FORMAT = {"decimal": ",", "thousands": "\u202f", "grouping": [3], "currency": ["", "\u00a0€"]}
+DEFAULT_TIME_FILTER = "No filter"
+
+# --- nothing phones home; maps are the bundled country_map GeoJSON (no Mapbox key)
+MAPBOX_API_KEY = ""
+SCARF_ANALYTICS = False
+FEATURE_FLAGS = {
+    "DASHBOARD_NATIVE_FILTERS": True,
+    "DASHBOARD_CROSS_FILTERS": True,
+    "ENABLE_TEMPLATE_PROCESSING": True,  # virtual datasets read native filter values (services)
+    "ALERT_REPORTS": False,
+    "EMBEDDED_SUPERSET": False,
+    "THUMBNAILS": False,
+    "PLAYWRIGHT_REPORTS_AND_THUMBNAILS": False,
+    "ENABLE_DASHBOARD_SCREENSHOT_ENDPOINTS": False,
+}
+PREVENT_UNSAFE_DB_CONNECTIONS = False  # the embedded endpoint lives on 127.0.0.1
+# The 6.1 frontend always renders Scarf's telemetry pixel and links Google Fonts: a strict CSP
+# (same origin only) keeps the browser from calling out. No HTTPS redirect: a proxy terminates TLS.
+TALISMAN_ENABLED = True
+_SELF = ["'self'"]
+TALISMAN_CONFIG = {
+    "content_security_policy": {
+        "base-uri": _SELF,
+        "default-src": _SELF,
+        "img-src": [*_SELF, "blob:", "data:"],
+        "worker-src": [*_SELF, "blob:"],
+        "connect-src": _SELF,
+        "object-src": "'none'",
+        "style-src": [*_SELF, "'unsafe-inline'"],
+        "script-src": [*_SELF, "'strict-dynamic'"],
+        "font-src": [*_SELF, "data:"],
+    },
+    "content_security_policy_nonce_in": ["script-src"],
+    "force_https": False,
+    "session_cookie_secure": False,
+}
+TALISMAN_DEV_CONFIG = TALISMAN_CONFIG
+
+# --- one machine: file cache, shared by the gunicorn workers
+_CACHE_DIR = str(SUPERSET_HOME / "cache")
+
+
+def _cache(prefix: str, timeout: int) -> dict[str, object]:
+    return {
+        "CACHE_TYPE": "FileSystemCache",
+        "CACHE_DIR": f"{_CACHE_DIR}/{prefix}",
+        "CACHE_DEFAULT_TIMEOUT": timeout,
+        "CACHE_THRESHOLD": 2000,
+        "CACHE_KEY_PREFIX": f"dnma_{prefix}_",
+    }
+
+
+CACHE_CONFIG = _cache("meta", 3600)
+DATA_CACHE_CONFIG = _cache("data", 300)  # the loader refreshes visits every 30 s; 5 min is fresh enough
+FILTER_STATE_CACHE_CONFIG = _cache("filter_state", 86400)
+EXPLORE_FORM_DATA_CACHE_CONFIG = _cache("explore", 86400)
+RESULTS_BACKEND = FileSystemCache(str(SUPERSET_HOME / "results"), threshold=500, default_timeout=3600)
+GLOBAL_ASYNC_QUERIES = False
+
+# --- security: RLS is built in; the REST API manages roles, users and RLS rules (provisioning)
+FAB_ADD_SECURITY_API = True
+ROW_LEVEL_SECURITY = True
+PUBLIC_ROLE_LIKE = None  # the anonymous "Public" role stays empty: nothing without login
+# The assets import is a multipart POST with a JWT; CSRF stays on for browser forms and the API
+# client sends X-CSRFToken (from /api/v1/security/csrf_token/ with the session cookie).
+WTF_CSRF_ENABLED = True
+WTF_CSRF_TIME_LIMIT = None
+WTF_CSRF_EXEMPT_LIST = [
+    "superset.views.core.log",
+    "superset.views.core.explore_json",
+    "superset.charts.data.api.data",
+    "superset.dashboards.api.cache_dashboard_screenshot",
+]
+
+# --- small machine
+SQLLAB_TIMEOUT = 60
+SUPERSET_WEBSERVER_TIMEOUT = 90
+ROW_LIMIT = 10000
+SQL_MAX_ROW = 10000
+SUPERSET_LOG_VIEW = False
+LOG_LEVEL = os.environ.get("SUPERSET_LOG_LEVEL", "WARNING")
