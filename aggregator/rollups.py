@@ -88,25 +88,35 @@ def debutsemaine(day: date) -> date:
 def refresh_visit_rollups(client, r: Renderer, days: list[date]) -> dict[str, int]:  # type: ignore[no-untyped-def]
     """Rebuild the day partitions of `days` and the week partitions containing them, each swapped
     atomically from its stage table. Returns the number of partitions refreshed per table."""
-    weeks = sorted({debutsemaine(d) for d in days})
-    done: dict[str, int] = {}
+    for day in sorted(set(days)):
+        refresh_period_rollups(client, r, "day", day)
+    for week in sorted({debutsemaine(d) for d in days}):
+        refresh_period_rollups(client, r, "debutsemaine", week)
+    return rollup_partition_counts(days)
+
+
+def rollup_partition_counts(days: list[date]) -> dict[str, int]:
+    weeks = {debutsemaine(d) for d in days}
+    return {v.table: len(set(days)) if v.period == "day" else len(weeks) for v in VISIT_ROLLUPS}
+
+
+def refresh_period_rollups(client, r: Renderer, period: str, value: date, stage_suffix: str = "") -> None:  # type: ignore[no-untyped-def]
+    """Rebuild one day ('day') or ISO week ('debutsemaine') of the visit rollups from the visits of
+    that period only (partition pruning on visits.day). `stage_suffix` picks a worker's stage tables."""
     for rollup in VISIT_ROLLUPS:
-        periods = sorted(set(days)) if rollup.period == "day" else weeks
-        for period in periods:
-            swap_partition(client, r, rollup.table, rollup.select(r), {"period": period}, period)
-        done[rollup.table] = len(periods)
-    return done
+        if rollup.period == period:
+            swap_partition(client, r, rollup.table, rollup.select(r), {"period": value}, value,
+                           stage=f"{rollup.table}_stage{stage_suffix}")
 
 
 def swap_partition(  # type: ignore[no-untyped-def]
     client, r: Renderer, table: str, select: str, parameters: dict[str, object], partition: date,
-    settings: dict[str, object] | None = None,
+    settings: dict[str, object] | None = None, stage: str | None = None,
 ) -> None:
-    """Fill `<table>_stage` with `select`, then atomically replace `partition` of `table` with it.
-
-    An empty result replaces the partition with nothing, so vanished rows vanish too.
+    """Fill `stage` (default `<table>_stage`) with `select`, then atomically replace `partition` of
+    `table` with it. An empty result replaces the partition with nothing, so vanished rows vanish too.
     """
-    stage = r.local_name(f"{table}_stage")
+    stage = r.local_name(stage or f"{table}_stage")
     client.command(f"TRUNCATE TABLE IF EXISTS {stage}")
     client.command(f"INSERT INTO {stage} {select}", parameters=parameters, settings=settings or {})
     client.command(

@@ -12,18 +12,29 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from aggregator.ddl import Renderer
-from aggregator.rollups import refresh_visit_rollups, swap_partition
-from aggregator.visits_query import array_select, checked_timezones, day_filter, fingerprints_select
+from aggregator.rollups import (
+    VISIT_ROLLUPS,
+    debutsemaine,
+    refresh_period_rollups,
+    rollup_partition_counts,
+    swap_partition,
+)
+from aggregator.visits_query import array_select, checked_timezones, fingerprints_select
 from dnma.settings import Settings, get_settings
 
 log = logging.getLogger("dnma.sessionizer")
 
 # One rebuild at a time per process: the stage tables are shared.
 _LOCK = threading.Lock()
+
+# Days built at the same time (VISITS.md: two days in parallel beat one query using two cores),
+# each worker on its own connection and its own stage tables.
+WORKERS = 2
 
 # Days this close to the hits TTL are left alone: their hits are expiring, not changing, and
 # rebuilding them would erase visits that outlive the raw hits.
@@ -79,16 +90,41 @@ def dirty_days(client, settings: Settings, timezones: dict[int, str] | None = No
     return sorted(d for d, fp in current.items() if fp != stored.get(d) and d > cutoff)
 
 
-def rebuild_day(client, r: Renderer, timezones: dict[int, str], day: date) -> int:  # type: ignore[no-untyped-def]
-    """Rebuild one day of visits atomically; returns its number of visits."""
-    # Fingerprint first: hits landing during the build make the day dirty again, never lost.
-    fingerprint = client.query(
-        fingerprints_select(r, timezones, where=day_filter(timezones)), parameters={"day": day}
-    ).result_rows
+def _fingerprints_of(client, r: Renderer, timezones: dict[int, str], days: list[date]) -> dict[date, tuple[int, int]]:  # type: ignore[no-untyped-def]
+    """Fingerprints of `days` in one scan (Paris days around them: site-local days may straddle)."""
+    if not days:
+        return {}
+    where = f"toDate(ts) BETWEEN '{min(days) - timedelta(days=1)}' AND '{max(days) + timedelta(days=1)}'"
+    rows = client.query(fingerprints_select(r, timezones, where=where)).result_rows
+    found = {row[0]: (int(row[1]), int(row[2])) for row in rows}
+    return {d: found.get(d, (0, 0)) for d in days}
+
+
+def _stage_suffix(worker: int) -> str:
+    return "" if worker == 0 else f"_w{worker}"
+
+
+def _worker_stages(client, r: Renderer, worker: int) -> None:  # type: ignore[no-untyped-def]
+    """Stage tables of an extra worker: twins of the migrated `<table>_stage` (same structure and
+    partition key, as REPLACE PARTITION requires); not replicated, so single-node only."""
+    suffix = _stage_suffix(worker)
+    for table in ("visits", *(v.table for v in VISIT_ROLLUPS)):
+        client.command(f"CREATE TABLE IF NOT EXISTS {r.local_name(table + '_stage' + suffix)} "
+                       f"AS {r.local_name(table + '_stage')}")
+
+
+def rebuild_day(client, r: Renderer, timezones: dict[int, str], day: date,  # type: ignore[no-untyped-def]
+                fingerprint: tuple[int, int], stage_suffix: str = "") -> int:
+    """Rebuild one day of visits atomically, then its daily rollups; returns its number of visits.
+
+    `fingerprint` must have been taken before: hits landing during the build make the day dirty
+    again, never lost."""
     swap_partition(
-        client, r, "visits", array_select(r, timezones), {"day": day}, day, _query_settings(timezones)
+        client, r, "visits", array_select(r, timezones), {"day": day}, day, _query_settings(timezones),
+        stage=f"visits_stage{stage_suffix}",
     )
-    hits, digest = (int(fingerprint[0][1]), int(fingerprint[0][2])) if fingerprint else (0, 0)
+    refresh_period_rollups(client, r, "day", day, stage_suffix)
+    hits, digest = fingerprint
     client.insert(
         r.local_name("visits_fingerprints"),
         [[day, hits, digest, datetime.now()]],
@@ -100,20 +136,64 @@ def rebuild_day(client, r: Renderer, timezones: dict[int, str], day: date) -> in
     return int(count)
 
 
+def _in_parallel(client, settings: Settings, r: Renderer, jobs: list, work) -> list:  # type: ignore[no-untyped-def,type-arg]
+    """Run work(client, stage_suffix, job) over jobs on up to WORKERS connections; results in job order."""
+    workers = 1 if r.cluster or len(jobs) < 2 else min(WORKERS, len(jobs))
+    if workers == 1:
+        return [work(client, "", job) for job in jobs]
+    from dnma.chclient import get_client
+
+    clients = [client] + [get_client(settings) for _ in range(workers - 1)]
+    try:
+        for worker in range(1, workers):
+            _worker_stages(client, r, worker)
+        todo = list(enumerate(jobs))
+        results: dict[int, Any] = {}
+        lock = threading.Lock()
+
+        def drain(worker: int) -> None:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    i, job = todo.pop(0)
+                results[i] = work(clients[worker], _stage_suffix(worker), job)
+
+        with ThreadPoolExecutor(workers) as pool:
+            for f in [pool.submit(drain, w) for w in range(workers)]:
+                f.result()
+        return [results[i] for i in range(len(jobs))]
+    finally:
+        for extra in clients[1:]:
+            extra.close()
+
+
 def rebuild_days(client, settings: Settings, days: list[date] | None = None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """Rebuild `days` (None: the dirty ones) and their visit rollups. Idempotent."""
     with _LOCK:
         started = time.monotonic()
         r = _renderer(settings)
         timezones = site_timezones(settings)
-        todo = sorted(set(days)) if days is not None else dirty_days(client, settings, timezones)
-        visits = {d.isoformat(): rebuild_day(client, r, timezones, d) for d in todo}
-        rollups = refresh_visit_rollups(client, r, todo) if todo else {}
+        if days is None:
+            current = current_fingerprints(client, r, timezones)
+            stored = stored_fingerprints(client, r)
+            cutoff = _ttl_cutoff(settings, date.today())
+            todo = sorted(d for d, fp in current.items() if fp != stored.get(d) and d > cutoff)
+            fingerprints = {d: current[d] for d in todo}
+        else:
+            todo = sorted(set(days))
+            fingerprints = _fingerprints_of(client, r, timezones, todo)
+        counts = _in_parallel(client, settings, r, todo, lambda c, suffix, d: rebuild_day(
+            c, r, timezones, d, fingerprints[d], suffix))
+        weeks = sorted({debutsemaine(d) for d in todo})
+        _in_parallel(client, settings, r, weeks, lambda c, suffix, w: refresh_period_rollups(
+            c, r, "debutsemaine", w, suffix))
+        visits = {d.isoformat(): n for d, n in zip(todo, counts, strict=True)}
         result = {
             "days": list(visits),
             "visits": sum(visits.values()),
             "visits_per_day": visits,
-            "rollup_partitions": rollups,
+            "rollup_partitions": rollup_partition_counts(todo) if todo else {},
             "seconds": round(time.monotonic() - started, 3),
         }
     if todo:

@@ -10,33 +10,39 @@ from zoneinfo import ZoneInfo
 
 from aggregator.ddl import Renderer
 from aggregator.migrations.m0003_visits import VISIT_COLUMN_NAMES
-from dnma.hits import HIT_COLUMNS
 from dnma.vocab import COUNTED_ACTIONS
 
 PARIS = "Europe/Paris"
 VISIT_GAP_S = 1800  # 30 minutes: a gap of 1799 s continues the visit, 1800 s starts a new one
 INVALID_FLAG = "invalid_uai"  # INDICATORS.md: hits flagged invalid are excluded from indicators
 
-# The hit fields a visit needs, in sort order: time, pings last, then the content hash so that
-# hits of the same second always sort the same way whatever order they were inserted in.
-HIT_TUPLE: tuple[tuple[str, str, str], ...] = (
-    ("ts", "UInt32", "toUInt32(ts)"),
-    ("ping", "UInt8", "action = 'ping'"),
-    ("h", "UInt64", "{content_hash}"),
-    ("new_visit", "UInt8", "new_visit"),
-    ("campaign", "String", "campaign"),
-    # 1..5 = pageview, download, outlink, search, event (COUNTED_ACTIONS order); 0 = not an action
-    ("kind", "UInt8", "indexOf({counted}, action)"),
-    ("uai", "String", "uai"),
-    ("profil", "String", "profil"),
-    ("device", "String", "device"),
-    ("os", "String", "os"),
-    ("browser", "String", "browser"),
-    ("projet", "String", "projet"),
-    ("service", "String", "service"),
-    ("outil", "String", "outil"),
-    ("type", "String", "type"),
-    ("user_hash", "UInt64", "user_hash"),
+# Visit-relevant content of a hit: what a visit reads from it. Two hits of the same second equal
+# on all of these are interchangeable for visits, so hashing them (not url, title...) is enough to
+# make same-second ordering deterministic whatever the insert order.
+CONTENT_COLUMNS: tuple[str, ...] = (
+    "action", "new_visit", "campaign", "uai", "service", "type", "outil", "profil", "projet",
+    "device", "os", "browser", "user_hash",
+)
+
+# String columns carried through the visitor-day arrays as codes: the rank of the value among the
+# day's sorted distinct values (0 = ''). Ranks preserve string order: sorting codes sorts strings.
+CODED: tuple[str, ...] = ("campaign", "uai", "profil", "device", "os", "browser", "projet", "service", "outil")
+FIRST_VALUE: tuple[str, ...] = ("uai", "profil", "device", "os", "browser", "projet")  # first non-empty
+VALUE_SETS: tuple[str, ...] = ("service", "outil")  # every value touched, sorted
+
+# A hit travels as a tuple of unsigned integers ("words") holding bit fields: (field, lowest bit,
+# width). The first word's numeric order is the visit order (time, pings last, content hash), so
+# sorting the tuples sorts the hits. No string is copied per hit (that was the main cost).
+LAYOUT: tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...] = (
+    # kind: 1..5 = pageview, download, outlink, search, event (COUNTED_ACTIONS order); 0 = not an action
+    ("UInt128", (("ts", 96, 32), ("ping", 95, 1), ("h", 31, 64), ("kind", 0, 3), ("new_visit", 3, 1),
+                 ("natif", 4, 1), ("tiers", 5, 1))),
+    ("UInt64", (("user_hash", 0, 64),)),
+    ("UInt64", (("campaign", 0, 32), ("uai", 32, 32))),
+    ("UInt64", (("profil", 0, 32), ("device", 32, 32))),
+    ("UInt64", (("os", 0, 32), ("browser", 32, 32))),
+    ("UInt64", (("projet", 0, 32), ("service", 32, 32))),
+    ("UInt32", (("outil", 0, 32),)),
 )
 KIND = {action: i + 1 for i, action in enumerate(COUNTED_ACTIONS)}
 
@@ -52,18 +58,14 @@ REFERENTIAL: tuple[tuple[str, str], ...] = (
 
 
 def content_hash() -> str:
-    """A hash of everything a hit says, except when it was received (a late re-import of the
-    same hit must sort and identify exactly as the original)."""
-    parts = []
-    for name, ch_type, _ in HIT_COLUMNS:
-        if name == "received_at":
-            continue
-        if ch_type.startswith("Nullable"):
-            # cityHash64 of a NULL is NULL: hash presence and value separately.
-            parts.append(f"isNull(`{name}`), ifNull(`{name}`, 0)")
-        else:
-            parts.append(f"`{name}`")
-    return f"cityHash64({', '.join(parts)})"
+    """The tie-break hash of a hit: its visit-relevant content (never when it was received, so a
+    late re-import sorts and identifies exactly as the original).
+
+    A weighted sum of one hash per column rather than one cityHash64 of them all: on a
+    LowCardinality column cityHash64 runs once per distinct value, not once per hit."""
+    terms = [f"cityHash64({c}) * {(0x9E3779B97F4A7C15 * (2 * i + 1)) % (1 << 64) | 1}"
+             for i, c in enumerate(CONTENT_COLUMNS)]
+    return "(" + " + ".join(terms) + ")"
 
 
 def fingerprint_hash() -> str:
@@ -105,9 +107,206 @@ def day_filter(timezones: dict[int, str]) -> str:
     return f"toDate(ts) BETWEEN {{day:Date}} - 1 AND {{day:Date}} + 1 AND {local_day(timezones)} = {{day:Date}}"
 
 
+def _counted() -> str:
+    return "[" + ", ".join(f"'{a}'" for a in COUNTED_ACTIONS) + "]"
+
+
+def _valid_hits(r: Renderer, timezones: dict[int, str]) -> str:
+    return f"FROM {r.local_name('hits')} WHERE {day_filter(timezones)} AND NOT has(flags, '{INVALID_FLAG}')"
+
+
+def _where(field: str) -> tuple[int, int, int]:
+    """(word number from 1, lowest bit, width) of a field of LAYOUT."""
+    for i, (_, fields) in enumerate(LAYOUT):
+        for name, low, width in fields:
+            if name == field:
+                return i + 1, low, width
+    raise KeyError(field)
+
+
+def _get(field: str, hit: str) -> str:
+    """A field of a hit tuple `hit` (LAYOUT), as the smallest fitting UInt type."""
+    word, low, width = _where(field)
+    ch_type = "UInt8" if width <= 8 else "UInt32" if width <= 32 else "UInt64"
+    value = f"{hit}.{word}"
+    if low:
+        value = f"bitShiftRight({value}, {low})"
+    if low + width < int(LAYOUT[word - 1][0][4:]):
+        value = f"bitAnd({value}, {(1 << width) - 1})"
+    return f"to{ch_type}({value})"
+
+
+def _hit_values() -> dict[str, str]:
+    """Each LAYOUT field of a hits row (`dd`: the day's dictionary, see _dictionary)."""
+    values = {
+        "ts": "toUInt32(ts)",
+        "ping": "action = 'ping'",
+        "h": content_hash(),
+        "kind": f"indexOf({_counted()}, action)",
+        "new_visit": "new_visit != 0",
+        "natif": "type = 'NATIF'",
+        "tiers": "type = 'TIERS'",
+        "user_hash": "user_hash",
+    }
+    for i, name in enumerate(CODED):
+        v = f"dd.{i + 1}"
+        values[name] = f"transform({name}, {v}, range(toUInt32(length({v}))), toUInt32(0))"
+    return values
+
+
+def _words() -> list[str]:
+    """groupArray of each LAYOUT word of the rows, the fields shifted into place."""
+    values = _hit_values()
+    out = []
+    for ch_type, fields in LAYOUT:
+        parts = [f"bitShiftLeft(to{ch_type}({values[n]}), {low})" if low else f"to{ch_type}({values[n]})"
+                 for n, low, _ in fields]
+        word = parts[0]
+        for part in parts[1:]:  # disjoint bit fields; bitOr takes two arguments
+            word = f"bitOr({word}, {part})"
+        out.append(f"groupArray({word})")
+    return out
+
+
+def _dictionary(r: Renderer, timezones: dict[int, str]) -> str:
+    """Scalar subquery `dd`: per coded column the day's sorted distinct values ('' first), then the
+    referential attributes of each UAI of the day (one dictionary lookup per UAI, not per visit)."""
+    values = ", ".join(
+        f"arrayConcat([''], arraySort(groupUniqArrayIf(toString({c}), {c} != ''))) AS v_{c}" for c in CODED
+    )
+    dictionary = f"{r.database}.etablissements_dict"
+    referential = ", ".join(
+        f"arrayMap(u -> toString(dictGetOrDefault('{dictionary}', '{attr}', tuple(u), '')), v_uai)"
+        for _, attr in REFERENTIAL
+    )
+    columns = ", ".join(f"v_{c}" for c in CODED)
+    return (
+        f"(SELECT tuple({columns}, {referential}) FROM "
+        f"(SELECT {values} {_valid_hits(r, timezones)}))"
+    )
+
+
+def array_select(r: Renderer, timezones: dict[int, str]) -> str:
+    """Visits of `{day:Date}`: one GROUP BY (site, day, visitor), then prefix scans over the sorted hits.
+
+    Each hit travels as a tuple of integers (LAYOUT): no string is copied per hit, a visit decodes
+    the codes it needs from the day's dictionary `dd`.
+
+    Pings are kept only while a visit is live: within a run of hits separated by < 1800 s (a "gap
+    segment"), the hits before the segment's first non-ping are dropped pings, the rest is kept.
+    A kept non-ping starts a visit when it is the segment's first non-ping, has new_visit=1, or
+    carries a non-empty campaign different from the last campaign seen since the previous forced
+    start (that last campaign is the running visit's campaign).
+    """
+    g = VISIT_GAP_S
+    n_coded = len(CODED)
+
+    def decode(column: str, code: str) -> str:
+        return f"dd.{CODED.index(column) + 1}[{code} + 1]"
+
+    def first(column: str) -> str:
+        return f"arrayFirst(c -> c != 0, arrayMap(x -> {_get(column, 'x')}, v))"
+
+    first_values = ",\n  ".join(f"{decode(c, first(c))} AS {c}" for c in FIRST_VALUE)
+    value_sets = ",\n  ".join(
+        f"arrayMap(c -> {decode(c, 'c')}, arraySort(arrayDistinct(arrayFilter(c -> c != 0, "
+        f"arrayMap(x -> {_get(c, 'x')}, v))))) AS {c}s"
+        for c in VALUE_SETS
+    )
+    referential = ",\n  ".join(
+        f"dd.{n_coded + i + 1}[uai_code + 1] AS {col}" for i, (col, _) in enumerate(REFERENTIAL)
+    )
+    columns = ", ".join(f"`{c}`" for c in VISIT_COLUMN_NAMES)
+    return f"""
+SELECT {columns} FROM (
+WITH {_dictionary(r, timezones)} AS dd
+SELECT
+  cityHash64(site_id, visitor_id, start_ts, {_get('h', 'v[1]')}) AS visit_id,
+  site_id,
+  day,
+  toUInt32({_get('ts', 'v[1]')}) AS start_ts,
+  toDateTime(start_ts, '{PARIS}') AS start,
+  toDateTime({_get('ts', 'v[-1]')}, '{PARIS}') AS `end`,
+  toUInt32({_get('ts', 'v[-1]')} - start_ts + 1) AS duration,
+  arrayMap(x -> {_get('kind', 'x')}, v) AS kinds,
+  toUInt32(arrayCount(k -> k > 0, kinds)) AS actions,
+  toUInt32(countEqual(kinds, {KIND['pageview']})) AS pageviews,
+  toUInt32(countEqual(kinds, {KIND['event']})) AS events,
+  toUInt32(countEqual(kinds, {KIND['download']})) AS downloads,
+  toUInt32(countEqual(kinds, {KIND['outlink']})) AS outlinks,
+  toUInt32(countEqual(kinds, {KIND['search']})) AS searches,
+  toUInt32(length(v)) AS hits,
+  toUInt8(actions <= 1) AS is_bounce,
+  visitor_id,
+  arrayFirst(u -> u != 0, arrayMap(x -> {_get('user_hash', 'x')}, v)) AS user_hash,
+  arrayFirst(c -> c != 0, arrayMap(x -> {_get('uai', 'x')}, v)) AS uai_code,
+  {first_values},
+  {value_sets},
+  toUInt8(arrayExists(x -> {_get('natif', 'x')} = 1, v)) AS type_natif,
+  toUInt8(arrayExists(x -> {_get('tiers', 'x')} = 1, v)) AS type_tiers,
+  {decode('campaign', _get('campaign', 'v[1]'))} AS campaign,
+  {referential}
+FROM
+(
+  SELECT site_id, day, visitor_id, visits
+  FROM
+  (
+    SELECT site_id, day, visitor_id, hs,
+      arrayMap(x -> {_get('ts', 'x')}, hs) AS t,
+      arrayMap(x -> 1 - {_get('ping', 'x')}, hs) AS np,
+      arrayMap(x -> {_get('campaign', 'x')}, hs) AS cp,
+      arrayMap((d, i) -> i = 1 OR d >= {g}, arrayDifference(t), arrayEnumerate(t)) AS gap_break,
+      arrayCumSum(np) AS nonpings,
+      -- non-pings before the current gap segment, carried forward from each segment's first hit
+      arrayFill((b, brk) -> brk, arrayMap((c, n) -> c - n, nonpings, np), gap_break) AS before_segment,
+      arrayMap((c, b) -> c - b, nonpings, before_segment) AS nonpings_in_segment,
+      arrayMap(c -> c > 0, nonpings_in_segment) AS kept,
+      arrayMap((n, c, x) -> n = 1 AND (c = 1 OR {_get('new_visit', 'x')} = 1), np, nonpings_in_segment, hs)
+        AS forced,
+      -- last non-empty campaign since the forced start (a forced start sets it, even to ''; code 0 = '')
+      arrayFill((c, f) -> c != 0 OR f, arrayMap((c, n) -> if(n = 1, c, 0), cp, np), forced) AS running_campaign,
+      arrayMap((f, n, c, prev) -> f OR (n = 1 AND c != 0 AND c != prev),
+        forced, np, cp, arrayPushFront(arrayPopBack(running_campaign), 0)) AS starts,
+      arraySplit((x, s) -> s, arrayFilter((x, k) -> k, hs, kept), arrayFilter((s, k) -> k, starts, kept))
+        AS visits
+    FROM
+    (
+      SELECT site_id, {local_day(timezones)} AS day, visitor_id,
+        arraySort(arrayZip({', '.join(_words())})) AS hs
+      {_valid_hits(r, timezones)}
+      GROUP BY site_id, day, visitor_id
+    )
+  )
+)
+ARRAY JOIN visits AS v
+WHERE length(v) > 0
+)
+"""
+
+
+# The hit fields of the window-function cross-check, one row per hit.
+HIT_TUPLE: tuple[tuple[str, str, str], ...] = (
+    ("ts", "UInt32", "toUInt32(ts)"),
+    ("ping", "UInt8", "action = 'ping'"),
+    ("h", "UInt64", "{content_hash}"),
+    ("new_visit", "UInt8", "new_visit"),
+    ("campaign", "String", "campaign"),
+    ("kind", "UInt8", "indexOf({counted}, action)"),
+    ("uai", "String", "uai"),
+    ("profil", "String", "profil"),
+    ("device", "String", "device"),
+    ("os", "String", "os"),
+    ("browser", "String", "browser"),
+    ("projet", "String", "projet"),
+    ("service", "String", "service"),
+    ("outil", "String", "outil"),
+    ("type", "String", "type"),
+    ("user_hash", "UInt64", "user_hash"),
+)
+
+
 def _hit_tuple() -> str:
-    counted = "[" + ", ".join(f"'{a}'" for a in COUNTED_ACTIONS) + "]"
-    values = ", ".join(expr.format(content_hash=content_hash(), counted=counted) for _, _, expr in HIT_TUPLE)
+    values = ", ".join(expr.format(content_hash=content_hash(), counted=_counted()) for _, _, expr in HIT_TUPLE)
     ch_type = ", ".join(f"{name} {t}" for name, t, _ in HIT_TUPLE)
     return f"CAST(({values}), 'Tuple({ch_type})')"
 
@@ -117,85 +316,6 @@ def _referential(r: Renderer) -> str:
     return ",\n  ".join(
         f"dictGetOrDefault('{dictionary}', '{attr}', tuple(uai), '') AS {col}" for col, attr in REFERENTIAL
     )
-
-
-def _valid_hits(r: Renderer, timezones: dict[int, str]) -> str:
-    return f"FROM {r.local_name('hits')} WHERE {day_filter(timezones)} AND NOT has(flags, '{INVALID_FLAG}')"
-
-
-def array_select(r: Renderer, timezones: dict[int, str]) -> str:
-    """Visits of `{day:Date}`: one GROUP BY (site, day, visitor), then prefix scans over the sorted hits.
-
-    Pings are kept only while a visit is live: within a run of hits separated by < 1800 s (a "gap
-    segment"), the hits before the segment's first non-ping are dropped pings, the rest is kept.
-    A kept non-ping starts a visit when it is the segment's first non-ping, has new_visit=1, or
-    carries a non-empty campaign different from the last campaign seen since the previous forced
-    start (that last campaign is the running visit's campaign).
-    """
-    g = VISIT_GAP_S
-    return f"""
-SELECT
-  cityHash64(site_id, visitor_id, v[1].ts, v[1].h) AS visit_id,
-  site_id,
-  day,
-  toDateTime(v[1].ts, '{PARIS}') AS start,
-  toDateTime(v[-1].ts, '{PARIS}') AS `end`,
-  toUInt32(v[-1].ts - v[1].ts + 1) AS duration,
-  toUInt32(arrayCount(k -> k > 0, v.kind)) AS actions,
-  toUInt32(countEqual(v.kind, {KIND['pageview']})) AS pageviews,
-  toUInt32(countEqual(v.kind, {KIND['event']})) AS events,
-  toUInt32(countEqual(v.kind, {KIND['download']})) AS downloads,
-  toUInt32(countEqual(v.kind, {KIND['outlink']})) AS outlinks,
-  toUInt32(countEqual(v.kind, {KIND['search']})) AS searches,
-  toUInt32(length(v)) AS hits,
-  toUInt8(actions <= 1) AS is_bounce,
-  visitor_id,
-  arrayFirst(u -> u != 0, v.user_hash) AS user_hash,
-  arrayFirst(x -> x != '', v.uai) AS uai,
-  arrayFirst(x -> x != '', v.profil) AS profil,
-  arrayFirst(x -> x != '', v.device) AS device,
-  arrayFirst(x -> x != '', v.os) AS os,
-  arrayFirst(x -> x != '', v.browser) AS browser,
-  arraySort(arrayDistinct(arrayFilter(x -> x != '', v.service))) AS services,
-  arraySort(arrayDistinct(arrayFilter(x -> x != '', v.outil))) AS outils,
-  toUInt8(has(v.type, 'NATIF')) AS type_natif,
-  toUInt8(has(v.type, 'TIERS')) AS type_tiers,
-  arrayFirst(x -> x != '', v.projet) AS projet,
-  v[1].campaign AS campaign,
-  {_referential(r)}
-FROM
-(
-  SELECT site_id, day, visitor_id, visits
-  FROM
-  (
-    SELECT site_id, day, visitor_id, hs,
-      hs.ts AS t,
-      arrayMap(p -> 1 - p, hs.ping) AS np,
-      arrayMap((d, i) -> i = 1 OR d >= {g}, arrayDifference(t), arrayEnumerate(t)) AS gap_break,
-      arrayCumSum(np) AS nonpings,
-      -- non-pings before the current gap segment, carried forward from each segment's first hit
-      arrayFill((b, brk) -> brk, arrayMap((c, n) -> c - n, nonpings, np), gap_break) AS before_segment,
-      arrayMap((c, b) -> c - b, nonpings, before_segment) AS nonpings_in_segment,
-      arrayMap(c -> c > 0, nonpings_in_segment) AS kept,
-      arrayMap((n, c, nv) -> n = 1 AND (c = 1 OR nv = 1), np, nonpings_in_segment, hs.new_visit) AS forced,
-      -- last non-empty campaign since the forced start (a forced start sets it, even to '')
-      arrayFill((cp, f) -> cp != '' OR f, arrayMap((cp, n) -> if(n = 1, cp, ''), hs.campaign, np), forced)
-        AS running_campaign,
-      arrayMap((f, n, cp, prev) -> f OR (n = 1 AND cp != '' AND cp != prev),
-        forced, np, hs.campaign, arrayPushFront(arrayPopBack(running_campaign), '')) AS starts,
-      arraySplit((x, s) -> s, arrayFilter((x, k) -> k, hs, kept), arrayFilter((s, k) -> k, starts, kept))
-        AS visits
-    FROM
-    (
-      SELECT site_id, {local_day(timezones)} AS day, visitor_id, arraySort(groupArray({_hit_tuple()})) AS hs
-      {_valid_hits(r, timezones)}
-      GROUP BY site_id, day, visitor_id
-    )
-  )
-)
-ARRAY JOIN visits AS v
-WHERE length(v) > 0
-"""
 
 
 def window_select(r: Renderer, timezones: dict[int, str]) -> str:

@@ -1,0 +1,32 @@
+"""The loader's side duties on the real stack: visits are built and the quality checks run by
+themselves (no command), while the loader keeps loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from harness import DEMO_SITE_ID, Stack
+
+UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
+
+
+def test_loader_builds_visits_and_runs_checks_on_its_own(tmp_path: Path) -> None:
+    with Stack(tmp_path, loader_aggregate_interval_s=1, quality_checks_interval_s=2) as stack:
+        stack.start_loader()
+        stack.start_collector()
+        with httpx.Client(base_url=stack.collector_url, headers={"User-Agent": UA}) as http:
+            for i in range(3):
+                res = http.get("/matomo.php", params={
+                    "idsite": DEMO_SITE_ID, "rec": 1, "_id": "00000000000000a1", "url": f"https://ent.demo.example/p{i}",
+                    "dimension1": "0350122T", "dimension2": "NOTES", "dimension3": "NATIF", "dimension5": "ELEVE",
+                    "send_image": 0,
+                })
+                assert res.status_code == 204
+        rows = stack.wait_for("SELECT count(), sum(actions) FROM dnma.visits", lambda v: v[0][0] >= 1, timeout=90)
+        assert rows[0] == (1, 3)  # three page views of one visitor within minutes: one visit
+        checks = stack.wait_for(
+            "SELECT uniqExact(check) FROM dnma.quality_check_runs", lambda v: v[0][0] >= 10, timeout=90
+        )
+        assert checks[0][0] >= 10
