@@ -33,8 +33,10 @@ class Loader:
             return self.conn.query(sql, fmt).bytes().decode()
 
 
-@pytest.fixture(scope="session")
-def loader(tmp_path_factory: pytest.TempPathFactory) -> Loader:
+# Module scope, closed at teardown: chDB serves one path per process, so a connection left open
+# here would keep every later test module of the session from opening its own directory.
+@pytest.fixture(scope="module")
+def loader(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loader]:
     import chdb
 
     path = str(tmp_path_factory.mktemp("endpoint") / "clickhouse")
@@ -51,7 +53,8 @@ def loader(tmp_path_factory: pytest.TempPathFactory) -> Loader:
         f" FROM numbers({ROWS})"
     )
     conn.query("CREATE TABLE dnma.ticks (n UInt64, at DateTime64(3)) ENGINE = MergeTree ORDER BY n")
-    return Loader(path=path, conn=conn, lock=threading.Lock())
+    yield Loader(path=path, conn=conn, lock=threading.Lock())
+    conn.close()
 
 
 def endpoint_settings(**overrides: Any) -> Settings:
@@ -68,14 +71,14 @@ def endpoint_settings(**overrides: Any) -> Settings:
     return Settings(**values)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def endpoint(loader: Loader) -> Iterator[EndpointHandle]:
     handle = start_endpoint(endpoint_settings(), loader.path)
     yield handle
     handle.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def base_url(endpoint: EndpointHandle) -> str:
     return f"http://127.0.0.1:{endpoint.port}/"
 
