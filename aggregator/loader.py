@@ -189,6 +189,7 @@ class Loader:
         self.spool_dir = settings.resolved_spool_dir
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.stop = threading.Event()
+        self.kick = threading.Event()  # run the side duties now (SIGUSR1)
         self.metrics = Metrics()
         self.state = LoaderState.load(self.spool_dir)
         self.client: Any = None
@@ -363,11 +364,14 @@ class Loader:
         aggregated_at = time.monotonic()
         checked_at: float | None = None
         while not self.stop.wait(1.0):
+            # SIGUSR1 (sent by `dnma up` after loading demo data): both duties now, in order.
+            kicked = self.kick.is_set()
+            self.kick.clear()
             interval = self.settings.loader_aggregate_interval_s
-            if interval > 0 and time.monotonic() - aggregated_at >= interval:
+            if kicked or (interval > 0 and time.monotonic() - aggregated_at >= interval):
                 aggregated_at = time.monotonic()
                 self._duty("aggregated", lambda: aggregate_once(client, self.settings))
-            if checks_due(self.settings, checked_at):
+            if kicked or checks_due(self.settings, checked_at):
                 checked_at = time.time()
                 self._duty("checked", lambda: {"transitions": len(run_checks(client, self.settings))})
 
@@ -442,6 +446,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    signal.signal(signal.SIGUSR1, lambda _s, _f: loader.kick.set())
     if getattr(args, "once", False):
         try:
             loader.connect()

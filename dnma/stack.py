@@ -183,8 +183,12 @@ def run_up(args: argparse.Namespace) -> int:
             env,
         )
         demo_marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+        _refresh_now(data_dir)
 
-    stack_env = {
+    # Merged into what is there: later steps (Superset users) keep their keys across runs.
+    stack_file = data_dir / "stack.env"
+    stack_env = _read_env_file(stack_file)
+    stack_env.update({
         "COLLECTOR_URL": collector_url,
         "CLICKHOUSE_HTTP_URL": f"http://{settings.ch_http_host}:{settings.ch_http_port}",
         "CLICKHOUSE_USER": settings.ch_http_user,
@@ -193,15 +197,15 @@ def run_up(args: argparse.Namespace) -> int:
         "DEMO_SITE_ID": "1",
         "DEMO_TOKEN": values["DEMO_TOKEN"],
         "SUPER_USER_TOKEN": settings.super_user_token,
-    }
-    _write_env_file(data_dir / "stack.env", stack_env)
+    })
+    _write_env_file(stack_file, stack_env)
     if not args.no_superset:
         _start_superset(data_dir, values, env)
     print("DNMA embedded stack is up:")
-    for key, value in stack_env.items():
-        if "URL" in key:
+    for key, value in _read_env_file(stack_file).items():
+        if key.endswith("_URL"):
             print(f"  {key:<22} {value}")
-    print(f"  secrets and tokens     {data_dir / 'stack.env'}")
+    print(f"  secrets and tokens     {stack_file}")
     return 0
 
 
@@ -231,6 +235,23 @@ def _start_superset(data_dir: Path, values: dict[str, str], env: dict[str, str])
                       "SUPERSET_ADMIN_PASSWORD": values["SUPERSET_ADMIN_PASSWORD"]})
     _write_env_file(stack_file, stack_env)
     _run_cli(["superset", "provision", "--url", url, "--env-file", str(stack_file)], env)
+
+
+def _refresh_now(data_dir: Path, timeout: float = 600) -> None:
+    """Ask the loader to build visits and run the checks now (SIGUSR1), and wait until it has:
+    the dashboards then show the demo data at once, and no check judges an empty database."""
+    pid = running_pid(data_dir, "loader")
+    if pid is None:
+        return
+    status = data_dir / "quality_status.json"
+    before = status.stat().st_mtime if status.exists() else 0.0
+    os.kill(pid, signal.SIGUSR1)
+    print("building visits and running the quality checks over the demo data…")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if status.exists() and status.stat().st_mtime > before:
+            return
+        time.sleep(1)
 
 
 def _settings_for(data_dir: Path) -> Settings:

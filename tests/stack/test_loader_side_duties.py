@@ -30,3 +30,24 @@ def test_loader_builds_visits_and_runs_checks_on_its_own(tmp_path: Path) -> None
             "SELECT uniqExact(check) FROM dnma.quality_check_runs", lambda v: v[0][0] >= 10, timeout=90
         )
         assert checks[0][0] >= 10
+
+
+def test_sigusr1_makes_the_loader_build_visits_and_check_now(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    with Stack(tmp_path, loader_aggregate_interval_s=3600, quality_checks_interval_s=3600) as stack:
+        stack.start_loader()
+        stack.start_collector()
+        status = stack.data_dir / "quality_status.json"
+        stack.wait_for("SELECT 1", lambda _v: status.exists(), timeout=60)  # the first run, at start
+        first = status.stat().st_mtime
+        with httpx.Client(base_url=stack.collector_url, headers={"User-Agent": UA}) as http:
+            res = http.get("/matomo.php", params={"idsite": DEMO_SITE_ID, "rec": 1, "_id": "00000000000000b2",
+                                                  "url": "https://ent.demo.example/x", "send_image": 0})
+            assert res.status_code == 204
+        stack.wait_for("SELECT count() FROM dnma.hits", lambda v: v[0][0] == 1)
+        assert stack.reader().command("SELECT count() FROM dnma.visits") == 0  # hourly duty not due
+        os.kill(stack.procs["loader"].pid, signal.SIGUSR1)
+        stack.wait_for("SELECT count() FROM dnma.visits", lambda v: v[0][0] == 1, timeout=60)
+        stack.wait_for("SELECT 1", lambda _v: status.stat().st_mtime > first, timeout=60)
