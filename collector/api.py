@@ -108,6 +108,9 @@ def create_api(collector: Collector) -> FastAPI:
     from collector.quality_routes import build_router
 
     app.include_router(build_router(settings))
+    from collector import debug
+
+    app.include_router(debug.build_router(collector))
 
     @app.get("/healthz")
     async def healthz() -> Response:

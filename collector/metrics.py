@@ -23,7 +23,11 @@ class Tally:
     def __init__(self, step_names: list[str]) -> None:
         self.step_names = step_names
         self.step_calls = [0] * len(step_names)
-        self.step_ns = [0] * len(step_names)
+        self.step_ns = [0] * len(step_names)  # estimated for single hits (see pipeline.run)
+        self.runs = 0  # pipeline.run calls (picks the hits whose steps are timed)
+        # pipeline.run's untimed hits, by the index of the last step they ran: folded into
+        # step_calls by flush (a hit stopped at step i ran steps 0..i).
+        self.stopped_at = [0] * len(step_names)
         self.drops: defaultdict[str, int] = defaultdict(int)
         self.flags: defaultdict[str, int] = defaultdict(int)
         self.responses: defaultdict[tuple[str, int], int] = defaultdict(int)
@@ -65,8 +69,19 @@ class Tally:
             }
         return self._metrics
 
+    def fold_step_calls(self) -> None:
+        """Add the hits counted in `stopped_at` to `step_calls`."""
+        ran = 0
+        for i in range(len(self.step_names) - 1, -1, -1):
+            n = self.stopped_at[i]
+            if n:
+                self.stopped_at[i] -= n
+                ran += n
+            self.step_calls[i] += ran
+
     def flush(self) -> None:
         m = self._prometheus()
+        self.fold_step_calls()
         for i, name in enumerate(self.step_names):
             calls, ns = self.step_calls[i], self.step_ns[i]
             if calls:

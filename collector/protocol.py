@@ -7,8 +7,9 @@ except `ProtocolError`, which carries the HTTP status and the reason to answer w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 import orjson
 
@@ -28,41 +29,79 @@ class ProtocolError(Exception):
         self.reason = reason
 
 
+_DECODED: dict[str, str] = {}  # encoded value -> decoded: page URLs, titles and dimensions repeat
+_DECODED_MAX = 4096
+_DECODED_VALUE_MAX = 512  # longer values are decoded every time: the cache stays < 4 MiB
+
+
 def _decode(raw: str) -> str:
     # `+` is a space in form encoding; unquote replaces invalid UTF-8 (errors="replace").
-    if "+" in raw:
-        raw = raw.replace("+", " ")
-    if "%" in raw:
-        raw = unquote(raw, errors="replace")
-    return raw
+    found = _DECODED.get(raw)
+    if found is not None:
+        return found
+    value = raw.replace("+", " ") if "+" in raw else raw
+    if "%" in value:
+        if value.isascii():  # what unquote does for an ASCII string, without its regex split
+            value = unquote_to_bytes(value).decode("utf-8", "replace")
+        else:
+            value = unquote(value, errors="replace")
+    if len(raw) <= _DECODED_VALUE_MAX:
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[raw] = value
+    return value
 
 
-def parse_qs_into(out: dict[str, str], qs: str, *, overwrite: bool = True) -> None:
-    """Add the pairs of `qs` to `out`. Within one source the last value wins (as PHP does).
+def _pairs(qs: str, pairs: list[str]) -> dict[str, str]:
+    """`name=value` strings (the `&`-separated `pairs` of `qs`) to a dict, the last value
+    winning; a pair without `=` has ''."""
+    if qs.count("=") == len(pairs) and all(map(str.__contains__, pairs, repeat("="))):
+        # Exactly one `=` in each pair: names and values alternate once `&` is read as `=`.
+        parts = qs.replace("&", "=").split("=")
+        return dict(zip(parts[::2], parts[1::2], strict=True))
+    return dict(pair.partition("=")[::2] for pair in pairs)
 
-    `overwrite=False` keeps keys already in `out`: the query string wins over the form body.
+
+def parse_qs(qs: str) -> dict[str, str]:
+    """The pairs of `qs` as a new dict. Within one source the last value wins (as PHP does).
+
     Keys like `a[]` are kept as they are; nothing here interprets them.
     """
     if not qs:
-        return
+        return {}
     pairs = qs.split("&", MAX_PARAMS)
     if len(pairs) > MAX_PARAMS:
         del pairs[MAX_PARAMS:]
     # The pairs straight into a dict at C speed, then only the encoded ones decoded.
-    found = dict(pair.partition("=")[::2] for pair in pairs)
+    found = _pairs(qs if len(pairs) < MAX_PARAMS else "&".join(pairs), pairs)
     if "%" in qs or "+" in qs:
-        for key, value in list(found.items()):
-            if "%" in key or "+" in key:
-                del found[key]
-                found[_decode(key)] = _decode(value)
-            elif "%" in value or "+" in value:
-                found[key] = _decode(value)
-    found.pop("", None)
+        names = "".join(found)
+        if "%" in names or "+" in names:
+            for key, value in list(found.items()):
+                if "%" in key or "+" in key:
+                    del found[key]
+                    found[_decode(key)] = _decode(value)
+                elif "%" in value or "+" in value:
+                    found[key] = _decode(value)
+        else:  # the common case: only some values are encoded
+            for key in [k for k, v in found.items() if "%" in v or "+" in v]:
+                found[key] = _decode(found[key])
+    if "" in found:
+        del found[""]
     if len(qs) > MAX_VALUE_CHARS:
         for key, value in found.items():
             if len(value) > MAX_VALUE_CHARS:
                 found[key] = value[:MAX_VALUE_CHARS]
-    if overwrite:
+    return found
+
+
+def parse_qs_into(out: dict[str, str], qs: str, *, overwrite: bool = True) -> None:
+    """Add the pairs of `qs` to `out` (see `parse_qs`).
+
+    `overwrite=False` keeps keys already in `out`: the query string wins over the form body.
+    """
+    found = parse_qs(qs)
+    if overwrite or not out:
         out.update(found)
     else:
         for key, value in found.items():
@@ -79,9 +118,7 @@ def bytes_to_str(raw: bytes) -> str:
 
 def request_params(query: bytes, body: bytes) -> dict[str, str]:
     """Parameters of a GET (query string) or a form POST (body, URL parameters win)."""
-    params: dict[str, str] = {}
-    if query:
-        parse_qs_into(params, bytes_to_str(query))
+    params = parse_qs(bytes_to_str(query)) if query else {}
     if body:
         parse_qs_into(params, bytes_to_str(body), overwrite=False)
     return params
@@ -94,9 +131,14 @@ def looks_like_bulk(body: bytes) -> bool:
 
 @dataclass
 class BulkRequest:
-    """The items of a bulk body: parameter dicts, or None for an item that was skipped."""
+    """The items of a bulk body: parameter dicts, or None for an item that was skipped.
+
+    `parse_bulk_envelope` leaves `items` empty and the items as sent in `raw_items`, for the
+    caller to parse one by one with `bulk_item` (a 1,000-item request need not hold 1,000
+    parameter dicts at once)."""
 
     items: list[dict[str, str] | None] = field(default_factory=list)
+    raw_items: list[Any] = field(default_factory=list)
     token_auth: str = ""
     send_image: bool = True
 
@@ -120,6 +162,14 @@ def _falsy(value: Any) -> bool:
 
 def parse_bulk(body: bytes) -> BulkRequest:
     """Parse a bulk body; ProtocolError(400) for a malformed one."""
+    bulk = parse_bulk_envelope(body)
+    bulk.items = [bulk_item(item) for item in bulk.raw_items]
+    bulk.raw_items = []
+    return bulk
+
+
+def parse_bulk_envelope(body: bytes) -> BulkRequest:
+    """Check a bulk body and read its options; the items stay unparsed in `raw_items`."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -140,19 +190,18 @@ def parse_bulk(body: bytes) -> BulkRequest:
         bulk.token_auth = token
     if "send_image" in doc and _falsy(doc["send_image"]):
         bulk.send_image = False
-    for item in requests:
-        bulk.items.append(_bulk_item(item))
+    bulk.raw_items = requests
     return bulk
 
 
-def _bulk_item(item: Any) -> dict[str, str] | None:
-    params: dict[str, str] = {}
+def bulk_item(item: Any) -> dict[str, str] | None:
+    """One bulk item (`"?a=b&..."` or an object) → its parameters; None for one to skip."""
     if isinstance(item, str):
         _, sep, query = item.partition("?")
         if not sep:  # Matomo keeps only the query part of a URL: none, nothing to track
             return None
-        parse_qs_into(params, query)
-        return params
+        return parse_qs(query)
+    params: dict[str, str] = {}
     if isinstance(item, dict):
         for k, v in list(item.items())[:MAX_PARAMS]:
             value = _scalar(v)

@@ -7,7 +7,7 @@ keep an LRU cache per worker, so that it only runs on a cache miss.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class UAClasses(NamedTuple):
@@ -106,8 +106,9 @@ def parse(ua: str) -> UAClasses:
 class UAClassifier:
     """LRU cache of `parse` results; one per worker (the cache is not shared across processes)."""
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, tally: Any = None) -> None:
         self.max_entries = max(1, max_entries)
+        self.tally = tally  # a metrics.Tally: its ua_misses counts the parses
         self._cache: OrderedDict[str, UAClasses] = OrderedDict()
         self.hits = 0
         self.misses = 0
@@ -124,6 +125,8 @@ class UAClassifier:
             cache.move_to_end(ua)
             return found
         self.misses += 1
+        if self.tally is not None:
+            self.tally.ua_misses += 1
         found = parse(ua)
         cache[ua] = found
         if len(cache) > self.max_entries:
