@@ -1,16 +1,42 @@
 """Rollups: the hit rollups fed by materialized views, and the visit rollups the sessionizer
 rebuilds (day and ISO week partitions swapped in from `<table>_stage`) after each visits rebuild.
 
-Superset datasets (Europe/Paris; "utilisateurs" are states: always `uniqMerge` / `uniqExactMerge`
-them over a period, never add daily or weekly figures):
-- `dnma.visits_daily`, `dnma.visits_weekly` (`debutsemaine` = ISO Monday): per site × projet ×
-  uai (+ referential) × profil × device → visites, utilisateurs (uniqExact state), duree (s),
-  pages_vues, actions, rebonds. Every visit counted once: totals add up.
-- `dnma.visits_services_daily`, `dnma.visits_services_weekly`: the same × service, one row per
-  service a visit touched. A visit touching two services counts in both: never sum over services.
+Visit rollups come in tiers; a dashboard query reads the coarsest one that still has the
+dimensions it groups or filters by (`rollup_for` picks it). Europe/Paris. "utilisateurs" are
+distinct-user states: always merge them over a period with the table's function
+(`BY_TABLE[table].users_merge`: `uniqMerge` for the per-UAI detail, `uniqCombinedMerge(12)` for
+the others), never add daily or weekly figures.
+- `dnma.visits_national_daily`: day × degre × profil × device (a few dozen rows a day): national
+  KPIs, weekly trend (`GROUP BY toMonday(day)`), by profil, by device, over a school year.
+- `dnma.visits_territoires_daily`: day × degre × region × academie × departement × profil × device:
+  maps and tables by territory, and the national charts filtered on a territory.
+- `dnma.visits_daily`, `dnma.visits_weekly` (`debutsemaine` = ISO Monday): the detail, per uai ×
+  site × projet (+ referential degre/region/academie/departement) × profil × device, sorted by
+  uai first for the Établissement dashboard. Every visit counted once in each tier: totals add up.
+- `dnma.visits_services_national_daily`: day × degre × profil × service (national "by service").
+- `dnma.visits_services_daily`: day × degre × region × academie × departement × projet × profil ×
+  service (no uai, site or device: no dashboard splits services by them; one establishment's
+  services are read from `dnma.visits`, exact and fast for one UAI). One row per service a visit
+  touched: never sum over services. Weeks of services merge the daily states (`toMonday(day)`).
+Measures of every visit rollup: visites, utilisateurs (state), duree (s), pages_vues, actions,
+rebonds. `visits_daily`, `visits_territoires_daily` and `visits_services_daily` are computed
+from the day's visits; the others merge a finer rollup with the same state function
+(`...MergeState`, sums), so they cost little to rebuild and agree with their source.
+
+Distinct users, approximate on purpose (measured on bench/model.py, 10M hits):
+- detail tiers (per UAI) keep `uniq`: every 32-bit hash until 65,536 distinct users in the merged
+  result, so an establishment's figures are exact bar hash collisions (about n²/2³³), and states
+  of one or two users stay a few bytes.
+- coarse tiers keep `uniqCombined(12)`: exact up to 256 users, then a HyperLogLog of 4,096 cells
+  (standard error 1.6 %, 0.3 % measured on the yearly users of a service); a state never exceeds
+  ~3 KB and merges in a pass over its cells: the yearly "by service" chart merged 28k `uniq`
+  states (up to 256 KB each) in 0.8-1.3 s, and the same as `uniqCombined(12)` in 0.15 s, in a
+  third of the bytes.
+Exact figures come from `dnma.visits` itself: the open-data exports (aggregator/exports.py) and
+the Matomo-like reporting API (aggregator/reporting.py) read it with `uniqExact`.
+Months and school years (1 August → 31 July) merge the daily states (or weekly for whole weeks).
 - `dnma.hits_daily` (site × projet × uai × profil × service × device × action) and `dnma.hits_hourly`
   (site × projet × profil × service × action, per Paris hour) → hits, utilisateurs (uniq state).
-Months and school years (1 August → 31 July) merge the daily states (or weekly for whole weeks).
 Hits flagged `invalid_uai` are excluded from every rollup, as from visits (INDICATORS.md).
 """
 
@@ -23,61 +49,117 @@ from aggregator.ddl import Renderer
 
 USER_KEY = "if(user_hash != 0, user_hash, visitor_id)"  # distinct uid hash, else visitor id
 
-VISIT_DIMENSIONS = ("site_id", "projet", "uai", "degre", "academie", "departement", "region", "profil", "device")
-VISIT_MEASURES: tuple[tuple[str, str, str], ...] = (
-    # (column, type, aggregate over visits)
-    ("visites", "SimpleAggregateFunction(sum, UInt64)", "toUInt64(count())"),
-    ("utilisateurs", "AggregateFunction(uniqExact, UInt64)", f"uniqExactState(toUInt64({USER_KEY}))"),
-    ("duree", "SimpleAggregateFunction(sum, UInt64)", "toUInt64(sum(duration))"),
-    ("pages_vues", "SimpleAggregateFunction(sum, UInt64)", "toUInt64(sum(pageviews))"),
-    ("actions", "SimpleAggregateFunction(sum, UInt64)", "toUInt64(sum(actions))"),
-    ("rebonds", "SimpleAggregateFunction(sum, UInt64)", "toUInt64(sum(is_bounce))"),
+GEO = ("degre", "region", "academie", "departement")  # referential attributes of the visit's UAI
+# The detail tier's dimensions (period excluded), uai first: the Établissement dashboard's filter.
+VISIT_DIMENSIONS = ("uai", "site_id", "projet", *GEO, "profil", "device")
+VISIT_MEASURES: tuple[tuple[str, str, str, str], ...] = (
+    # (column, type, aggregate over visits, aggregate over a finer rollup); utilisateurs: users_*()
+    ("visites", "SimpleAggregateFunction(sum, UInt64)", "toUInt64(count())", "sum(visites)"),
+    ("utilisateurs", "", "", ""),  # per rollup: VisitRollup.users
+    ("duree", "SimpleAggregateFunction(sum, UInt64)", "toUInt64(sum(duration))", "sum(duree)"),
+    ("pages_vues", "SimpleAggregateFunction(sum, UInt64)", "toUInt64(sum(pageviews))", "sum(pages_vues)"),
+    ("actions", "SimpleAggregateFunction(sum, UInt64)", "toUInt64(sum(actions))", "sum(actions)"),
+    ("rebonds", "SimpleAggregateFunction(sum, UInt64)", "toUInt64(sum(is_bounce))", "sum(rebonds)"),
 )
+EXACT_UP_TO_65K = "uniq"  # detail tiers: per-UAI rows, small states, exact below 65,536 users
+HLL12 = "uniqCombined(12)"  # coarse tiers: states capped at ~3 KB, merged fast, 1.6 % std error when large
+
+
+def _combinator(users: str, suffix: str) -> str:
+    """'uniqCombined(12)', 'State' -> 'uniqCombinedState(12)'."""
+    name, _, params = users.partition("(")
+    return f"{name}{suffix}" + (f"({params}" if params else "")
+
+
+# Explicit codecs (the server's default may be LZ4): small sums lose their unused high bytes
+# (T64) before ZSTD; HyperLogLog cells (6 bits in a byte) pack well with ZSTD(3).
+MEASURE_CODECS = {name: "CODEC(T64, ZSTD(1))" for name in ("visites", "duree", "pages_vues", "actions", "rebonds")}
+STATE_CODEC = "CODEC(ZSTD(3))"
+DIMENSION_CODEC = "CODEC(ZSTD(1))"
 DIMENSION_TYPES = {"site_id": "UInt32", "day": "Date", "debutsemaine": "Date"}
 
 
 @dataclass(frozen=True)
 class VisitRollup:
-    """One visit rollup table: its period column (day or debutsemaine) and whether it splits services."""
+    """One visit rollup table: its period column (day or debutsemaine), its dimensions (period
+    excluded, in ORDER BY order), and where it comes from: `visits` (source None) or a finer daily
+    rollup whose states it merges."""
 
     table: str
     period: str  # 'day' or 'debutsemaine'
-    by_service: bool
+    dims: tuple[str, ...]
+    source: str | None = None
+    users: str = HLL12  # the distinct-users state: EXACT_UP_TO_65K or HLL12
+
+    @property
+    def users_merge(self) -> str:
+        """What readers merge `utilisateurs` with: `uniqMerge` or `uniqCombinedMerge(12)`."""
+        return _combinator(self.users, "Merge")
+
+    def _measure(self, name: str, ch_type: str, from_visits: str, from_rollup: str) -> tuple[str, str, str]:
+        if name != "utilisateurs":
+            return ch_type, from_visits, from_rollup
+        return (f"AggregateFunction({self.users}, UInt64)",
+                f"{_combinator(self.users, 'State')}(toUInt64({USER_KEY}))",
+                f"{_combinator(self.users, 'MergeState')}(utilisateurs)")
+
+    @property
+    def by_service(self) -> bool:
+        return "service" in self.dims
 
     @property
     def dimensions(self) -> tuple[str, ...]:
-        extra = ("service",) if self.by_service else ()
-        return (self.period, *VISIT_DIMENSIONS, *extra)
+        return (self.period, *self.dims)
 
     def columns(self) -> str:
-        dims = [f"`{d}` {DIMENSION_TYPES.get(d, 'LowCardinality(String)')}" for d in self.dimensions]
-        measures = [f"`{name}` {ch_type}" for name, ch_type, _ in VISIT_MEASURES]
+        dims = [f"`{d}` {DIMENSION_TYPES.get(d, 'LowCardinality(String)')} {DIMENSION_CODEC}" for d in self.dimensions]
+        measures = [f"`{m[0]}` {self._measure(*m)[0]} {MEASURE_CODECS.get(m[0], STATE_CODEC)}" for m in VISIT_MEASURES]
         return ",\n  ".join(dims + measures)
 
     def order_by(self) -> str:
-        # Every dimension in the key: rows differing only by a referential attribute must not merge.
-        first = ("site_id", self.period)
-        return "(" + ", ".join(first + tuple(d for d in self.dimensions if d not in first)) + ")"
+        # Every dimension in the key (rows differing only by a referential attribute must not
+        # merge); the partition is one period, so the key starts with what dashboards filter on.
+        return "(" + ", ".join(self.dims) + ")"
 
     def select(self, r: Renderer) -> str:
-        """Rows of the partition `{period:Date}` from `visits`."""
+        """Rows of the partition `{period:Date}`, from `visits` or from the source rollup."""
+        dims = ", ".join(self.dims)
         period = "day" if self.period == "day" else "toMonday(day)"
         where = "day = {period:Date}" if self.period == "day" else "day BETWEEN {period:Date} AND {period:Date} + 6"
-        array_join = "ARRAY JOIN services AS service" if self.by_service else ""
-        dims = ", ".join(self.dimensions[1:])
-        measures = ", ".join(f"{agg} AS {name}" for name, _, agg in VISIT_MEASURES)
+        if self.source is None:
+            array_join = "ARRAY JOIN services AS service" if self.by_service else ""
+            measures = ", ".join(f"{self._measure(*m)[1]} AS {m[0]}" for m in VISIT_MEASURES)
+            source = r.local_name("visits")
+        else:  # merged from a finer daily rollup
+            array_join = ""
+            measures = ", ".join(f"{self._measure(*m)[2]} AS {m[0]}" for m in VISIT_MEASURES)
+            source = r.local_name(self.source)
         return (
-            f"SELECT {period} AS {self.period}, {dims}, {measures} FROM {r.local_name('visits')} {array_join} "
+            f"SELECT {period} AS {self.period}, {dims}, {measures} FROM {source} {array_join} "
             f"WHERE {where} GROUP BY {self.period}, {dims}"
         )
 
 
+# Build order matters: a rollup comes after its source.
 VISIT_ROLLUPS: tuple[VisitRollup, ...] = (
-    VisitRollup("visits_daily", "day", False),
-    VisitRollup("visits_services_daily", "day", True),
-    VisitRollup("visits_weekly", "debutsemaine", False),
-    VisitRollup("visits_services_weekly", "debutsemaine", True),
+    VisitRollup("visits_daily", "day", VISIT_DIMENSIONS, users=EXACT_UP_TO_65K),
+    VisitRollup("visits_territoires_daily", "day", (*GEO, "profil", "device")),
+    VisitRollup("visits_national_daily", "day", ("degre", "profil", "device"), "visits_territoires_daily"),
+    VisitRollup("visits_services_daily", "day", (*GEO, "projet", "profil", "service")),
+    VisitRollup("visits_services_national_daily", "day", ("degre", "profil", "service"), "visits_services_daily"),
+    VisitRollup("visits_weekly", "debutsemaine", VISIT_DIMENSIONS, "visits_daily", users=EXACT_UP_TO_65K),
 )
+BY_TABLE = {v.table: v for v in VISIT_ROLLUPS}
+
+
+def rollup_for(dimensions: set[str] | frozenset[str], period: str = "day") -> str:
+    """The coarsest rollup of `period` holding every one of `dimensions` (grouped or filtered on).
+    A services rollup only when `service` is asked for: it counts a visit once per service."""
+    candidates = [v for v in VISIT_ROLLUPS if v.period == period and set(dimensions) <= set(v.dims)
+                  and v.by_service == ("service" in dimensions)]
+    if not candidates:
+        raise ValueError(f"no {period} rollup has {sorted(dimensions)}: read dnma.visits")
+    return min(candidates, key=lambda v: len(v.dims)).table
 
 
 def debutsemaine(day: date) -> date:

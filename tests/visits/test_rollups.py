@@ -8,12 +8,13 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
-from aggregator.rollups import VISIT_DIMENSIONS
+import pytest
+
+from aggregator.rollups import BY_TABLE, VISIT_ROLLUPS, rollup_for
 
 from .conftest import Db, hit, open_db, paris
 from .test_rules import _random_hits
 
-KEY = ", ".join(VISIT_DIMENSIONS)
 USERS = "if(user_hash != 0, user_hash, visitor_id)"
 
 
@@ -32,33 +33,55 @@ def test_visit_rollups_equal_direct_queries(db: Db) -> None:
     db.insert(_mixed_hits())
     db.rebuild()
     measures = f"count(), uniqExact({USERS}), sum(duration), sum(pageviews), sum(actions), sum(is_bounce)"
-    merged = "sum(visites), uniqExactMerge(utilisateurs), sum(duree), sum(pages_vues), sum(actions), sum(rebonds)"
-    for period, table, expr in (("day", "visits_daily", "day"), ("debutsemaine", "visits_weekly", "toMonday(day)")):
+    for rollup in VISIT_ROLLUPS:  # every tier, whether built from visits or merged from a finer one
+        merged = (f"sum(visites), {rollup.users_merge}(utilisateurs), sum(duree), sum(pages_vues), sum(actions), "
+                  "sum(rebonds)")
+        if rollup.source:  # states merge only within one function
+            assert BY_TABLE[rollup.source].users == rollup.users
+        key = ", ".join(rollup.dims)
+        expr = "day" if rollup.period == "day" else "toMonday(day)"
+        array_join = "ARRAY JOIN services AS service" if rollup.by_service else ""
         direct = db.client.query(
-            f"SELECT {expr} AS p, {KEY}, {measures} FROM dnma.visits GROUP BY p, {KEY} ORDER BY p, {KEY}"
+            f"SELECT {expr} AS p, {key}, {measures} FROM dnma.visits {array_join} GROUP BY p, {key} ORDER BY p, {key}"
         ).result_rows
         rolled = db.client.query(
-            f"SELECT {period} AS p, {KEY}, {merged} FROM dnma.{table} GROUP BY p, {KEY} ORDER BY p, {KEY}"
+            f"SELECT {rollup.period} AS p, {key}, {merged} FROM dnma.{rollup.table} GROUP BY p, {key} "
+            f"ORDER BY p, {key}"
         ).result_rows
-        assert direct == rolled and len(direct) >= 8
-        # by service: a visit counts once in each service it touched
-        direct = db.client.query(
-            f"SELECT {expr} AS p, service, {measures} FROM dnma.visits ARRAY JOIN services AS service "
-            f"GROUP BY p, service ORDER BY p, service"
-        ).result_rows
-        rolled = db.client.query(
-            f"SELECT {period} AS p, service, {merged} FROM dnma.visits_services_{table.split('_')[1]} "
-            f"GROUP BY p, service ORDER BY p, service"
-        ).result_rows
-        assert direct == rolled
+        assert direct == rolled and len(direct) >= 8, rollup.table
+        # by service: a visit counts once in each service it touched, whatever the tier
+        if rollup.by_service:
+            direct = db.client.query(
+                f"SELECT {expr} AS p, service, {measures} FROM dnma.visits ARRAY JOIN services AS service "
+                f"GROUP BY p, service ORDER BY p, service"
+            ).result_rows
+            rolled = db.client.query(
+                f"SELECT {rollup.period} AS p, service, {merged} FROM dnma.{rollup.table} "
+                f"GROUP BY p, service ORDER BY p, service"
+            ).result_rows
+            assert direct == rolled, rollup.table
     assert [r[0].isoformat() for r in db.client.query(
         "SELECT DISTINCT debutsemaine FROM dnma.visits_weekly ORDER BY 1").result_rows] == [
         "2026-03-02", "2026-03-09", "2026-03-16"]
     # a month merges daily states: distinct users over the month, not a sum of days
-    month = db.scalar("SELECT uniqExactMerge(utilisateurs) FROM dnma.visits_daily WHERE toYYYYMM(day) = 202603")
-    assert month == db.scalar(f"SELECT uniqExact({USERS}) FROM dnma.visits WHERE toYYYYMM(day) = 202603")
-    assert month < db.scalar("SELECT sum(u) FROM (SELECT uniqExactMerge(utilisateurs) u FROM dnma.visits_daily "
-                             "GROUP BY day)")
+    for table in ("visits_daily", "visits_national_daily"):
+        merge = BY_TABLE[table].users_merge
+        month = db.scalar(f"SELECT {merge}(utilisateurs) FROM dnma.{table} WHERE toYYYYMM(day) = 202603")
+        assert month == db.scalar(f"SELECT uniqExact({USERS}) FROM dnma.visits WHERE toYYYYMM(day) = 202603")
+        assert month < db.scalar(f"SELECT sum(u) FROM (SELECT {merge}(utilisateurs) u FROM dnma.{table} "
+                                 "GROUP BY day)")
+
+
+def test_rollup_for_picks_the_coarsest_tier() -> None:
+    assert rollup_for({"profil", "device"}) == "visits_national_daily"
+    assert rollup_for({"degre"}) == "visits_national_daily"  # never a services rollup without service
+    assert rollup_for({"departement", "device"}) == "visits_territoires_daily"
+    assert rollup_for({"service"}) == "visits_services_national_daily"
+    assert rollup_for({"service", "projet"}) == "visits_services_daily"
+    assert rollup_for({"uai"}) == "visits_daily"
+    assert rollup_for({"uai", "profil"}, "debutsemaine") == "visits_weekly"
+    with pytest.raises(ValueError):
+        rollup_for({"uai", "service"})  # one establishment's services: read dnma.visits
 
 
 def test_weekly_rollup_follows_a_late_day(db: Db) -> None:
