@@ -36,7 +36,7 @@ Exact figures come from `dnma.visits` itself: the open-data exports (aggregator/
 the Matomo-like reporting API (aggregator/reporting.py) read it with `uniqExact`.
 Months and school years (1 August → 31 July) merge the daily states (or weekly for whole weeks).
 - `dnma.hits_daily` (site × projet × uai × profil × service × device × action) and `dnma.hits_hourly`
-  (site × projet × profil × service × action, per Paris hour) → hits, utilisateurs (uniq state).
+  (site × action, per Paris hour: the ops view) → hits, utilisateurs (uniq state).
 Hits flagged `invalid_uai` are excluded from every rollup, as from visits (INDICATORS.md).
 """
 
@@ -213,7 +213,8 @@ def swap_partition(  # type: ignore[no-untyped-def]
 HIT_ROLLUPS: dict[str, tuple[str, tuple[str, ...]]] = {
     # table: (period expression AS period column, dimensions)
     "hits_daily": ("toDate(ts) AS day", ("site_id", "projet", "uai", "profil", "service", "device", "action")),
-    "hits_hourly": ("toStartOfHour(ts) AS hour", ("site_id", "projet", "profil", "service", "action")),
+    # Hourly is the ops view (is a site sending, how much of what): few dimensions keep it small.
+    "hits_hourly": ("toStartOfHour(ts) AS hour", ("site_id", "action")),
 }
 
 

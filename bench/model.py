@@ -228,7 +228,9 @@ def main() -> int:
         "SELECT table, sum(bytes_on_disk), sum(rows) FROM system.parts WHERE active AND database = 'dnma' "
         "GROUP BY table ORDER BY table").result_rows
     tables = {t: {"bytes": int(b), "rows": int(n)} for t, b, n in rows if int(b) > 0}
-    counted = [t for t in tables if t == "hits" or t.startswith("visits") and t != "visits_fingerprints"]
+    # hits + visits + every rollup (hit and visit rollups); not the referential nor bookkeeping.
+    counted = [t for t in tables if (t.startswith("hits") or t.startswith("visits"))
+               and t != "visits_fingerprints" and "_stage" not in t]
     out["storage"] = {
         "tables": tables,
         "bytes_per_hit_hits": round(tables["hits"]["bytes"] / hits, 2),
