@@ -332,6 +332,7 @@ class Collector:
                 if hit.tk:
                     tk = True
                 if reason is None:
+                    assert hit.row is not None  # set by the last step whenever nothing dropped the hit
                     records.append(_dumps(hit.row))
                     tracked += 1
                 elif reason.invalid:

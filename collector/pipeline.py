@@ -541,11 +541,11 @@ def dnma_properties(hit: Hit, ctx: Context) -> DropReason | None:
         key = (site.id, *map(params.get, slots))
         found = ctx._props.get(key)
         if found is not None:
-            props, flags, mapped = found
-            hit.props = dict(props)
-            if flags:
-                hit.flags.extend(flags)
-            if " ".join(params).count("dimension") > mapped:
+            cached_props, cached_flags, cached_mapped = found
+            hit.props = dict(cached_props)
+            if cached_flags:
+                hit.flags.extend(cached_flags)
+            if " ".join(params).count("dimension") > cached_mapped:
                 _free_dimensions(hit, slots)
             return None
     props = hit.props
