@@ -85,6 +85,7 @@ class Simulation:
     seed: int = 1
     referentiel_dir: Path = REFERENTIEL_DIR
     sites: tuple[SiteSpec, ...] = SITES
+    bad_tagging: bool = True  # False: none of the deliberate tagging faults (for false-positive tests)
     _prefix_cache: dict[int, str] = field(default_factory=dict, repr=False)
 
     @property
@@ -141,7 +142,7 @@ class Simulation:
 
     def _dims(self, rng: random.Random, user: User, service: str, outil: str) -> str:
         uai, profil, svc = user.uai, user.profil, service.upper()
-        r = rng.random()
+        r = rng.random() if self.bad_tagging else 1.0
         if r < INVALID_UAI_SHARE:
             uai = uai[:7] + CHECK_LETTERS[(CHECK_LETTERS.index(uai[7]) + 1 + rng.randrange(22)) % 23]
         elif r < INVALID_UAI_SHARE + MISSING_PROFIL_SHARE:
