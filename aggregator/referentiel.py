@@ -179,56 +179,35 @@ def read_file(path: Path) -> tuple[Kind, Iterator[dict[str, Any]]]:
     return kind, _READERS[kind](_rows(path), kind)
 
 
-def _read_annuaire(rows: Iterable[dict[str, str]], kind: Kind) -> Iterator[dict[str, Any]]:
-    for row in rows:
-        yield _etablissement(
-            uai=row["Identifiant_de_l_etablissement"],
-            nom=row.get("Nom_etablissement", ""),
-            code_nature=row.get("code_nature", ""),
-            libelle_nature=row.get("libelle_nature", ""),
-            type_etablissement=row.get("Type_etablissement", ""),
-            statut=row.get("Statut_public_prive", ""),
-            commune_code=row.get("Code_commune", ""),
-            commune=row.get("Nom_commune", ""),
-            departement=row.get("Code_departement", ""),
-            departement_label=row.get("Libelle_departement", ""),
-            academie_code=row.get("Code_academie", ""),
-            academie=row.get("Libelle_academie", ""),
-            region_code=row.get("Code_region", ""),
-            region=row.get("Libelle_region", ""),
-            circonscription=row.get("nom_circonscription", ""),
-            ministere=row.get("ministere_tutelle", ""),
-            latitude=row.get("latitude", ""),
-            longitude=row.get("longitude", ""),
-            eleves=row.get("Nombre_d_eleves"),  # 2023 schema only
-            source=kind,
-        )
+# Which source column fills each field of an establishment, per file kind (None: left empty).
+_ANNUAIRE_COLUMNS: dict[str, str | None] = {
+    "uai": "Identifiant_de_l_etablissement", "nom": "Nom_etablissement", "code_nature": "code_nature",
+    "libelle_nature": "libelle_nature", "type_etablissement": "Type_etablissement",
+    "statut": "Statut_public_prive", "commune_code": "Code_commune", "commune": "Nom_commune",
+    "departement": "Code_departement", "departement_label": "Libelle_departement",
+    "academie_code": "Code_academie", "academie": "Libelle_academie", "region_code": "Code_region",
+    "region": "Libelle_region", "circonscription": "nom_circonscription", "ministere": "ministere_tutelle",
+    "latitude": "latitude", "longitude": "longitude",
+}
+_COLLEGES_COLUMNS: dict[str, str | None] = {
+    "uai": "numero_uai", "nom": "appellation_officielle", "code_nature": "nature_uai",
+    "libelle_nature": "nature_uai_libe", "type_etablissement": None, "statut": "secteur_public_prive_libe",
+    "commune_code": "code_commune", "commune": "libelle_commune", "departement": "code_departement",
+    "departement_label": "libelle_departement", "academie_code": "code_academie",
+    "academie": "libelle_academie", "region_code": "code_region", "region": "libelle_region",
+    "circonscription": None, "ministere": "libelle_ministere", "latitude": "latitude", "longitude": "longitude",
+}
 
 
-def _read_colleges(rows: Iterable[dict[str, str]], kind: Kind) -> Iterator[dict[str, Any]]:
-    for row in rows:
-        yield _etablissement(
-            uai=row["numero_uai"],
-            nom=row.get("appellation_officielle", ""),
-            code_nature=row.get("nature_uai", ""),
-            libelle_nature=row.get("nature_uai_libe", ""),
-            type_etablissement="",
-            statut=row.get("secteur_public_prive_libe", ""),
-            commune_code=row.get("code_commune", ""),
-            commune=row.get("libelle_commune", ""),
-            departement=row.get("code_departement", ""),
-            departement_label=row.get("libelle_departement", ""),
-            academie_code=row.get("code_academie", ""),
-            academie=row.get("libelle_academie", ""),
-            region_code=row.get("code_region", ""),
-            region=row.get("libelle_region", ""),
-            circonscription="",
-            ministere=row.get("libelle_ministere", ""),
-            latitude=row.get("latitude", ""),
-            longitude=row.get("longitude", ""),
-            eleves=None,
-            source=kind,
-        )
+def _read_establishments(columns: dict[str, str | None]) -> Any:
+    def read(rows: Iterable[dict[str, str]], kind: Kind) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            fields = {name: row.get(col, "") if col else "" for name, col in columns.items()}
+            fields["uai"] = row[columns["uai"] or ""]
+            # Only the 2023 annuaire carries pupil counts.
+            yield _etablissement(**fields, eleves=row.get("Nombre_d_eleves"), source=kind)
+
+    return read
 
 
 def _read_effectifs(rows: Iterable[dict[str, str]], kind: Kind) -> Iterator[dict[str, Any]]:
@@ -247,9 +226,9 @@ def _read_effectifs(rows: Iterable[dict[str, str]], kind: Kind) -> Iterator[dict
 
 
 _READERS = {
-    Kind.ANNUAIRE_2023: _read_annuaire,
-    Kind.ANNUAIRE_2026: _read_annuaire,
-    Kind.COLLEGES: _read_colleges,
+    Kind.ANNUAIRE_2023: _read_establishments(_ANNUAIRE_COLUMNS),
+    Kind.ANNUAIRE_2026: _read_establishments(_ANNUAIRE_COLUMNS),
+    Kind.COLLEGES: _read_establishments(_COLLEGES_COLUMNS),
     Kind.EFFECTIFS_1D: _read_effectifs,
     Kind.EFFECTIFS_2D: _read_effectifs,
 }

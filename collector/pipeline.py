@@ -571,20 +571,15 @@ def dnma_properties(hit: Hit, ctx: Context) -> DropReason | None:
     if flag:
         flags.append(flag)
     upper = ctx.upper
-    value = props.get("type")
-    value = upper(value) if value else ""
-    props["type"] = value
-    if not value:
-        flags.append("missing_type")
-    elif value not in _TYPES:
-        flags.append("unknown_type")
-    value = props.get("profil")
-    value = upper(value) if value else ""
-    props["profil"] = value
-    if not value:
-        flags.append("missing_profil")
-    elif value not in _PROFILS:
-        flags.append("unknown_profil")
+    # Only on a cache miss of (site, raw values): a plain loop costs nothing here.
+    for prop, allowed in (("type", _TYPES), ("profil", _PROFILS)):
+        value = props.get(prop)
+        value = upper(value) if value else ""
+        props[prop] = value
+        if not value:
+            flags.append("missing_" + prop)
+        elif value not in allowed:
+            flags.append("unknown_" + prop)
     outil = props.get("outil")
     props["outil"] = upper(outil) if outil else ""
     # Fixed in the site's registration wins over what the page sends.
