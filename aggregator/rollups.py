@@ -197,6 +197,8 @@ def swap_partition(  # type: ignore[no-untyped-def]
 ) -> None:
     """Fill `stage` (default `<table>_stage`) with `select`, then atomically replace `partition` of
     `table` with it. An empty result replaces the partition with nothing, so vanished rows vanish too.
+    The stage keeps its (hard-linked) parts until the next swap truncates it first: one command
+    less per partition.
     """
     stage = r.local_name(stage or f"{table}_stage")
     client.command(f"TRUNCATE TABLE IF EXISTS {stage}")
@@ -206,7 +208,6 @@ def swap_partition(  # type: ignore[no-untyped-def]
         # An empty stage is meant: the day (or week) now has no rows.
         settings={"allow_replace_partition_from_empty_source": 1},
     )
-    client.command(f"TRUNCATE TABLE IF EXISTS {stage}")
 
 
 # --- hit rollups, fed by materialized views on `hits` (DDL in migration m0004)

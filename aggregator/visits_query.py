@@ -32,7 +32,9 @@ VALUE_SETS: tuple[str, ...] = ("service", "outil")  # every value touched, sorte
 
 # A hit travels as a tuple of unsigned integers ("words") holding bit fields: (field, lowest bit,
 # width). The first word's numeric order is the visit order (time, pings last, content hash), so
-# sorting the tuples sorts the hits. No string is copied per hit (that was the main cost).
+# sorting the tuples by their first word sorts the hits: two hits with equal first words have the
+# same content hash, hence equal visit-relevant content and equal other words; their order is moot.
+# No string is copied per hit (that was the main cost).
 LAYOUT: tuple[tuple[str, tuple[tuple[str, int, int], ...]], ...] = (
     # kind: 1..5 = pageview, download, outlink, search, event (COUNTED_ACTIONS order); 0 = not an action
     ("UInt128", (("ts", 96, 32), ("ping", 95, 1), ("h", 31, 64), ("kind", 0, 3), ("new_visit", 3, 1),
@@ -272,7 +274,7 @@ FROM
     FROM
     (
       SELECT site_id, {local_day(timezones)} AS day, visitor_id,
-        arraySort(arrayZip({', '.join(_words())})) AS hs
+        arraySort(x -> x.1, arrayZip({', '.join(_words())})) AS hs
       {_valid_hits(r, timezones)}
       GROUP BY site_id, day, visitor_id
     )

@@ -74,7 +74,7 @@ WITH {_array(uais)} AS uais, {_array(profils)} AS profils, {_array(services)} AS
      {_array(list(BROWSERS))} AS browsers
 SELECT t, t + cityHash64(number, 20) % 30, site, action, concat('https://ent', toString(site), '.example/',
        service, '/', toString(cityHash64(number, 21) % 50)), service, campaign, uai, service, type, outil,
-       profil, projet, visitor, user_hash, new_visit, device, os, browser, hex(cityHash64(number, 22))
+       profil, projet, visitor, user_hash, new_visit, device, os, browser, pv_id
 FROM (
   SELECT number,
     intDiv(number, {HITS_PER_VISITOR_DAY}) AS vd,
@@ -98,7 +98,12 @@ FROM (
     cityHash64(number, 16) % 150 = 0 AS new_visit,
     devices[1 + cityHash64(visitor, 17) % length(devices)] AS device,
     oses[1 + cityHash64(visitor, 18) % length(oses)] AS os,
-    browsers[1 + cityHash64(visitor, 19) % length(browsers)] AS browser
+    browsers[1 + cityHash64(visitor, 19) % length(browsers)] AS browser,
+    -- matomo.js page view ids: 6 random [0-9A-Za-z]; the hits after a page view (events, pings,
+    -- downloads...) carry its id, about two hits per id here
+    arrayStringConcat(arrayMap(i -> substring(
+      '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz',
+      1 + bitShiftRight(cityHash64(vd, intDiv(number % {HITS_PER_VISITOR_DAY}, 2)), 6 * i) % 62, 1), range(6))) AS pv_id
   FROM numbers({start}, {n})
 )
 """,
