@@ -195,6 +195,7 @@ class Loader:
         self.client: Any = None
         self.endpoint: Any = None
         self._status_at = 0.0
+        self._last_rows = 0  # records of the last batch built
 
     # -- retry
     def _retry(self, what: str, fn: Any, give_up: Any = None) -> Any:
@@ -260,6 +261,7 @@ class Loader:
     def load_once(self) -> bool:
         """Insert the next batch, if any; True when one was loaded."""
         intent, records = next_intent(self.spool_dir, self.state.committed, self.settings.loader_batch_rows)
+        self._last_rows = len(records)
         if not intent.ranges:
             return False
         self.state.begin(intent)  # durable before the insert: a crash from here on is redone
@@ -409,7 +411,9 @@ class Loader:
             threading.Thread(target=self.side_duties, name="side-duties", daemon=True).start()
             self.metrics.state = "running"
             retired_at = 0.0
+            min_interval = self.settings.loader_insert_interval_ms / 1000.0
             while not self.stop.is_set():
+                started = time.monotonic()
                 loaded = self.load_once()
                 # Retire when idle, and every second under load so the spool cap frees up.
                 if not loaded or time.monotonic() - retired_at >= 1.0:
@@ -418,6 +422,11 @@ class Loader:
                 self.write_status()
                 if not loaded:
                     self.stop.wait(poll)
+                elif self._last_rows < self.settings.loader_batch_rows:
+                    # A partial batch: the spool is drained. Let the next one gather for the rest of
+                    # the interval: a part per insert costs ClickHouse about as much as thousands of
+                    # rows (≈30 µs a row in 2,000-row batches, ≈10 µs in 100,000-row ones).
+                    self.stop.wait(max(0.0, started + min_interval - time.monotonic()))
         except Stopping:
             _event("stopped_with_pending", logging.WARNING, pending=self.state.pending is not None)
         finally:

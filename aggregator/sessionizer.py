@@ -94,8 +94,8 @@ def _fingerprints_of(client, r: Renderer, timezones: dict[int, str], days: list[
     """Fingerprints of `days` in one scan (Paris days around them: site-local days may straddle)."""
     if not days:
         return {}
-    where = f"toDate(ts) BETWEEN '{min(days) - timedelta(days=1)}' AND '{max(days) + timedelta(days=1)}'"
-    rows = client.query(fingerprints_select(r, timezones, where=where)).result_rows
+    paris_days = (min(days) - timedelta(days=1), max(days) + timedelta(days=1))
+    rows = client.query(fingerprints_select(r, timezones, paris_days)).result_rows
     found = {row[0]: (int(row[1]), int(row[2])) for row in rows}
     return {d: found.get(d, (0, 0)) for d in days}
 

@@ -6,6 +6,7 @@ Both read the day as the query parameter `{day:Date}` and return the columns of 
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from aggregator.ddl import Renderer
@@ -87,18 +88,27 @@ def checked_timezones(timezones: dict[int, str]) -> dict[int, str]:
     return out
 
 
-def local_day(timezones: dict[int, str]) -> str:
+def local_day(timezones: dict[int, str], column: str = "ts") -> str:
     """The hit's day in its site's time zone; plain toDate(ts) (a sort-key prefix) when all are Paris."""
     tzs = checked_timezones(timezones)
     if not tzs:
-        return "toDate(ts)"
+        return f"toDate({column})"
     by_tz: dict[str, list[int]] = {}
     for site_id, tz in sorted(tzs.items()):
         by_tz.setdefault(tz, []).append(site_id)
     branches = ", ".join(
-        f"site_id IN ({', '.join(map(str, ids))}), toDate(ts, '{tz}')" for tz, ids in sorted(by_tz.items())
+        f"site_id IN ({', '.join(map(str, ids))}), toDate({column}, '{tz}')" for tz, ids in sorted(by_tz.items())
     )
-    return f"multiIf({branches}, toDate(ts))"
+    return f"multiIf({branches}, toDate({column}))"
+
+
+def whole_hour_offset(tz: str) -> bool:
+    """Whether the zone's UTC offset is a whole number of hours at every instant of 2000-2040:
+    then no hour straddles a local midnight and a local day is a sum of hours."""
+    zone = ZoneInfo(tz)
+    instants = (datetime(year, month, 1, tzinfo=UTC) for year in range(2000, 2041) for month in range(1, 13))
+    return all(int(i.astimezone(zone).utcoffset().total_seconds()) % 3600 == 0  # type: ignore[union-attr]
+               for i in instants)
 
 
 def day_filter(timezones: dict[int, str]) -> str:
@@ -406,9 +416,36 @@ def insert_visits(r: Renderer, target: str, timezones: dict[int, str], *, window
     return f"INSERT INTO {r.local_name(target)} ({columns}) SELECT {columns} FROM ({select})"
 
 
-def fingerprints_select(r: Renderer, timezones: dict[int, str], where: str = "1") -> str:
-    """Per site-local day: hit count and a summed hash, invalid hits included (they may turn valid)."""
+def fingerprint_rollup_select(r: Renderer) -> str:
+    """Rows of `hits_fingerprints` (migration m0005): per Paris hour and site, hits and summed hash."""
     return (
-        f"SELECT {local_day(timezones)} AS day, count() AS hits, sum({fingerprint_hash()}) AS hash "
-        f"FROM {r.local_name('hits')} WHERE {where} GROUP BY day"
+        f"SELECT toStartOfHour(ts) AS hour, site_id, count() AS hits, sum({fingerprint_hash()}) AS hash "
+        f"FROM {r.local_name('hits')} GROUP BY hour, site_id"
     )
+
+
+def fingerprints_select(r: Renderer, timezones: dict[int, str], paris_days: tuple[date, date] | None = None) -> str:
+    """Per site-local day: hit count and a summed hash, invalid hits included (they may turn valid).
+
+    Read from the hourly `hits_fingerprints`, except for sites in a zone with a fractional offset,
+    whose hits are scanned. `paris_days`: only the Paris days in this range (inclusive)."""
+    tzs = checked_timezones(timezones)
+    fractional = sorted(site for site, tz in tzs.items() if not whole_hour_offset(tz))
+    whole = {site: tz for site, tz in tzs.items() if site not in fractional}
+
+    def within(column: str) -> str:
+        return "1" if paris_days is None else f"toDate({column}) BETWEEN '{paris_days[0]}' AND '{paris_days[1]}'"
+
+    hourly = (
+        f"SELECT {local_day(whole, 'hour')} AS day, sum(hits) AS hits, sum(hash) AS hash "
+        f"FROM {r.local_name('hits_fingerprints')} WHERE {within('hour')}"
+    )
+    if not fractional:
+        return hourly + " GROUP BY day"
+    sites = ", ".join(map(str, fractional))
+    scanned = (
+        f"SELECT {local_day(tzs)} AS day, count() AS hits, sum({fingerprint_hash()}) AS hash "
+        f"FROM {r.local_name('hits')} WHERE {within('ts')} AND site_id IN ({sites}) GROUP BY day"
+    )
+    return (f"SELECT day, sum(hits) AS hits, sum(hash) AS hash FROM ({hourly} AND site_id NOT IN ({sites}) "
+            f"GROUP BY day UNION ALL {scanned}) GROUP BY day")

@@ -176,7 +176,7 @@ def test_shuffled_and_late_import_give_identical_visits(db: Db) -> None:
     db.rebuild()
     reference = db.visits()
     assert len(reference) > 10
-    for table in ("hits", "visits", "visits_fingerprints"):
+    for table in ("hits", "hits_fingerprints", "visits", "visits_fingerprints"):
         db.client.command(f"TRUNCATE TABLE dnma.{table}")
     shuffled = hits[:]
     random.Random(2).shuffle(shuffled)
@@ -216,3 +216,35 @@ def test_a_day_whose_hits_vanished_is_emptied_when_rebuilt_explicitly(db: Db) ->
     db.rebuild([date(2026, 3, 10)])
     assert [v["day"] for v in db.visits()] == [date(2026, 3, 11)]
     assert db.scalar("SELECT count() FROM dnma.visits_daily WHERE day = '2026-03-10'") == 0
+
+
+def test_day_fingerprints_from_the_hourly_table_equal_a_scan_of_the_hits(tmp_path: Path) -> None:
+    """Paris, a whole-hour zone (Cayenne) and a fractional one (Marquesas, -9:30, scanned), across
+    the October DST change, loaded in two inserts: the hourly sums equal a direct scan per local day."""
+    from aggregator.visits_query import fingerprint_hash, fingerprints_select, local_day, whole_hour_offset
+
+    zones = {2: "America/Cayenne", 3: "Pacific/Marquesas"}
+    assert whole_hour_offset("Europe/Paris") and whole_hour_offset(zones[2]) and not whole_hour_offset(zones[3])
+    sites = [{"id": 1, "name": "a", "main_url": "https://a"}] + [
+        {"id": s, "name": f"s{s}", "main_url": f"https://s{s}", "timezone": tz} for s, tz in zones.items()]
+    db = open_db(tmp_path, sites)
+    try:
+        rng = random.Random(5)
+        start = paris(2026, 10, 23, 0, 0, 0)
+        hits = [hit(start + timedelta(seconds=rng.randrange(5 * 86400)), site_id=rng.choice([1, 2, 3]),
+                    visitor_id=rng.randrange(50), action=rng.choice(["pageview", "ping", "event"]))
+                for _ in range(4000)]
+        db.insert(hits[:2500])
+        db.insert(hits[2500:])
+        scan = db.client.query(
+            f"SELECT {local_day(zones)} AS day, count(), sum({fingerprint_hash()}) FROM dnma.hits GROUP BY day "
+            "ORDER BY day").result_rows
+        hourly = db.client.query(f"SELECT * FROM ({fingerprints_select(db.r, zones)}) ORDER BY day").result_rows
+        assert len(scan) >= 5 and hourly == scan
+        window = (date(2026, 10, 24), date(2026, 10, 26))
+        in_window = db.client.query(
+            f"SELECT * FROM ({fingerprints_select(db.r, zones, window)}) ORDER BY day").result_rows
+        # A day inside the Paris window is whole (the sessionizer pads its windows by a day)
+        assert [r for r in in_window if r[0] == date(2026, 10, 25)] == [r for r in scan if r[0] == date(2026, 10, 25)]
+    finally:
+        db.client.close()
