@@ -8,17 +8,26 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS := tagging-sdk/js
 APT_STAMP := $(VENV)/.apt-installed
+NATIVE := collector/_native.json
+NATIVE_SRC := collector/build_native.py collector/protocol.py collector/pipeline.py collector/privacy.py collector/app.py
 
-.PHONY: up down status test lint typecheck pytest js bench golden readme clean install system-deps \
+.PHONY: up down status test lint typecheck pytest js bench golden readme clean install native system-deps \
 	superset-install superset-assets superset-screenshots
 
-install: $(STAMP)
+install: $(STAMP) $(NATIVE)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
+
+# The collector's per-request modules compiled with mypyc (optional: without a C compiler the
+# pure-Python modules run; an edited module falls back to Python until this runs again).
+native: $(NATIVE)
+
+$(NATIVE): $(NATIVE_SRC) | $(STAMP)
+	$(BIN)/python collector/build_native.py
 
 # Debian packages the tests and benchmarks need (headless Chromium, wrk). Root on CI and dev machines.
 system-deps: $(APT_STAMP)
@@ -56,7 +65,7 @@ superset-screenshots: $(STAMP) superset-install system-deps
 	$(BIN)/pytest -q tests/superset/test_browser.py
 	mkdir -p docs/screenshots && cp test-artifacts/superset/*.png docs/screenshots/
 
-up: $(STAMP) js superset-install
+up: $(STAMP) $(NATIVE) js superset-install
 	$(BIN)/dnma up
 
 down:
@@ -71,13 +80,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy dnma collector aggregator
 
-pytest: $(STAMP) js system-deps superset-install
+pytest: $(STAMP) $(NATIVE) js system-deps superset-install
 	cd $(JS) && npm test --silent
 	$(BIN)/pytest -q
 
 test: lint typecheck pytest
 
-bench: $(STAMP) js system-deps
+bench: $(STAMP) $(NATIVE) js system-deps
 	$(BIN)/python bench/run_all.py
 
 readme: $(STAMP)
@@ -88,3 +97,4 @@ golden: $(STAMP)
 
 clean:
 	rm -rf var test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	$(PYTHON) collector/build_native.py --clean

@@ -1,9 +1,25 @@
 """Ingest benchmark (prints JSON): a raw ASGI hello-world and the collector with its durable spool,
 side by side on the same uvicorn stack, driven by wrk on loopback with 256 connections.
 
-Figures: single-hit GET acknowledged hits/s per worker and its ratio to the hello-world; p50/p99
-acknowledgement latency at half the maximum rate; bulk hits/s end to end into ClickHouse;
-collector resident memory per worker under load.
+What is measured, in order, on one embedded stack:
+
+1. `hello_asgi`: bench/hello_asgi.py under the same uvicorn options (uvloop, httptools).
+2. `collector_single_get` and `latency_at_half_rate`: single-hit GETs with the loader NOT running
+   (one uvicorn worker). Every answer is an acknowledgement: the hit is fsynced in the spool
+   (group commit) before the 204 is sent. The latency run paces wrk to half the rate just measured.
+3. `collector_single_get_while_loader_drains`: the loader is started on the backlog of step 2 and
+   the same single-GET run repeats while it inserts into chDB on the same cores.
+4. `single_get_stored`: then, once the loader has drained, `stored_hits` (count of dnma.hits) must
+   equal `acknowledged_hits`, the collector's own count of hits fsynced in its spool (its
+   /metrics); `wrk_answered_hits` (wrk's 2xx answers, without its calibration runs) is a lower
+   bound of it: requests in flight when wrk stops are spooled but not counted by wrk.
+5. `bulk_end_to_end`: 1,000-item bulk POSTs (32 connections) with the loader running; hits/s from
+   the first request until `count()` of dnma.hits reaches the acknowledged hits.
+6. `freshness_ack_to_daily_rollup`, one hit at a time.
+
+`loadavg` (start, end) is the machine's 1/5/15-minute load: figures taken under other load are not
+comparable; compare before/after runs taken back to back. `native` tells whether the collector ran
+its mypyc-compiled modules (collector/build_native.py).
 """
 
 from __future__ import annotations
@@ -49,6 +65,24 @@ def wrk(url: str, *, seconds: int, connections: int, script: Path | None = None,
             lat[f"p{pct}_ms"] = value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
     return {"rps": rps, "requests": total, "non_2xx": int(non2xx.group(1)) if non2xx else 0,
             "socket_errors": errors.group(1) if errors else "", **lat}
+
+
+def wrk_answers(url: str, *, seconds: int, connections: int) -> int:
+    res = wrk(url, seconds=seconds, connections=connections)
+    return int(res["requests"] - res["non_2xx"])
+
+
+def accepted_hits(base_url: str) -> int:
+    """Hits the collector appended to its spool (fsynced: acknowledged), from its /metrics."""
+    import httpx
+
+    text = httpx.get(base_url + "/metrics", timeout=10).text
+    return int(sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("dnma_collector_hits_accepted_total")))
+
+
+def loadavg() -> list[str]:
+    return Path("/proc/loadavg").read_text().split()[:3]
 
 
 def rss_mb(pid: int) -> float:
@@ -146,21 +180,48 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed (make system-deps)")
     tmp = Path(tempfile.mkdtemp(prefix="dnma-bench-"))
-    result: dict = {"connections": args.connections, "seconds": args.seconds}
+    import collector
+
+    result: dict = {"connections": args.connections, "seconds": args.seconds, "native": getattr(collector, "NATIVE", False),
+                    "loadavg": loadavg()}
     try:
         result["hello_asgi"] = bench_hello(args.seconds, args.connections)
         with Stack(tmp) as stack:
-            stack.start_loader()
             stack.start_collector()
             url = stack.collector_url + HIT_QUERY
-            wrk(url, seconds=2, connections=16)  # warm the UA cache and the spool
+            answered = wrk_answers(url, seconds=2, connections=16)  # warm the UA cache and the spool
             single = wrk(url, seconds=args.seconds, connections=args.connections)
             pids = worker_pids(stack.procs["collector"].pid)
             single["rss_mb_per_worker"] = max(rss_mb(p) for p in pids)
             result["collector_single_get"] = single
             result["ratio_to_hello"] = round(single["rps"] / result["hello_asgi"]["rps"], 3)
             half = single["rps"] / 2
-            result["latency_at_half_rate"] = {"target_rps": round(half), **paced(url, tmp, half, seconds=args.seconds)}
+            latency = paced(url, tmp, half, seconds=args.seconds)
+            result["latency_at_half_rate"] = {"target_rps": round(half), **latency}
+            answered += sum(r["requests"] - r["non_2xx"] for r in (single, latency))
+
+            stack.start_loader()
+            draining = wrk(url, seconds=args.seconds, connections=args.connections)
+            draining["ratio_to_hello"] = round(draining["rps"] / result["hello_asgi"]["rps"], 3)
+            result["collector_single_get_while_loader_drains"] = draining
+            answered += draining["requests"] - draining["non_2xx"]
+            time.sleep(1.5)  # the collector publishes its counters every second
+            accepted = accepted_hits(stack.collector_url)
+            client = stack.reader()
+            t0 = time.monotonic()
+            stored = 0
+            while time.monotonic() - t0 < 600:
+                stored = int(client.command("SELECT count() FROM dnma.hits"))
+                if stored >= accepted:
+                    break
+                time.sleep(0.2)
+            result["single_get_stored"] = {
+                "acknowledged_hits": accepted,  # fsynced in the spool (the collector's own count)
+                "wrk_answered_hits": answered,  # a lower bound: wrk's calibration runs are not counted
+                "stored_hits": stored,
+                "stored_equals_acknowledged": stored == accepted,
+                "seconds_to_drain_after_last_request": round(time.monotonic() - t0, 2),
+            }
 
             client = stack.reader()
             before = int(client.command("SELECT count() FROM dnma.hits"))
@@ -188,6 +249,7 @@ def main() -> None:
             result["freshness_ack_to_daily_rollup"] = freshness(stack, args.freshness_samples)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    result["loadavg_end"] = loadavg()
     print(json.dumps(result, indent=2))
 
 

@@ -442,29 +442,32 @@ def exclude(hit: Hit, ctx: Context) -> DropReason | None:
 
 
 def classify_action(hit: Hit, ctx: Context) -> DropReason | None:
-    p = hit.params
-    if p.keys().isdisjoint(ACTION_KEYS):
-        hit.action = "pageview"
-    elif p.get("ping") == "1":
-        hit.action = "ping"
-    elif p.get("download"):
-        hit.action = "download"
-    elif p.get("link"):
-        hit.action = "outlink"
-    elif p.get("e_c"):  # validated: an event has both e_c and e_a
-        hit.action = "event"
-    elif p.get("c_n"):
-        hit.action = "content"
-    elif p.get("search"):
-        hit.action = "search"
-    elif (_int(p.get("idgoal")) or 0) > 0:
-        hit.action = "goal"
-    elif p.get("ca") == "1":
-        # "not a page view" and none of the above: it only keeps the visit alive, like a ping
-        hit.action = "ping"
-    else:
-        hit.action = "pageview"
+    hit.action = action_for(hit.params)
     return None
+
+
+def action_for(p: dict[str, str]) -> str:
+    """The action a (validated) hit's parameters describe, by TRACKING.md's priority."""
+    if p.keys().isdisjoint(ACTION_KEYS):
+        return "pageview"
+    if p.get("ping") == "1":
+        return "ping"
+    if p.get("download"):
+        return "download"
+    if p.get("link"):
+        return "outlink"
+    if p.get("e_c"):  # validated: an event has both e_c and e_a
+        return "event"
+    if p.get("c_n"):
+        return "content"
+    if p.get("search"):
+        return "search"
+    if (_int(p.get("idgoal")) or 0) > 0:
+        return "goal"
+    if p.get("ca") == "1":
+        # "not a page view" and none of the above: it only keeps the visit alive, like a ping
+        return "ping"
+    return "pageview"
 
 
 def privacy(hit: Hit, ctx: Context) -> DropReason | None:

@@ -7,7 +7,6 @@ except `ProtocolError`, which carries the HTTP status and the reason to answer w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -55,11 +54,14 @@ def _decode(raw: str) -> str:
 def _pairs(qs: str, pairs: list[str]) -> dict[str, str]:
     """`name=value` strings (the `&`-separated `pairs` of `qs`) to a dict, the last value
     winning; a pair without `=` has ''."""
-    if qs.count("=") == len(pairs) and all(map(str.__contains__, pairs, repeat("="))):
-        # Exactly one `=` in each pair: names and values alternate once `&` is read as `=`.
-        parts = qs.replace("&", "=").split("=")
-        return dict(zip(parts[::2], parts[1::2], strict=True))
-    return dict(pair.partition("=")[::2] for pair in pairs)
+    found: dict[str, str] = {}
+    for pair in pairs:
+        i = pair.find("=")
+        if i < 0:
+            found[pair] = ""
+        else:
+            found[pair[:i]] = pair[i + 1 :]
+    return found
 
 
 def parse_qs(qs: str) -> dict[str, str]:

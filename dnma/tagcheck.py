@@ -106,11 +106,9 @@ def hits_of(request: TrackingRequest) -> list[dict[str, str]]:
 
 
 def action_of(params: dict[str, str]) -> str:
-    from collector.pipeline import Hit, classify_action
+    from collector.pipeline import action_for
 
-    hit = Hit(params, "", {}, "", 0.0)
-    classify_action(hit, None)  # type: ignore[arg-type]  # the step reads only the parameters
-    return hit.action
+    return action_for(params)
 
 
 def _cvars(params: dict[str, str]) -> dict[str, str]:
