@@ -57,8 +57,8 @@ def uai_pool(client: Any) -> list[str]:
 
 
 def generate(client: Any, hits: int, days: int, first: date, uais: list[str]) -> None:
-    """Visitor-days of ~9 hits (weekdays busier), visitors attached to one site and one UAI with a
-    profile and a device; services, actions and pings per hit; a few campaigns, new_visit, gaps."""
+    """Visitor-days of ~9 hits (weekdays busier), visitors attached to one UAI with a profile and a
+    device, each UAI to one ENT site (an establishment uses one ENT); services, actions and pings per hit; a few campaigns, new_visit, gaps."""
     profils = ["ELEVE"] * 12 + ["PARENT"] * 5 + ["ENSEIGNANT"] * 2 + ["ADMIN_VIE_SCOL_TECH", "AUTRE"]
     services = list(SERVICES[:6]) * 4 + list(SERVICES)
     actions = ["pageview"] * 10 + ["ping"] * 4 + ["event"] * 2 + ["download", "outlink", "search", "content"]
@@ -85,7 +85,7 @@ FROM (
     toDateTime(d, 'Europe/Paris') + 7 * 3600 + cityHash64(vd, 3) % (14 * 3600)
       + (number % {HITS_PER_VISITOR_DAY}) * (20 + cityHash64(number, 4) % 900)
       + if(cityHash64(number, 5) % 12 = 0, 1800, 0) AS t,
-    toUInt32(1 + cityHash64(visitor, 6) % {SITES}) AS site,
+    toUInt32(1 + cityHash64(uai, 6) % {SITES}) AS site,
     uais[1 + cityHash64(visitor, 7) % length(uais)] AS uai,
     profils[1 + cityHash64(visitor, 8) % length(profils)] AS profil,
     services[1 + cityHash64(number, 9) % length(services)] AS service,
