@@ -4,7 +4,9 @@ Run `python superset/build_assets.py` (or `make superset-assets`) and commit the
 the YAML is what reviewers read and what `dnma superset provision` imports. UUIDs are derived
 from names (uuid5), so regenerating gives the same files; keys are sorted, nothing volatile.
 Measures follow spec/INDICATORS.md: "utilisateurs" is always a distinct count over the rows
-asked for (uniqExact of the uid hash, else the visitor id), never a sum of daily figures.
+asked for, never a sum of daily figures: on the rollup-backed datasets it merges the distinct-user
+states of the tier read (aggregator/rollups.py), on the per-visit and per-hit ones it is the
+uniqExact of the uid hash, else the visitor id.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from aggregator.rollups import BY_TABLE, rollup_for
 
 HERE = Path(__file__).resolve().parent.parent
 ASSETS = HERE / "assets"
@@ -33,57 +37,206 @@ def uid(kind: str, name: str) -> str:
 DATABASE_UUID = uid("database", DATABASE_NAME)
 
 # --- SQL of the virtual datasets ------------------------------------------------------------
+# Dashboards read the visit rollups of aggregator/rollups.py, not one row per visit, except where no
+# rollup holds what a chart needs (tools, native/third-party type, one establishment's services, a
+# "service" filter on visit charts: dnma.visits). Which tier a query reads is decided when Superset
+# renders the dataset's Jinja: the coarsest tier holding every column filtered on, by the native
+# filters or by the user's row-level-security perimeter (`current_user_rls_rules()`), as
+# rollup_for() picks it. Every branch of a dataset exposes the same columns; those a tier lacks are
+# '' there, and that tier is never picked when they are filtered on. Distinct users are states,
+# merged by the metric with the tier's function (BY_TABLE[table].users_merge), never added.
 USER_KEY = "if(user_hash != 0, user_hash, visitor_id)"
-SCHOOL_YEAR = (
-    "concat(toString(toYear(day) - (toMonth(day) < 8)), '-', toString(toYear(day) - (toMonth(day) < 8) + 1))"
-)
 REF = f"'{DB}.etablissements_dict'"
-# Services are an array on a visit: the "service" native filter keeps visits that touched one of
-# the chosen services (a visit is counted once), read here through Jinja and removed from the outer query.
-SERVICE_FILTER = (
-    "{% if filter_values('service') %}"
-    "WHERE arrayExists(s -> s IN {{ filter_values('service', remove_filter=True) | where_in }}, services)"
-    "{% endif %}"
+
+
+def school_year(day: str = "day") -> str:
+    return (f"concat(toString(toYear({day}) - (toMonth({day}) < 8)), '-', "
+            f"toString(toYear({day}) - (toMonth({day}) < 8) + 1))")
+
+
+def period(day: str = "day") -> str:
+    """The "année scolaire" filter also prunes partitions inside the dataset (Jinja): ` AND (...)`."""
+    return ("{% for y in filter_values('annee_scolaire') %}{{ ' AND (' if loop.first else ' OR ' }}"
+            f"{day} BETWEEN makeDate({{{{ y[:4] | int }}}}, 8, 1) AND makeDate({{{{ y[:4] | int + 1 }}}}, 7, 31)"
+            "{{ ')' if loop.last }}{% endfor %}")
+
+
+def _filtered(columns: tuple[str, ...]) -> str:
+    return " or ".join(f"filter_values('{c}')" for c in columns)
+
+
+NATIONAL, TERRITOIRES, DETAIL = "visits_national_daily", "visits_territoires_daily", "visits_daily"
+SVC_NATIONAL, SVC_TERRITOIRES = "visits_services_national_daily", "visits_services_daily"
+GEO_COLUMNS = ("region", "academie", "departement")
+VISIT_FINE = ("uai", "site_id", "projet")  # among visit rollups, only the per-UAI detail has them
+SERVICE_FINE = ("uai", "site_id")  # no services rollup has them: dnma.visits
+# The tiers as aggregator.rollups.rollup_for picks them (a rollup change breaks the build, not a chart).
+assert rollup_for({"degre", "profil", "device"}) == NATIONAL
+assert rollup_for({"degre", *GEO_COLUMNS, "profil", "device"}) == TERRITOIRES
+assert rollup_for({"degre", *GEO_COLUMNS, *VISIT_FINE, "profil", "device"}) == DETAIL
+assert rollup_for({"degre", "profil", "service"}) == SVC_NATIONAL
+assert rollup_for({"degre", *GEO_COLUMNS, "projet", "profil", "service"}) == SVC_TERRITOIRES
+assert BY_TABLE[NATIONAL].users == BY_TABLE[TERRITOIRES].users == BY_TABLE[SVC_NATIONAL].users \
+    == BY_TABLE[SVC_TERRITOIRES].users
+
+# Jinja flags rendered before a dataset's SQL, and again before a metric depending on the tier.
+# dnma_rls: the user's RLS clauses ("academie = 'Rennes'", "projet = 'ENT_BRETAGNE'"), '' for national.
+VISIT_FLAGS = (
+    "{%- set dnma_rls = (current_user_rls_rules() or []) | join(' ') -%}\n"
+    f"{{%- set dnma_detail = {_filtered(VISIT_FINE)} or 'projet' in dnma_rls -%}}\n"
+    f"{{%- set dnma_geo = dnma_detail or {_filtered(GEO_COLUMNS)} or dnma_rls -%}}\n"
 )
-VISIT_SELECT = f"""day,
-  toMonday(day) AS debutsemaine,
-  {SCHOOL_YEAR} AS annee_scolaire,
-  site_id, projet, uai, degre, academie, departement, region, nature, secteur,
-  dictGetOrDefault({REF}, 'nom', tuple(uai), '') AS etablissement,
-  dictGetOrDefault({REF}, 'departement_iso', tuple(uai), '') AS departement_iso,
-  dictGetOrDefault({REF}, 'region_iso', tuple(uai), '') AS region_iso,
-  profil, device, os, browser, type_natif, type_tiers,
-  duration, pageviews, actions, downloads, events, is_bounce,
-  {USER_KEY} AS utilisateur"""
+SERVICE_FLAGS = (
+    "{%- set dnma_rls = (current_user_rls_rules() or []) | join(' ') -%}\n"
+    f"{{%- set dnma_detail = {_filtered(SERVICE_FINE)} -%}}\n"
+    f"{{%- set dnma_geo = dnma_detail or {_filtered((*GEO_COLUMNS, 'projet'))} or dnma_rls -%}}\n"
+)
+# A visit counts once whatever services it touched: the "service" filter on a visit chart keeps the
+# visits that touched one of the chosen services (dnma.visits), and leaves the outer query.
+SERVICE_FILTER = "filter_values('service', remove_filter=True)"
+SERVICE_WHERE = (" AND arrayExists(s -> s IN {{ filter_values('service', remove_filter=True) | where_in }},"
+                 " services)")
+
+
+def _state(users: str) -> str:
+    """'uniqCombined(12)' -> 'uniqCombinedState(12)'."""
+    name, _, params = users.partition("(")
+    return f"{name}State" + (f"({params}" if params else "")
+
+
+def visit_flags(base: str) -> str:
+    """VISIT_FLAGS of a dataset reading at least tier `base` (dnma_detail: the per-UAI tier is read)."""
+    return VISIT_FLAGS + ("{%- set dnma_detail = true -%}\n" if base == DETAIL else "")
+
+
+def users_metric(base: str) -> str:
+    """Distinct users of a visits dataset: the read tier's states merged with its function."""
+    if base == DETAIL:
+        return f"{BY_TABLE[DETAIL].users_merge}(etats_utilisateurs)"
+    return (visit_flags(base) + "{%- if dnma_detail -%}" + BY_TABLE[DETAIL].users_merge + "(etats_utilisateurs)"
+            "{%- else -%}" + BY_TABLE[base].users_merge + "(etats_utilisateurs){%- endif -%}")
+
+
+SERVICE_USERS_METRIC = BY_TABLE[SVC_NATIONAL].users_merge + "(etats_utilisateurs)"
+
+ROLLUP_MEASURES = ("t.visites AS nb_visites, t.utilisateurs AS etats_utilisateurs, t.duree AS duree_s,\n  "
+                   "t.pages_vues AS nb_pages_vues, t.actions AS nb_actions, t.rebonds AS nb_rebonds")
+
+
+def visits_measures(users_state: str) -> str:
+    return (f"toUInt64(count()) AS nb_visites, {users_state}(toUInt64({USER_KEY})) AS etats_utilisateurs,\n  "
+            "toUInt64(sum(duration)) AS duree_s, toUInt64(sum(pageviews)) AS nb_pages_vues,\n  "
+            "toUInt64(sum(actions)) AS nb_actions, toUInt64(sum(is_bounce)) AS nb_rebonds")
+
+
+# Small lookups on a territory (a few hundred rows), joined by the map and académie charts' dataset.
+TERRITORY_JOINS = f"""
+LEFT JOIN (SELECT departement, any(departement_iso) AS departement_iso FROM {DB}.etablissements FINAL
+           WHERE departement != '' GROUP BY departement) AS di ON di.departement = t.departement
+LEFT JOIN (SELECT region, any(region_iso) AS region_iso FROM {DB}.etablissements FINAL
+           WHERE region != '' GROUP BY region) AS ri ON ri.region = t.region
+LEFT JOIN (SELECT academie, sum(eleves) AS eleves FROM {DB}.etablissements FINAL GROUP BY academie) AS ea
+  ON ea.academie = t.academie"""
+TERRITORY_COLUMNS = "di.departement_iso AS departement_iso, ri.region_iso AS region_iso, ea.eleves AS eleves_academie"
+NO_TERRITORY_COLUMNS = "'' AS departement_iso, '' AS region_iso, toUInt64(0) AS eleves_academie"
+
+
+def _dimensions(geo: bool, fine: bool, extra: str) -> str:
+    cols = ["t.day AS day", "toMonday(t.day) AS debutsemaine", f"{school_year('t.day')} AS annee_scolaire",
+            "t.degre AS degre"]
+    cols += [f"t.{c} AS {c}" if geo else f"'' AS {c}" for c in GEO_COLUMNS]
+    if fine:
+        cols += ["t.projet AS projet", "t.uai AS uai", "t.site_id AS site_id",
+                 f"dictGetOrDefault({REF}, 'nom', tuple(t.uai), '') AS etablissement"]
+    else:
+        cols += ["'' AS projet", "'' AS uai", "toUInt32(0) AS site_id", "'' AS etablissement"]
+    cols += ["t.profil AS profil", extra]
+    return ",\n  ".join(cols)
+
+
+def visit_sql(base: str, territories: bool = False) -> str:
+    """A visits dataset reading at least tier `base` (NATIONAL, TERRITOIRES or DETAIL); finer ones when
+    the filters or the RLS perimeter ask for it, dnma.visits under a service filter."""
+    terr_cols = TERRITORY_COLUMNS if territories else NO_TERRITORY_COLUMNS
+    joins = TERRITORY_JOINS if territories else ""
+
+    def rollup(table: str, geo: bool, fine: bool) -> str:
+        return (f"SELECT {_dimensions(geo, fine, 't.device AS device')},\n  {terr_cols},\n  {ROLLUP_MEASURES}\n"
+                f"FROM {DB}.{table} AS t{joins}\nWHERE 1{period('t.day')}")
+
+    from_visits = (
+        f"SELECT {_dimensions(True, True, 't.device AS device')},\n  {terr_cols},\n  "
+        "{% if dnma_detail %}" + visits_measures(_state(BY_TABLE[DETAIL].users)) + "{% else %}"
+        + visits_measures(_state(BY_TABLE[NATIONAL].users)) + "{% endif %}\n"
+        f"FROM {DB}.visits AS t{joins}\nWHERE 1{period('t.day')}{SERVICE_WHERE}\n"
+        "GROUP BY day, degre, region, academie, departement, projet, uai, site_id, profil, device"
+        + (", departement_iso, region_iso, eleves_academie" if territories else "")
+    )
+    levels = [(DETAIL, "dnma_detail", True, True), (TERRITOIRES, "dnma_geo", True, False),
+              (NATIONAL, "", False, False)]
+    levels = levels[:[lv[0] for lv in levels].index(base) + 1]
+    out = visit_flags(base) + "{%- if " + SERVICE_FILTER + " %}\n" + from_visits + "\n"
+    for table, flag, geo, fine in levels:
+        head = "{%- elif " + flag + " %}\n" if flag and table != base else "{%- else %}\n"
+        out += head + rollup(table, geo, fine) + "\n"
+    return out + "{%- endif %}"
+
+
+def services_sql() -> str:
+    """Visits per service: the services rollups, or dnma.visits for one establishment (or site)."""
+    def rollup(table: str, geo: bool) -> str:
+        cols = ["t.day AS day", "toMonday(t.day) AS debutsemaine", f"{school_year('t.day')} AS annee_scolaire",
+                "t.degre AS degre", *[f"t.{c} AS {c}" if geo else f"'' AS {c}" for c in (*GEO_COLUMNS, "projet")],
+                "'' AS uai", "toUInt32(0) AS site_id", "t.profil AS profil", "t.service AS service"]
+        return (f"SELECT {', '.join(cols)},\n  {ROLLUP_MEASURES}\nFROM {DB}.{table} AS t\n"
+                f"WHERE 1{period('t.day')}")
+
+    cols = ["t.day AS day", "toMonday(t.day) AS debutsemaine", f"{school_year('t.day')} AS annee_scolaire",
+            "t.degre AS degre", *[f"t.{c} AS {c}" for c in (*GEO_COLUMNS, "projet", "uai", "site_id", "profil")],
+            "service"]
+    from_visits = (f"SELECT {', '.join(cols)},\n  {visits_measures(_state(BY_TABLE[SVC_NATIONAL].users))}\n"
+                   f"FROM {DB}.visits AS t ARRAY JOIN t.services AS service\nWHERE 1{period('t.day')}\n"
+                   "GROUP BY day, degre, region, academie, departement, projet, uai, site_id, profil, service")
+    return (SERVICE_FLAGS + "{%- if dnma_detail %}\n" + from_visits + "\n{%- elif dnma_geo %}\n"
+            + rollup(SVC_TERRITOIRES, True) + "\n{%- else %}\n" + rollup(SVC_NATIONAL, False) + "\n{%- endif %}")
+
+
+# Raw hits hold the quality columns (flags, reception delay) no rollup keeps: the quality
+# dashboard reads the last QUALITY_DAYS days only (an ops view; the checks judge 24 hours).
+QUALITY_DAYS = 14
+
+# Datasets without a rollup: per visit (tools, native/third-party type), per hit (local events).
+VISIT_ROW = f"""day, toMonday(day) AS debutsemaine, {school_year()} AS annee_scolaire,
+  site_id, projet, uai, degre, academie, departement, region, profil, device,
+  duration, pageviews, actions, is_bounce, {USER_KEY} AS utilisateur"""
+VISIT_ROW_WHERE = "WHERE 1" + period() + "{% if " + SERVICE_FILTER + " %}" + SERVICE_WHERE + "{% endif %}"
 
 SQL = {
-    "visites": f"SELECT {VISIT_SELECT},\n  ea.eleves AS eleves_academie\n"
-    f"FROM {DB}.visits AS v\n"
-    f"LEFT JOIN (SELECT academie, sum(eleves) AS eleves FROM {DB}.etablissements FINAL GROUP BY academie) AS ea\n"
-    "  ON ea.academie = v.academie\n" + SERVICE_FILTER,
-    "visites_services": f"SELECT {VISIT_SELECT},\n  service\nFROM {DB}.visits\nARRAY JOIN services AS service",
-    "visites_outils": f"SELECT {VISIT_SELECT},\n  outil\nFROM {DB}.visits\nARRAY JOIN outils AS outil\n"
-    + SERVICE_FILTER,
-    "visites_types": f"SELECT {VISIT_SELECT},\n  type_service\nFROM {DB}.visits\n"
+    "visites": visit_sql(NATIONAL),
+    "visites_territoires": visit_sql(TERRITOIRES, territories=True),
+    "visites_etablissements": visit_sql(DETAIL),
+    "visites_services": services_sql(),
+    "visites_outils": f"SELECT {VISIT_ROW},\n  outil\nFROM {DB}.visits\nARRAY JOIN outils AS outil\n{VISIT_ROW_WHERE}",
+    "visites_types": f"SELECT {VISIT_ROW},\n  type_service\nFROM {DB}.visits\n"
     "ARRAY JOIN arrayFilter(t -> t != '', [if(type_natif = 1, 'Natif', ''), if(type_tiers = 1, 'Tiers', '')])"
-    " AS type_service\n" + SERVICE_FILTER,
+    f" AS type_service\n{VISIT_ROW_WHERE}",
     # One row per establishment of the referential × ENT project present on its département and
-    # degree (projet '' when none): the seed's deployment classes and the per-ENT coverage.
+    # degree (projet '' when none): the seed's deployment classes and the per-ENT coverage. Its
+    # native filters list their values from the visit datasets (the same, cheaper, shared queries).
     "deploiement": f"""SELECT e.uai AS uai, e.nom AS etablissement, e.degre AS degre, e.region AS region,
   e.academie AS academie, e.departement AS departement, e.departement_iso AS departement_iso,
   e.region_iso AS region_iso, p.projet AS projet,
   toUInt8(a.uai != '') AS actif,
-  toUInt8(ap.uai != '') AS actif_projet
+  toUInt8(p.projet != '' AND has(a.projets, p.projet)) AS actif_projet
 FROM (SELECT uai, nom, degre, region, academie, departement, departement_iso, region_iso
       FROM {DB}.etablissements FINAL WHERE degre != '') AS e
-LEFT JOIN (SELECT DISTINCT departement, degre, projet FROM {DB}.visits
+LEFT JOIN (SELECT DISTINCT departement, degre, projet FROM {DB}.visits_weekly
            WHERE projet != '' AND departement != '') AS p
   ON p.departement = e.departement AND p.degre = e.degre
-LEFT JOIN (SELECT DISTINCT uai FROM {DB}.visits WHERE day >= today() - 30 AND uai != '') AS a
-  ON a.uai = e.uai
-LEFT JOIN (SELECT DISTINCT uai, projet FROM {DB}.visits WHERE day >= today() - 30 AND projet != '') AS ap
-  ON ap.uai = e.uai AND ap.projet = p.projet""",
-    "evenements": f"""SELECT toDate(ts) AS day, site_id, projet, uai, action,
+LEFT JOIN (SELECT uai, groupUniqArray(projet) AS projets FROM {DB}.visits_daily
+           WHERE day >= today() - 30 AND uai != '' GROUP BY uai) AS a
+  ON a.uai = e.uai""",
+    "evenements": f"""SELECT toDate(ts) AS day, {school_year('toDate(ts)')} AS annee_scolaire, site_id, projet, uai, action,
   dictGetOrDefault({REF}, 'degre', tuple(uai), '') AS degre,
   dictGetOrDefault({REF}, 'academie', tuple(uai), '') AS academie,
   dictGetOrDefault({REF}, 'departement', tuple(uai), '') AS departement,
@@ -91,7 +244,7 @@ LEFT JOIN (SELECT DISTINCT uai, projet FROM {DB}.visits WHERE day >= today() - 3
   profil, service, event_category, event_action, event_name, url,
   {USER_KEY} AS utilisateur
 FROM {DB}.hits
-WHERE action IN ('event', 'download', 'outlink') AND NOT has(flags, 'invalid_uai')""",
+WHERE action IN ('event', 'download', 'outlink') AND NOT has(flags, 'invalid_uai')""" + period('toDate(ts)'),
     "qualite_hits": f"""SELECT toDate(ts) AS day, site_id, projet,
   count() AS hits,
   countIf(has(flags, 'invalid_uai')) AS hits_uai_invalide,
@@ -100,6 +253,7 @@ WHERE action IN ('event', 'download', 'outlink') AND NOT has(flags, 'invalid_uai
   quantileExact(0.5)(toInt64(received_at) - toInt64(ts)) AS delai_median_s,
   max(toInt64(received_at) - toInt64(ts)) AS delai_max_s
 FROM {DB}.hits
+WHERE toDate(ts) >= today() - {QUALITY_DAYS}
 GROUP BY day, site_id, projet""",
     "alertes_qualite": f"""SELECT `check` AS controle, scope_kind, scope_value, `window` AS fenetre, severity,
   status, message, observed, expected, first_seen, last_seen
@@ -118,33 +272,49 @@ LEFT JOIN (SELECT `check` AS controle, count() AS ouvertes FROM {DB}.quality_ale
 
 # (column, French label, ClickHouse type, is_dttm)
 C = tuple[str, str, str, bool]
-VISIT_COLUMNS: list[C] = [
+DIMENSION_COLUMNS: list[C] = [
     ("day", "Jour", "Date", True),
     ("debutsemaine", "Début de semaine", "Date", True),
     ("annee_scolaire", "Année scolaire", "String", False),
-    ("site_id", "Site", "UInt32", False),
-    ("projet", "Projet ENT", "String", False),
-    ("uai", "UAI", "String", False),
-    ("etablissement", "Établissement", "String", False),
     ("degre", "Degré", "String", False),
+    ("region", "Région académique", "String", False),
     ("academie", "Académie", "String", False),
     ("departement", "Département", "String", False),
-    ("region", "Région académique", "String", False),
-    ("departement_iso", "Département (ISO)", "String", False),
-    ("region_iso", "Région (ISO)", "String", False),
-    ("nature", "Nature", "String", False),
-    ("secteur", "Secteur", "String", False),
+    ("projet", "Projet ENT", "String", False),
+    ("uai", "UAI", "String", False),
+    ("site_id", "Site", "UInt32", False),
+]
+# Rollup-backed visit datasets: measures are per row of a rollup (or of visits grouped alike); the
+# distinct-user states (etats_utilisateurs) are only read by the "utilisateurs" metric.
+ROLLUP_MEASURE_COLUMNS: list[C] = [
+    ("nb_visites", "Visites", "UInt64", False),
+    ("duree_s", "Durée totale (s)", "UInt64", False),
+    ("nb_pages_vues", "Pages vues", "UInt64", False),
+    ("nb_actions", "Actions", "UInt64", False),
+    ("nb_rebonds", "Rebonds", "UInt64", False),
+]
+ROLLUP_VISIT_COLUMNS: list[C] = [
+    *DIMENSION_COLUMNS,
+    ("etablissement", "Établissement", "String", False),
     ("profil", "Profil", "String", False),
     ("device", "Appareil", "String", False),
-    ("os", "Système", "String", False),
-    ("browser", "Navigateur", "String", False),
-    ("type_natif", "Services natifs", "UInt8", False),
-    ("type_tiers", "Services tiers", "UInt8", False),
+    ("departement_iso", "Département (ISO)", "String", False),
+    ("region_iso", "Région (ISO)", "String", False),
+    ("eleves_academie", "Élèves de l'académie", "UInt64", False),
+    *ROLLUP_MEASURE_COLUMNS,
+]
+ROLLUP_SERVICE_COLUMNS: list[C] = [
+    *DIMENSION_COLUMNS, ("profil", "Profil", "String", False), ("service", "Service", "String", False),
+    *ROLLUP_MEASURE_COLUMNS,
+]
+# Per-visit datasets (dnma.visits: no rollup holds tools or the native/third-party type).
+VISIT_COLUMNS: list[C] = [
+    *DIMENSION_COLUMNS,
+    ("profil", "Profil", "String", False),
+    ("device", "Appareil", "String", False),
     ("duration", "Durée (s)", "UInt32", False),
     ("pageviews", "Pages vues", "UInt32", False),
     ("actions", "Actions", "UInt32", False),
-    ("downloads", "Téléchargements", "UInt32", False),
-    ("events", "Événements", "UInt32", False),
     ("is_bounce", "Rebond", "UInt8", False),
     ("utilisateur", "Utilisateur (clé)", "UInt64", False),
 ]
@@ -158,6 +328,17 @@ VISIT_METRICS: list[M] = [
     ("duree_moyenne", "Durée moyenne par visite (s)", "avg(duration)", ",.0f"),
     ("taux_rebond", "Taux de rebond", "avg(is_bounce)", ".1%"),
 ]
+
+
+def rollup_metrics(users: str) -> list[M]:
+    return [
+        ("visites", "Visites", "sum(nb_visites)", ",d"),
+        ("utilisateurs", "Utilisateurs", users, ",d"),
+        ("pages_vues", "Pages vues", "sum(nb_pages_vues)", ",d"),
+        ("actions", "Actions", "sum(nb_actions)", ",d"),
+        ("duree_moyenne", "Durée moyenne par visite (s)", "sum(duree_s) / nullIf(sum(nb_visites), 0)", ",.0f"),
+        ("taux_rebond", "Taux de rebond", "sum(nb_rebonds) / nullIf(sum(nb_visites), 0)", ".1%"),
+    ]
 
 
 @dataclass
@@ -186,12 +367,18 @@ VISIT_PERIMETER = {
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
-        Dataset("visites", "Visites", [*VISIT_COLUMNS, ("eleves_academie", "Élèves de l'académie", "UInt64", False)],
-                [*VISIT_METRICS, ("taux_visite", "Taux de visite (visites par élève)",
-                                  "count() / nullIf(max(eleves_academie), 0)", ",.4f")],
+        Dataset("visites", "Visites (agrégats : national, territoires ou établissements selon les filtres)",
+                ROLLUP_VISIT_COLUMNS, rollup_metrics(users_metric(NATIONAL)), perimeter=VISIT_PERIMETER),
+        Dataset("visites_territoires", "Visites par territoire (agrégats territoriaux ou établissements)",
+                ROLLUP_VISIT_COLUMNS,
+                [*rollup_metrics(users_metric(TERRITOIRES)),
+                 ("taux_visite", "Taux de visite (visites par élève)",
+                  "sum(nb_visites) / nullIf(max(eleves_academie), 0)", ",.4f")],
                 perimeter=VISIT_PERIMETER),
-        Dataset("visites_services", "Visites par service", [*VISIT_COLUMNS, ("service", "Service", "String", False)],
-                VISIT_METRICS, perimeter=VISIT_PERIMETER),
+        Dataset("visites_etablissements", "Visites par établissement (agrégat par UAI)",
+                ROLLUP_VISIT_COLUMNS, rollup_metrics(users_metric(DETAIL)), perimeter=VISIT_PERIMETER),
+        Dataset("visites_services", "Visites par service", ROLLUP_SERVICE_COLUMNS,
+                rollup_metrics(SERVICE_USERS_METRIC), perimeter=VISIT_PERIMETER),
         Dataset("visites_outils", "Visites par outil", [*VISIT_COLUMNS, ("outil", "Outil", "String", False)],
                 VISIT_METRICS, perimeter=VISIT_PERIMETER),
         Dataset("visites_types", "Visites par type de service",
@@ -220,7 +407,8 @@ DATASETS: dict[str, Dataset] = {
             main_dttm=None, perimeter=VISIT_PERIMETER),
         Dataset(
             "evenements", "Événements locaux (téléchargements, engagement)",
-            [("day", "Jour", "Date", True), ("site_id", "Site", "UInt32", False), ("projet", "Projet ENT", "String", False),
+            [("day", "Jour", "Date", True), ("annee_scolaire", "Année scolaire", "String", False),
+             ("site_id", "Site", "UInt32", False), ("projet", "Projet ENT", "String", False),
              ("uai", "UAI", "String", False), ("action", "Type d'action", "String", False),
              ("degre", "Degré", "String", False), ("academie", "Académie", "String", False),
              ("departement", "Département", "String", False), ("region", "Région académique", "String", False),
@@ -232,7 +420,7 @@ DATASETS: dict[str, Dataset] = {
              ("utilisateurs", "Utilisateurs", "uniqExact(utilisateur)", ",d")],
             perimeter=VISIT_PERIMETER),
         Dataset(
-            "qualite_hits", "Qualité des hits (UAI, délais)",
+            "qualite_hits", f"Qualité des hits (UAI, délais), {QUALITY_DAYS} derniers jours",
             [("day", "Jour", "Date", True), ("site_id", "Site", "UInt32", False), ("projet", "Projet ENT", "String", False),
              ("hits", "Hits", "UInt64", False), ("hits_uai_invalide", "Hits à UAI invalide", "UInt64", False),
              ("hits_uai_inconnu", "Hits à UAI inconnu", "UInt64", False),
@@ -396,12 +584,14 @@ class Dashboard:
         return [c for row in self.rows for c in row]
 
 
+# Each filter lists its values from the smallest dataset holding them (it applies by column name to
+# every chart in scope whose dataset has the column).
 TERRITORY_FILTERS = [
     Filter("Année scolaire", "visites", "annee_scolaire"),
     Filter("Degré", "visites", "degre"),
-    Filter("Académie", "visites", "academie"),
-    Filter("Département", "visites", "departement"),
-    Filter("Projet ENT", "visites", "projet"),
+    Filter("Académie", "visites_territoires", "academie"),
+    Filter("Département", "visites_territoires", "departement"),
+    Filter("Projet ENT", "visites_etablissements", "projet"),
 ]
 NATIONAL_FILTERS = [
     *TERRITORY_FILTERS,
@@ -421,9 +611,10 @@ DASHBOARDS: list[Dashboard] = [
          pie("nat_appareils", "Visites par appareil", "visites", "device")],
     ], NATIONAL_FILTERS),
     Dashboard("dnma-territoires", "DNMA — Territoires", [
-        [france_map("ter_carte_dep", "Visites par département", "visites", "departement", "visites"),
-         france_map("ter_carte_reg", "Visites par région", "visites", "region", "visites")],
-        [table("ter_academies", "Académies : visites et taux de visite", "visites", ["region", "academie"],
+        [france_map("ter_carte_dep", "Visites par département", "visites_territoires", "departement", "visites"),
+         france_map("ter_carte_reg", "Visites par région", "visites_territoires", "region", "visites")],
+        [table("ter_academies", "Académies : visites et taux de visite", "visites_territoires",
+               ["region", "academie"],
                ["visites", "utilisateurs", "taux_visite"], width=12)],
     ], TERRITORY_FILTERS),
     Dashboard("dnma-deploiement", "DNMA — Déploiement", [
@@ -436,8 +627,8 @@ DASHBOARDS: list[Dashboard] = [
         [table("dep_couverture", "Couverture du marquage par ENT (30 jours)", "deploiement", ["projet", "degre"],
                ["etablissements", "couverture_marquage"], order_by="couverture_marquage", width=12, height=40,
                filters=[where("projet != ''")])],
-    ], [Filter("Degré", "deploiement", "degre"), Filter("Académie", "deploiement", "academie"),
-        Filter("Projet ENT", "deploiement", "projet")]),
+    ], [Filter("Degré", "visites", "degre"), Filter("Académie", "visites_territoires", "academie"),
+        Filter("Projet ENT", "visites_etablissements", "projet")]),
     Dashboard("dnma-services-outils", "DNMA — Services et outils", [
         [pie("svc_types", "Services natifs et tiers", "visites_types", "type_service", width=4),
          bars("svc_outils", "Outils les plus utilisés", "visites_outils", "outil", ["visites"], width=8, limit=15)],
@@ -457,13 +648,14 @@ DASHBOARDS: list[Dashboard] = [
          pie("eta_appareils", "Appareils", "visites", "device")],
         [table("eta_evenements", "Événements locaux (téléchargements, engagement)", "evenements",
                ["action", "event_category", "event_action"], ["evenements", "utilisateurs"], width=12, height=40)],
-    ], [Filter("Établissement (UAI)", "visites", "uai", multi=False), Filter("Projet ENT", "visites", "projet"),
+    ], [Filter("Établissement (UAI)", "visites_etablissements", "uai", multi=False),
+        Filter("Projet ENT", "visites_etablissements", "projet"),
         Filter("Année scolaire", "visites", "annee_scolaire")]),
     Dashboard("dnma-qualite", "DNMA — Qualité des données", [
         [kpi("qua_alertes", "Alertes ouvertes", "alertes_qualite", "alertes_ouvertes"),
-         kpi("qua_uai_invalide", "Taux d'UAI invalides", "qualite_hits", "taux_uai_invalide", ".2%"),
-         kpi("qua_uai_inconnu", "Taux d'UAI inconnus", "qualite_hits", "taux_uai_inconnu", ".2%"),
-         kpi("qua_delai", "Délai médian d'ingestion (s)", "qualite_hits", "delai_median", ",.0f")],
+         kpi("qua_uai_invalide", f"Taux d'UAI invalides ({QUALITY_DAYS} j)", "qualite_hits", "taux_uai_invalide", ".2%"),
+         kpi("qua_uai_inconnu", f"Taux d'UAI inconnus ({QUALITY_DAYS} j)", "qualite_hits", "taux_uai_inconnu", ".2%"),
+         kpi("qua_delai", f"Délai médian d'ingestion ({QUALITY_DAYS} j, s)", "qualite_hits", "delai_median", ",.0f")],
         [raw_table("qua_alertes_ouvertes", "Alertes ouvertes", "alertes_qualite",
                    ["severity", "controle", "scope_kind", "scope_value", "message", "first_seen", "last_seen"],
                    "last_seen", width=8, filters=[where("status = 'open'")]),
@@ -479,7 +671,7 @@ DASHBOARDS: list[Dashboard] = [
                ["taux_uai_invalide", "taux_uai_inconnu"], x="day", grain="P1D", width=6),
          trend("qua_delais", "Délai d'ingestion par jour", "qualite_hits", ["delai_median", "delai_max"],
                x="day", grain="P1D", width=6)],
-    ], [Filter("Projet ENT", "qualite_hits", "projet")]),
+    ], [Filter("Projet ENT", "visites_etablissements", "projet")]),
 ]
 
 

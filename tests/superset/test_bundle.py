@@ -1,0 +1,54 @@
+"""The bundle's datasets against the rollups they read (no Superset needed): every RLS clause's
+column exists in every dataset it is attached to, and distinct users are always merged states on
+the rollup-backed datasets, never sums."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from dnma_superset import bundle
+from dnma_superset.provision import LEVELS, Perimeter, rls_clause
+
+from aggregator.rollups import BY_TABLE
+
+
+@pytest.mark.parametrize("dataset", [d for d in bundle.DATASETS.values() if d.perimeter], ids=lambda d: d.name)
+def test_rls_columns_exist_in_dataset(dataset: bundle.Dataset) -> None:
+    columns = {c[0] for c in dataset.columns}
+    for level in LEVELS:
+        if level == "national":
+            continue
+        clause = rls_clause(dataset, Perimeter("x", level, "v"))
+        if clause == "1 = 0":
+            continue
+        column = clause.split(" = ")[0]
+        assert column in columns, (dataset.name, clause)
+
+
+ROLLUP_DATASETS = ("visites", "visites_territoires", "visites_etablissements", "visites_services")
+
+
+@pytest.mark.parametrize("name", ROLLUP_DATASETS)
+def test_rollup_datasets_merge_user_states(name: str) -> None:
+    sql = bundle.SQL[name]
+    tables = set(re.findall(r"FROM dnma\.(\w+)", sql))
+    assert tables - {"visits", "etablissements"} <= set(BY_TABLE), tables
+    users = next(m for m in bundle.DATASETS[name].metrics if m[0] == "utilisateurs")[2]
+    merges = {BY_TABLE[t].users_merge for t in tables if t in BY_TABLE}
+    assert all(f"{m}(etats_utilisateurs)" in users for m in merges), users
+    assert "sum(" not in users and "uniqExact" not in users
+    # Every branch exposes the columns the RLS clauses and native filters use.
+    for branch in re.split(r"\{%- (?:if|elif|else)", sql)[1:]:
+        if "SELECT" in branch:
+            for column in ("region", "academie", "departement", "projet", "degre", "profil", "annee_scolaire"):
+                assert f"AS {column}" in branch, (name, column)
+
+
+def test_charts_use_rollups_where_one_fits() -> None:
+    by_key = {c.key: c for d in bundle.DASHBOARDS for c in d.charts()}
+    for key, chart in by_key.items():
+        if key.startswith(("nat_", "ter_")) or key in ("eta_visites", "eta_utilisateurs", "eta_duree",
+                                                       "eta_tendance", "eta_profils", "eta_appareils",
+                                                       "eta_services", "svc_profils"):
+            assert chart.dataset in ROLLUP_DATASETS, key
