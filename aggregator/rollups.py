@@ -96,11 +96,16 @@ class VisitRollup:
         """What readers merge `utilisateurs` with: `uniqMerge` or `uniqCombinedMerge(12)`."""
         return _combinator(self.users, "Merge")
 
+    @property
+    def users_state(self) -> str:
+        """What makes an `utilisateurs` state from user keys: `uniqState` or `uniqCombinedState(12)`."""
+        return _combinator(self.users, "State")
+
     def _measure(self, name: str, ch_type: str, from_visits: str, from_rollup: str) -> tuple[str, str, str]:
         if name != "utilisateurs":
             return ch_type, from_visits, from_rollup
         return (f"AggregateFunction({self.users}, UInt64)",
-                f"{_combinator(self.users, 'State')}(toUInt64({USER_KEY}))",
+                f"{self.users_state}(toUInt64({USER_KEY}))",
                 f"{_combinator(self.users, 'MergeState')}(utilisateurs)")
 
     @property

@@ -77,8 +77,10 @@ def _ttl_cutoff(settings: Settings, today: date) -> date:
     return date(year, month + 1, min(today.day, 28)) + timedelta(days=TTL_MARGIN_DAYS)
 
 
-def dirty_days(client, settings: Settings, timezones: dict[int, str] | None = None) -> list[date]:  # type: ignore[no-untyped-def]
-    """Days whose hits differ from what they were when last built (count or summed hash).
+def dirty_fingerprints(client, settings: Settings, timezones: dict[int, str] | None = None,  # type: ignore[no-untyped-def]
+                       ) -> dict[date, tuple[int, int]]:
+    """Days whose hits differ from what they were when last built (count or summed hash), with
+    their current fingerprints, in day order.
 
     Days without hits any more are not dirty: their hits expired (TTL) while visits stay.
     """
@@ -87,7 +89,7 @@ def dirty_days(client, settings: Settings, timezones: dict[int, str] | None = No
     current = current_fingerprints(client, r, tzs)
     stored = stored_fingerprints(client, r)
     cutoff = _ttl_cutoff(settings, date.today())
-    return sorted(d for d, fp in current.items() if fp != stored.get(d) and d > cutoff)
+    return {d: fp for d, fp in sorted(current.items()) if fp != stored.get(d) and d > cutoff}
 
 
 def _fingerprints_of(client, r: Renderer, timezones: dict[int, str], days: list[date]) -> dict[date, tuple[int, int]]:  # type: ignore[no-untyped-def]
@@ -175,11 +177,8 @@ def rebuild_days(client, settings: Settings, days: list[date] | None = None) -> 
         r = _renderer(settings)
         timezones = site_timezones(settings)
         if days is None:
-            current = current_fingerprints(client, r, timezones)
-            stored = stored_fingerprints(client, r)
-            cutoff = _ttl_cutoff(settings, date.today())
-            todo = sorted(d for d, fp in current.items() if fp != stored.get(d) and d > cutoff)
-            fingerprints = {d: current[d] for d in todo}
+            fingerprints = dirty_fingerprints(client, settings, timezones)
+            todo = list(fingerprints)
         else:
             todo = sorted(set(days))
             fingerprints = _fingerprints_of(client, r, timezones, todo)

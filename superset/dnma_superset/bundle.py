@@ -98,12 +98,6 @@ SERVICE_WHERE = (" AND arrayExists(s -> s IN {{ filter_values('service', remove_
                  " services)")
 
 
-def _state(users: str) -> str:
-    """'uniqCombined(12)' -> 'uniqCombinedState(12)'."""
-    name, _, params = users.partition("(")
-    return f"{name}State" + (f"({params}" if params else "")
-
-
 def visit_flags(base: str) -> str:
     """VISIT_FLAGS of a dataset reading at least tier `base` (dnma_detail: the per-UAI tier is read)."""
     return VISIT_FLAGS + ("{%- set dnma_detail = true -%}\n" if base == DETAIL else "")
@@ -166,8 +160,8 @@ def visit_sql(base: str, territories: bool = False) -> str:
 
     from_visits = (
         f"SELECT {_dimensions(True, True, 't.device AS device')},\n  {terr_cols},\n  "
-        "{% if dnma_detail %}" + visits_measures(_state(BY_TABLE[DETAIL].users)) + "{% else %}"
-        + visits_measures(_state(BY_TABLE[NATIONAL].users)) + "{% endif %}\n"
+        "{% if dnma_detail %}" + visits_measures(BY_TABLE[DETAIL].users_state) + "{% else %}"
+        + visits_measures(BY_TABLE[NATIONAL].users_state) + "{% endif %}\n"
         f"FROM {DB}.visits AS t{joins}\nWHERE 1{period('t.day')}{SERVICE_WHERE}\n"
         "GROUP BY day, degre, region, academie, departement, projet, uai, site_id, profil, device"
         + (", departement_iso, region_iso, eleves_academie" if territories else "")
@@ -194,7 +188,7 @@ def services_sql() -> str:
     cols = ["t.day AS day", "toMonday(t.day) AS debutsemaine", f"{school_year('t.day')} AS annee_scolaire",
             "t.degre AS degre", *[f"t.{c} AS {c}" for c in (*GEO_COLUMNS, "projet", "uai", "site_id", "profil")],
             "service"]
-    from_visits = (f"SELECT {', '.join(cols)},\n  {visits_measures(_state(BY_TABLE[SVC_NATIONAL].users))}\n"
+    from_visits = (f"SELECT {', '.join(cols)},\n  {visits_measures(BY_TABLE[SVC_NATIONAL].users_state)}\n"
                    f"FROM {DB}.visits AS t ARRAY JOIN t.services AS service\nWHERE 1{period('t.day')}\n"
                    "GROUP BY day, degre, region, academie, departement, projet, uai, site_id, profil, service")
     return (SERVICE_FLAGS + "{%- if dnma_detail %}\n" + from_visits + "\n{%- elif dnma_geo %}\n"
