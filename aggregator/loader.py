@@ -105,10 +105,12 @@ def _is_data_error(exc: Exception) -> bool:
     return any(f"Code: {code}." in text for code in _DATA_ERROR_CODES) or "Cannot parse" in text
 
 
-def _oldest_received_at(records: list[bytes]) -> int:
-    """The batch's oldest reception time, from its first record (records are in arrival order)."""
+def _oldest_received_at(blocks: list[bytes]) -> int:
+    """The batch's oldest reception time, from its first record (blocks are in arrival order)."""
     try:
-        value = orjson.loads(records[0]).get("received_at", 0)
+        first = blocks[0]
+        nl = first.find(b"\n")
+        value = orjson.loads(first if nl < 0 else first[:nl]).get("received_at", 0)
     except (orjson.JSONDecodeError, AttributeError, IndexError):
         return 0
     return value if isinstance(value, int) else 0
@@ -119,7 +121,7 @@ def _segment_by_name(spool_dir: Path) -> dict[str, spool.Segment]:
 
 
 def read_range(seg: spool.Segment, r: Range) -> list[bytes]:
-    """Exactly the records of `r` (a redo must rebuild the very same rows)."""
+    """Exactly the blocks of `r` (a redo must rebuild the very same rows)."""
     path = seg.path
     for _ in range(3):  # .open may be renamed to .seg between listing and opening
         try:
@@ -132,18 +134,20 @@ def read_range(seg: spool.Segment, r: Range) -> list[bytes]:
     else:
         raise FileNotFoundError(f"segment {r.segment} vanished")
     start = len(spool.MAGIC) if r.start == 0 else 0
-    records, end = spool.parse_frames(data, start)
+    blocks, end = spool.parse_frames(data, start)
     if end != len(data):
         raise ValueError(f"segment {r.segment} range {r.start}-{r.end} no longer parses")
-    return records
+    return blocks
 
 
-def next_intent(spool_dir: Path, committed: dict[str, int], max_rows: int) -> tuple[Intent, list[bytes]]:
-    """The next ranges to load (new complete records of every segment, up to max_rows)."""
+def next_intent(spool_dir: Path, committed: dict[str, int], max_rows: int) -> tuple[Intent, list[bytes], int]:
+    """The next ranges to load: new complete blocks of every segment, up to about max_rows records
+    (whole blocks: at least one). Returns the intent, its blocks and how many records they hold."""
     ranges: list[Range] = []
-    records: list[bytes] = []
+    blocks: list[bytes] = []
+    rows = 0
     for seg in spool.list_segments(spool_dir):
-        room = max_rows - len(records)
+        room = max_rows - rows
         if room <= 0:
             break
         offset = committed.get(seg.name, 0)
@@ -155,12 +159,18 @@ def next_intent(spool_dir: Path, committed: dict[str, int], max_rows: int) -> tu
             continue  # renamed meanwhile: seen under its new name next pass
         if not got:
             continue
-        if len(got) > room:
-            got = got[:room]
-            end = max(offset, len(spool.MAGIC)) + sum(spool.HEADER.size + len(g) for g in got)
+        taken = 0
+        for i, block in enumerate(got):
+            n = spool.block_rows(block)
+            if taken and taken + n > room:
+                got = got[:i]
+                end = max(offset, len(spool.MAGIC)) + sum(spool.HEADER.size + len(g) for g in got)
+                break
+            taken += n
         ranges.append(Range(seg.name, offset, end))  # offset 0 = from the start, magic included
-        records.extend(got)
-    return Intent(ranges), records
+        blocks.extend(got)
+        rows += taken
+    return Intent(ranges), blocks, rows
 
 
 # --- the loader ----------------------------------------------------------------------------------
@@ -252,36 +262,36 @@ class Loader:
         if intent is None:
             return
         segs = _segment_by_name(self.spool_dir)
-        records: list[bytes] = []
+        blocks: list[bytes] = []
         for r in intent.ranges:
             if r.segment not in segs:
                 # Only possible if someone removed spool files by hand: nothing left to redo.
                 _event("pending_segment_missing", logging.ERROR, segment=r.segment)
                 continue
-            records.extend(read_range(segs[r.segment], r))
+            blocks.extend(read_range(segs[r.segment], r))
         self.metrics.redone += 1
-        _event("pending_redo", ranges=len(intent.ranges), rows=len(records), token=intent.token)
-        self._insert(intent, records)
+        _event("pending_redo", ranges=len(intent.ranges), rows=sum(map(spool.block_rows, blocks)), token=intent.token)
+        self._insert(intent, blocks)
 
     def load_once(self) -> bool:
         """Insert the next batch, if any; True when one was loaded."""
-        intent, records = next_intent(self.spool_dir, self.state.committed, self.settings.loader_batch_rows)
-        self._last_rows = len(records)
+        intent, blocks, self._last_rows = next_intent(self.spool_dir, self.state.committed,
+                                                      self.settings.loader_batch_rows)
         if not intent.ranges:
             return False
         self.state.begin(intent)  # durable before the insert: a crash from here on is redone
-        self._insert(intent, records)
+        self._insert(intent, blocks)
         return True
 
-    def _insert(self, intent: Intent, records: list[bytes]) -> int:
-        """Insert the batch as JSONEachRow: spool records already are one JSON object per hit, so
-        ClickHouse parses them natively (no Python per-row work). A batch ClickHouse cannot parse
-        is inserted record by record instead, so one bad record never blocks the others."""
-        oldest = _oldest_received_at(records)
+    def _insert(self, intent: Intent, blocks: list[bytes]) -> int:
+        """Insert the batch as JSONEachRow: spool blocks already are JSON lines, one object per
+        hit, so ClickHouse parses them natively (no Python per-row work). A batch ClickHouse cannot
+        parse is inserted record by record instead, so one bad record never blocks the others."""
+        oldest = _oldest_received_at(blocks)
         if oldest:
             self.metrics.lag_seconds = max(0.0, time.time() - oldest)
         table = f"{self.settings.clickhouse_database}.hits"
-        rows, rejected = len(records), 0
+        rows, rejected = sum(map(spool.block_rows, blocks)), 0
 
         def insert(block: bytes, token: str) -> None:
             t0 = time.perf_counter()
@@ -289,10 +299,11 @@ class Loader:
                 "insert_deduplication_token": token})
             self.metrics.last_insert_ms = round((time.perf_counter() - t0) * 1000, 1)
 
-        if records:
+        if blocks:
             try:
-                self._retry("insert", lambda: insert(b"\n".join(records), intent.token), give_up=_is_data_error)
+                self._retry("insert", lambda: insert(b"\n".join(blocks), intent.token), give_up=_is_data_error)
             except _DataError:
+                records = [r for block in blocks for r in block.split(b"\n")]
                 rows, rejected = self._insert_one_by_one(intent, records, insert)
         self.state.commit()
         self.metrics.batches += 1
@@ -333,8 +344,8 @@ class Loader:
             if size > max(done, len(spool.MAGIC)):
                 # Finished but not all loaded: either new records (next batch takes them) or a tail
                 # that never parses (torn by a crash, or corrupted): decide by reading it.
-                records, _ = spool.read_segment(seg.path, done, 1024 * 1024)
-                if records:
+                blocks, _ = spool.read_segment(seg.path, done, 4 * spool.BLOCK_BYTES)
+                if blocks:
                     continue
                 corrupt = self.spool_dir / "corrupt"
                 corrupt.mkdir(exist_ok=True)

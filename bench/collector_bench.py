@@ -230,17 +230,22 @@ def main() -> None:
             bulk = wrk(stack.collector_url + "/matomo.php", seconds=args.seconds, connections=32,
                        script=bulk_script(tmp, args.bulk_items))
             # The collector's own count: requests still in flight when wrk stops are acknowledged
-            # (and stored) but not counted by wrk.
-            time.sleep(1.5)  # the collector publishes its counters every second
-            acked = accepted_hits(stack.collector_url) - accepted_before
+            # (and stored) but not counted by wrk. It publishes its counters every second, so the
+            # count is read 1.5 s after wrk stops; meanwhile dnma.hits is polled every 0.1 s and the
+            # end time is the first poll that saw every acknowledged hit stored (not the wait).
+            counted_at = time.monotonic() + 1.5
+            acked = None
             deadline = time.monotonic() + 600
-            stored = 0
+            seen: list[tuple[float, int]] = []
             while time.monotonic() < deadline:
-                stored = int(client.command("SELECT count() FROM dnma.hits")) - before
-                if stored >= acked:
+                seen.append((time.monotonic(), int(client.command("SELECT count() FROM dnma.hits")) - before))
+                if acked is None and time.monotonic() >= counted_at:
+                    acked = accepted_hits(stack.collector_url) - accepted_before
+                if acked is not None and seen[-1][1] >= acked:
                     break
-                time.sleep(0.2)
-            elapsed = time.monotonic() - t0
+                time.sleep(0.1)
+            stored = seen[-1][1]
+            elapsed = next(at for at, n in seen if n >= stored) - t0
             result["bulk_end_to_end"] = {
                 "items_per_request": args.bulk_items,
                 "acknowledged_hits": acked,

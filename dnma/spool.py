@@ -10,9 +10,12 @@ Layout of `spool_dir` (the loader is the only reader; collector workers are the 
 - `.<name>.tmp`: a segment being created (ignored by readers until it is locked and renamed).
 - `_loader.state`: the loader's committed offsets; writers read it to size the unloaded backlog.
 
-A segment starts with an 8-byte magic; each record is framed as
+A segment starts with an 8-byte magic; then frames
 `<u32 length><u32 crc32(length bytes + payload)><payload>`, so a torn tail (partial frame, zeros
-from a crash) or a corrupted frame is detected and never read as a record.
+from a crash) or a corrupted frame is detected and never read. A frame's payload is a *block*: one
+or more whole records joined by `\n` (records never contain one: they are JSON lines), up to about
+BLOCK_BYTES. A bulk request's records then cost one frame per block, not one per record, to write
+and to read; a block is already JSONEachRow for ClickHouse.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import orjson
 
 MAGIC = b"DNMASPL1"
 HEADER = struct.Struct("<II")
-MAX_RECORD = 16 * 1024 * 1024  # a single hit is a few hundred bytes; anything bigger is corruption
+MAX_RECORD = 16 * 1024 * 1024  # a frame is at most a block; anything bigger is corruption
+BLOCK_BYTES = 256 * 1024  # records are packed into one frame up to about this size
 OPEN_SUFFIX = ".open"
 LOADER_STATE_FILE = "_loader.state"  # the loader's offsets, in the spool dir (see aggregator/loader_state)
 DONE_SUFFIX = ".seg"
@@ -56,8 +60,36 @@ def frame(payload: bytes) -> bytes:
     return length + struct.pack("<I", crc) + payload
 
 
+def frame_records(records: list[bytes]) -> bytes:
+    """Records as written on disk: packed into blocks of about BLOCK_BYTES, one frame each."""
+    out: list[bytes] = []
+    block: list[bytes] = []
+    size = 0
+    for record in records:
+        if block and size + len(record) > BLOCK_BYTES:
+            out.append(_frame_block(block))
+            block, size = [], 0
+        block.append(record)
+        size += len(record) + 1
+    if block:
+        out.append(_frame_block(block))
+    return b"".join(out)
+
+
+def _frame_block(block: list[bytes]) -> bytes:
+    payload = b"\n".join(block)
+    if payload.count(b"\n") != len(block) - 1:
+        raise ValueError("a spool record contains a newline")
+    return frame(payload)
+
+
+def block_rows(block: bytes) -> int:
+    """How many records a block (a frame's payload) holds."""
+    return block.count(b"\n") + 1
+
+
 def parse_frames(data: bytes | memoryview, start: int = 0) -> tuple[list[bytes], int]:
-    """Complete valid records of `data` from `start`; returns them and the offset just after the last.
+    """Complete valid blocks of `data` from `start`; returns them and the offset just after the last.
 
     Stops at the first incomplete or invalid frame: for a live segment that is a write in progress,
     for a finished one a torn tail (or corruption, which the caller detects as end < size).
@@ -169,7 +201,7 @@ def backlog_bytes(spool_dir: Path) -> int:
 
 
 def read_segment(path: Path, offset: int, max_bytes: int = 64 * 1024 * 1024) -> tuple[list[bytes], int]:
-    """Complete records of one segment from `offset` (0 = start, the magic is skipped)."""
+    """Complete blocks of one segment from `offset` (0 = start, the magic is skipped)."""
     start = max(offset, len(MAGIC))
     with open(path, "rb") as f:
         if offset == 0 and f.read(len(MAGIC)) != MAGIC:
@@ -244,7 +276,8 @@ def iter_records(spool_dir: Path) -> Iterator[bytes]:
                     seg = Segment(seg.name, done, True)
                     continue
                 break
-            yield from records
+            for block in records:
+                yield from block.split(b"\n")
             if not records:
                 break
             offset = end
@@ -317,7 +350,7 @@ class SpoolWriter:
         if self.is_full():
             self.stats["full_refusals"] += 1
             raise SpoolFull(f"spool at its cap of {self.max_bytes} bytes")
-        data = b"".join(frame(r) for r in records)
+        data = frame_records(records)
         # Counted now so concurrent appends in the same window see the cap too.
         self._since_stat += len(data)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

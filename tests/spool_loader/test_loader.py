@@ -27,6 +27,7 @@ from sl_support import (
     write_records,
 )
 
+from aggregator import loader
 from dnma import spool
 from dnma.spool import SpoolWriter, iter_records
 
@@ -163,3 +164,19 @@ def test_a_record_clickhouse_cannot_parse_is_rejected_alone(tmp_path: Path) -> N
     assert "https://t/bad" not in counts["urls"]
     assert status(tmp_path)["rejected"] == 1
     assert log_events(tmp_path, "records_rejected")
+
+
+def test_batches_take_whole_blocks_and_still_read_one_record_frames(tmp_path: Path) -> None:
+    """A batch is cut between blocks (one block at least, however big); segments of one record
+    per frame (written before blocks existed) load the same way."""
+    spool_dir = tmp_path / "spool"
+    write_records(spool_dir, 900, per_append=300)  # 3 appends: 3 blocks of 300
+    intent, blocks, rows = loader.next_intent(spool_dir, {}, 100)
+    assert (len(blocks), rows) == (1, 300)  # more than asked: a block is never split
+    intent, blocks, rows = loader.next_intent(spool_dir, {}, 700)
+    assert (len(blocks), rows) == (2, 600)
+    legacy = spool_dir / "legacy-1-0000-0.seg"
+    legacy.write_bytes(spool.MAGIC + b"".join(spool.frame(record(n)) for n in range(900, 1000)))
+    run_loader_once(tmp_path, loader_batch_rows=250)
+    assert hits_counts(tmp_path) | {"urls": []} == {"count": 1000, "uniq": 1000, "urls": []}
+    assert spool.list_segments(spool_dir) == []

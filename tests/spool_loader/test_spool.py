@@ -170,3 +170,28 @@ def test_abandoned_segment_creation_is_cleaned_but_a_locked_one_kept(tmp_path: P
         assert not dead.exists() and live.exists()
     finally:
         os.close(fd)
+
+
+def test_one_append_packs_its_records_into_few_blocks_read_back_in_order(tmp_path: Path) -> None:
+    write_records(tmp_path, 5000, per_append=5000)
+    (seg,) = spool.list_segments(tmp_path)
+    blocks, end = spool.read_segment(seg.path, 0)
+    assert end == seg.size
+    longest = max(len(record(n)) for n in range(5000))
+    assert 1 < len(blocks) <= 5000 * (longest + 1) // spool.BLOCK_BYTES + 1  # one frame per block
+    assert all(len(b) <= spool.BLOCK_BYTES + longest for b in blocks)
+    assert sum(spool.block_rows(b) for b in blocks) == 5000
+    assert _ids(iter_records(tmp_path)) == list(range(5000))
+
+
+def test_a_record_holding_a_newline_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    async def go() -> None:
+        w = SpoolWriter(tmp_path, max_bytes=10**9, segment_bytes=10**8, commit_interval_ms=1)
+        await w.start()
+        with pytest.raises(ValueError, match="newline"):
+            await w.append([record(1), b'{"url": "a\nb"}'])
+        await w.append([record(2)])
+        await w.close()
+
+    asyncio.run(go())
+    assert _ids(iter_records(tmp_path)) == [2]
