@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from aggregator.ddl import Renderer
+from aggregator.migrations.m0003_visits import VISIT_COLUMN_NAMES
 from aggregator.rollups import (
     VISIT_ROLLUPS,
     debutsemaine,
@@ -24,7 +25,7 @@ from aggregator.rollups import (
     rollup_partition_counts,
     swap_partition,
 )
-from aggregator.visits_query import array_select, checked_timezones, fingerprints_select
+from aggregator.visits_query import array_select, checked_timezones, fingerprints_select, site_days_select
 from dnma.settings import Settings, get_settings
 
 log = logging.getLogger("dnma.sessionizer")
@@ -35,6 +36,10 @@ _LOCK = threading.Lock()
 # Days built at the same time (VISITS.md: two days in parallel beat one query using two cores),
 # each worker on its own connection and its own stage tables.
 WORKERS = 2
+
+# A dirty day is rebuilt for its changed sites only, unless they hold more than this share of its
+# hits: then one pass over the whole day costs less than copying the others' visits around it.
+PARTIAL_MAX_SHARE = 0.5
 
 # Days this close to the hits TTL are left alone: their hits are expiring, not changing, and
 # rebuilding them would erase visits that outlive the raw hits.
@@ -92,14 +97,40 @@ def dirty_fingerprints(client, settings: Settings, timezones: dict[int, str] | N
     return {d: fp for d, fp in sorted(current.items()) if fp != stored.get(d) and d > cutoff}
 
 
-def _fingerprints_of(client, r: Renderer, timezones: dict[int, str], days: list[date]) -> dict[date, tuple[int, int]]:  # type: ignore[no-untyped-def]
-    """Fingerprints of `days` in one scan (Paris days around them: site-local days may straddle)."""
-    if not days:
-        return {}
-    paris_days = (min(days) - timedelta(days=1), max(days) + timedelta(days=1))
-    rows = client.query(fingerprints_select(r, timezones, paris_days)).result_rows
-    found = {row[0]: (int(row[1]), int(row[2])) for row in rows}
-    return {d: found.get(d, (0, 0)) for d in days}
+SiteFingerprints = dict[int, tuple[int, int]]  # site -> (hits, summed hash) of one day
+
+
+def current_sites(client, r: Renderer, timezones: dict[int, str], day: date) -> SiteFingerprints:  # type: ignore[no-untyped-def]
+    """The day's per-site fingerprints now (site-local days may straddle the Paris days around it)."""
+    window = (day - timedelta(days=1), day + timedelta(days=1))
+    rows = client.query(f"SELECT site_id, hits, hash FROM ({site_days_select(r, timezones, window)}) "
+                        "WHERE day = {day:Date}", parameters={"day": day}).result_rows
+    return {int(site): (int(n), int(digest)) for site, n, digest in rows}
+
+
+def stored_sites(client, r: Renderer, day: date) -> SiteFingerprints:  # type: ignore[no-untyped-def]
+    """The per-site fingerprints recorded when the day was last built (empty: none recorded)."""
+    rows = client.query(f"SELECT sites FROM {r.local_name('visits_fingerprints')} FINAL WHERE day = {{day:Date}}",
+                        parameters={"day": day}).result_rows
+    sites = [tuple(t.values()) if isinstance(t, dict) else t for t in (rows[0][0] if rows else [])]  # named tuples
+    return {int(site): (int(n), int(digest)) for site, n, digest in sites}
+
+
+def day_fingerprint(sites: SiteFingerprints) -> tuple[int, int]:
+    """The day's (hits, summed hash) from its sites': what fingerprints_select sums (mod 2^64)."""
+    return sum(n for n, _ in sites.values()), sum(h for _, h in sites.values()) % (1 << 64)
+
+
+def changed_sites(now: SiteFingerprints, before: SiteFingerprints) -> list[int] | None:
+    """Sites whose hits of the day differ since its last build, or None when the whole day must be
+    rebuilt: nothing recorded, or the changed sites hold most of the day's hits."""
+    if not before:
+        return None
+    changed = sorted(site for site in now.keys() | before.keys() if now.get(site) != before.get(site))
+    moved = sum(max(now.get(s, (0, 0))[0], before.get(s, (0, 0))[0]) for s in changed)
+    if moved > PARTIAL_MAX_SHARE * sum(n for n, _ in now.values()):
+        return None
+    return changed
 
 
 def _stage_suffix(worker: int) -> str:
@@ -116,33 +147,57 @@ def _worker_stages(client, r: Renderer, worker: int) -> None:  # type: ignore[no
 
 
 def rebuild_day(client, r: Renderer, timezones: dict[int, str], day: date,  # type: ignore[no-untyped-def]
-                fingerprint: tuple[int, int], stage_suffix: str = "") -> int:
-    """Rebuild one day of visits atomically, then its daily rollups; returns its number of visits.
+                stage_suffix: str = "", whole: bool = False) -> tuple[int, bool]:
+    """Rebuild one day of visits atomically, then its daily rollups; returns its number of visits
+    and whether only its changed sites were rebuilt (never when `whole`).
 
-    `fingerprint` must have been taken before: hits landing during the build make the day dirty
-    again, never lost."""
-    swap_partition(
-        client, r, "visits", array_select(r, timezones), {"day": day}, day, _query_settings(timezones),
-        stage=f"visits_stage{stage_suffix}",
-    )
+    The per-site fingerprints are read before building: hits landing during the build make the
+    day dirty again, never lost. A site's visits depend on that site's hits only, so the other
+    sites' rows copied as they are give the same partition as a whole rebuild; the changed sites'
+    hits are read through the sort key (site_id first), not by scanning the day."""
+    sites = current_sites(client, r, timezones, day)
+    changed = None if whole else changed_sites(sites, stored_sites(client, r, day))
+    settings = _query_settings(timezones)
+    stage = f"visits_stage{stage_suffix}"
+    if changed is None:
+        swap_partition(client, r, "visits", array_select(r, timezones), {"day": day}, day, settings, stage=stage)
+    else:
+        only = f"site_id IN ({', '.join(map(str, changed))})" if changed else "0"
+        columns = ", ".join(f"`{c}`" for c in VISIT_COLUMN_NAMES)
+        swap_partition(
+            client, r, "visits",
+            f"SELECT {columns} FROM {r.local_name('visits')} WHERE day = {{day:Date}} AND NOT ({only}) "
+            f"UNION ALL SELECT {columns} FROM ({array_select(r, timezones, only)})",
+            {"day": day}, day, settings, stage=stage,
+        )
     refresh_period_rollups(client, r, "day", day, stage_suffix)
-    hits, digest = fingerprint
+    hits, digest = day_fingerprint(sites)
     client.insert(
         r.local_name("visits_fingerprints"),
-        [[day, hits, digest, datetime.now()]],
-        column_names=["day", "hits", "hash", "built_at"],
+        [[day, hits, digest, datetime.now(), sorted((s, n, d) for s, (n, d) in sites.items())]],
+        column_names=["day", "hits", "hash", "built_at", "sites"],
     )
     count = client.query(
         f"SELECT count() FROM {r.local_name('visits')} WHERE day = {{day:Date}}", parameters={"day": day}
     ).result_rows[0][0]
-    return int(count)
+    return int(count), changed is not None
 
 
-def _in_parallel(client, settings: Settings, r: Renderer, jobs: list, work) -> list:  # type: ignore[no-untyped-def,type-arg]
-    """Run work(client, stage_suffix, job) over jobs on up to WORKERS connections; results in job order."""
+def _in_parallel(client, settings: Settings, r: Renderer, jobs: list, work,  # type: ignore[no-untyped-def,type-arg]
+                 stop: threading.Event | None = None) -> list:  # type: ignore[type-arg]
+    """Run work(client, stage_suffix, job) over jobs on up to WORKERS connections; results in job
+    order. Once `stop` is set no job starts: the results are those of the jobs done, a prefix."""
+    def stopping() -> bool:
+        return stop is not None and stop.is_set()
+
     workers = 1 if r.cluster or len(jobs) < 2 else min(WORKERS, len(jobs))
     if workers == 1:
-        return [work(client, "", job) for job in jobs]
+        done = []
+        for job in jobs:
+            if stopping():
+                break
+            done.append(work(client, "", job))
+        return done
     from dnma.chclient import get_client
 
     clients = [client] + [get_client(settings) for _ in range(workers - 1)]
@@ -156,7 +211,7 @@ def _in_parallel(client, settings: Settings, r: Renderer, jobs: list, work) -> l
         def drain(worker: int) -> None:
             while True:
                 with lock:
-                    if not todo:
+                    if not todo or stopping():
                         return
                     i, job = todo.pop(0)
                 results[i] = work(clients[worker], _stage_suffix(worker), job)
@@ -164,32 +219,39 @@ def _in_parallel(client, settings: Settings, r: Renderer, jobs: list, work) -> l
         with ThreadPoolExecutor(workers) as pool:
             for f in [pool.submit(drain, w) for w in range(workers)]:
                 f.result()
-        return [results[i] for i in range(len(jobs))]
+        done = []
+        for i in range(len(jobs)):  # jobs are taken in order: the done ones are a prefix
+            if i not in results:
+                break
+            done.append(results[i])
+        return done
     finally:
         for extra in clients[1:]:
             extra.close()
 
 
-def rebuild_days(client, settings: Settings, days: list[date] | None = None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """Rebuild `days` (None: the dirty ones) and their visit rollups. Idempotent."""
+def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # type: ignore[no-untyped-def]
+                 stop: threading.Event | None = None) -> dict[str, Any]:
+    """Rebuild `days` (None: the dirty ones) and their visit rollups. Idempotent.
+
+    Once `stop` is set no further day starts (the days left stay dirty for the next pass); the
+    weeks of the days built are still refreshed, so the weekly rollups never lag a built day."""
     with _LOCK:
         started = time.monotonic()
         r = _renderer(settings)
         timezones = site_timezones(settings)
-        if days is None:
-            fingerprints = dirty_fingerprints(client, settings, timezones)
-            todo = list(fingerprints)
-        else:
-            todo = sorted(set(days))
-            fingerprints = _fingerprints_of(client, r, timezones, todo)
-        counts = _in_parallel(client, settings, r, todo, lambda c, suffix, d: rebuild_day(
-            c, r, timezones, d, fingerprints[d], suffix))
+        # Explicit days are rebuilt whole; dirty ones for their changed sites.
+        todo = list(dirty_fingerprints(client, settings, timezones)) if days is None else sorted(set(days))
+        built = _in_parallel(client, settings, r, todo, lambda c, suffix, d: rebuild_day(
+            c, r, timezones, d, suffix, whole=days is not None), stop)
+        todo = todo[:len(built)]
         weeks = sorted({debutsemaine(d) for d in todo})
         _in_parallel(client, settings, r, weeks, lambda c, suffix, w: refresh_period_rollups(
             c, r, "debutsemaine", w, suffix))
-        visits = {d.isoformat(): n for d, n in zip(todo, counts, strict=True)}
+        visits = {d.isoformat(): n for d, (n, _) in zip(todo, built, strict=True)}
         result = {
             "days": list(visits),
+            "partial_days": [d.isoformat() for d, (_, partial) in zip(todo, built, strict=True) if partial],
             "visits": sum(visits.values()),
             "visits_per_day": visits,
             "rollup_partitions": rollup_partition_counts(todo) if todo else {},
@@ -200,9 +262,9 @@ def rebuild_days(client, settings: Settings, days: list[date] | None = None) -> 
     return result
 
 
-def aggregate_once(client, settings: Settings) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """One pass: rebuild every dirty day. The loader calls this periodically."""
-    return rebuild_days(client, settings, None)
+def aggregate_once(client, settings: Settings, stop: threading.Event | None = None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """One pass: rebuild every dirty day (until `stop` is set). The loader calls this periodically."""
+    return rebuild_days(client, settings, None, stop)
 
 
 # --- command line: dnma aggregate

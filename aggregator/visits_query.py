@@ -123,8 +123,9 @@ def _counted() -> str:
     return "[" + ", ".join(f"'{a}'" for a in COUNTED_ACTIONS) + "]"
 
 
-def _valid_hits(r: Renderer, timezones: dict[int, str]) -> str:
-    return f"FROM {r.local_name('hits')} WHERE {day_filter(timezones)} AND NOT has(flags, '{INVALID_FLAG}')"
+def _valid_hits(r: Renderer, timezones: dict[int, str], only: str = "") -> str:
+    extra = f" AND {only}" if only else ""
+    return f"FROM {r.local_name('hits')} WHERE {day_filter(timezones)} AND NOT has(flags, '{INVALID_FLAG}'){extra}"
 
 
 def _where(field: str) -> tuple[int, int, int]:
@@ -180,7 +181,7 @@ def _words() -> list[str]:
     return out
 
 
-def _dictionary(r: Renderer, timezones: dict[int, str]) -> str:
+def _dictionary(r: Renderer, timezones: dict[int, str], only: str = "") -> str:
     """Scalar subquery `dd`: per coded column the day's sorted distinct values ('' first), then the
     referential attributes of each UAI of the day (one dictionary lookup per UAI, not per visit)."""
     values = ", ".join(
@@ -194,12 +195,13 @@ def _dictionary(r: Renderer, timezones: dict[int, str]) -> str:
     columns = ", ".join(f"v_{c}" for c in CODED)
     return (
         f"(SELECT tuple({columns}, {referential}) FROM "
-        f"(SELECT {values} {_valid_hits(r, timezones)}))"
+        f"(SELECT {values} {_valid_hits(r, timezones, only)}))"
     )
 
 
-def array_select(r: Renderer, timezones: dict[int, str]) -> str:
+def array_select(r: Renderer, timezones: dict[int, str], only: str = "") -> str:
     """Visits of `{day:Date}`: one GROUP BY (site, day, visitor), then prefix scans over the sorted hits.
+    `only`: a condition on hits keeping whole visitor-days (e.g. `site_id IN (...)`).
 
     Each hit travels as a tuple of integers (LAYOUT): no string is copied per hit, a visit decodes
     the codes it needs from the day's dictionary `dd`.
@@ -231,7 +233,7 @@ def array_select(r: Renderer, timezones: dict[int, str]) -> str:
     columns = ", ".join(f"`{c}`" for c in VISIT_COLUMN_NAMES)
     return f"""
 SELECT {columns} FROM (
-WITH {_dictionary(r, timezones)} AS dd
+WITH {_dictionary(r, timezones, only)} AS dd
 SELECT
   cityHash64(site_id, visitor_id, start_ts, {_get('h', 'v[1]')}) AS visit_id,
   site_id,
@@ -285,7 +287,7 @@ FROM
     (
       SELECT site_id, {local_day(timezones)} AS day, visitor_id,
         arraySort(x -> x.1, arrayZip({', '.join(_words())})) AS hs
-      {_valid_hits(r, timezones)}
+      {_valid_hits(r, timezones, only)}
       GROUP BY site_id, day, visitor_id
     )
   )
@@ -449,3 +451,26 @@ def fingerprints_select(r: Renderer, timezones: dict[int, str], paris_days: tupl
     )
     return (f"SELECT day, sum(hits) AS hits, sum(hash) AS hash FROM ({hourly} AND site_id NOT IN ({sites}) "
             f"GROUP BY day UNION ALL {scanned}) GROUP BY day")
+
+
+def site_days_select(r: Renderer, timezones: dict[int, str], paris_days: tuple[date, date]) -> str:
+    """The parts of fingerprints_select's day sums, per (site-local day, site): hits and summed
+    hash. Compared with those stored at the last build, they tell which sites of a dirty day
+    changed, so only those are rebuilt (aggregator.sessionizer)."""
+    tzs = checked_timezones(timezones)
+    fractional = sorted(site for site, tz in tzs.items() if not whole_hour_offset(tz))
+    whole = {site: tz for site, tz in tzs.items() if site not in fractional}
+    first, last = paris_days
+    hourly = (
+        f"SELECT {local_day(whole, 'hour')} AS day, site_id, sum(hits) AS hits, sum(hash) AS hash "
+        f"FROM {r.local_name('hits_fingerprints')} WHERE toDate(hour) BETWEEN '{first}' AND '{last}'"
+    )
+    if not fractional:
+        return hourly + " GROUP BY day, site_id"
+    sites = ", ".join(map(str, fractional))
+    scanned = (
+        f"SELECT {local_day(tzs)} AS day, site_id, count() AS hits, sum({fingerprint_hash()}) AS hash "
+        f"FROM {r.local_name('hits')} WHERE toDate(ts) BETWEEN '{first}' AND '{last}' AND site_id IN ({sites}) "
+        "GROUP BY day, site_id"
+    )
+    return f"{hourly} AND site_id NOT IN ({sites}) GROUP BY day, site_id UNION ALL {scanned}"

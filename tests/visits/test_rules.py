@@ -248,3 +248,57 @@ def test_day_fingerprints_from_the_hourly_table_equal_a_scan_of_the_hits(tmp_pat
         assert [r for r in in_window if r[0] == date(2026, 10, 25)] == [r for r in scan if r[0] == date(2026, 10, 25)]
     finally:
         db.client.close()
+
+
+def test_a_dirty_day_is_rebuilt_for_its_changed_sites_only(tmp_path: Path) -> None:
+    """Late hits on one site and a hit deleted by hand on another (a zone with a fractional offset,
+    whose fingerprints are scanned from the hits): the day is rebuilt for those two sites only,
+    the other sites' visits are copied as they were, and the result equals a whole rebuild."""
+    zones = {2: "America/Cayenne", 3: "Pacific/Marquesas"}
+    sites = [{"id": s, "name": f"s{s}", "main_url": f"https://s{s}", "timezone": zones.get(s, "Europe/Paris")}
+             for s in range(1, 7)]
+    db = open_db(tmp_path, sites)
+    try:
+        rng = random.Random(11)
+        start = paris(2026, 3, 10, 0, 0, 0)
+        hits = [hit(start + timedelta(seconds=rng.randrange(0, 2 * 86400, 5)), site_id=site,
+                    visitor_id=rng.randrange(60), action=rng.choice(["pageview", "pageview", "ping", "event"]),
+                    service=rng.choice(["notes", "absences"]))
+                for site in range(1, 7) for _ in range(600)]
+        db.insert(hits)
+        first = db.rebuild()
+        assert first["days"] and first["partial_days"] == []  # nothing recorded yet: whole days
+        assert db.rebuild()["days"] == []
+        untouched = db.visits("site_id NOT IN (1, 3)")
+
+        db.insert([hit(paris(2026, 3, 10, 14, 5, s), site_id=1, visitor_id=v) for s, v in ((1, 3), (9, 4), (30, 5))]
+                  + [hit(paris(2026, 3, 10, 14, 20, 0), site_id=1, visitor_id=999, service="absences")])
+        victim = db.client.query("SELECT visitor_id, toUInt32(ts) FROM dnma.hits WHERE site_id = 3 "
+                                 "AND action = 'pageview' ORDER BY ts LIMIT 1 OFFSET 100").result_rows[0]
+        db.client.command(f"ALTER TABLE dnma.hits DELETE WHERE site_id = 3 AND visitor_id = {victim[0]} "
+                          f"AND toUInt32(ts) = {victim[1]} SETTINGS mutations_sync = 1")
+        partial = db.rebuild()
+        assert partial["days"] and partial["partial_days"] == partial["days"]
+        after = db.visits()
+        assert any(v["visitor_id"] == 999 for v in after)
+        assert db.visits("site_id NOT IN (1, 3)") == untouched
+        assert db.rebuild()["days"] == []
+        whole = db.rebuild([date.fromisoformat(d) for d in partial["days"]])
+        assert whole["partial_days"] == []
+        assert db.visits() == after
+        assert db.scalar("SELECT sum(visites) FROM dnma.visits_daily") == len(after)
+    finally:
+        db.client.close()
+
+
+def test_a_stopping_pass_builds_no_further_day_and_leaves_the_rest_dirty(db: Db) -> None:
+    import threading
+
+    from aggregator.sessionizer import rebuild_days
+
+    db.insert(_random_hits(4, 600))
+    stop = threading.Event()
+    stop.set()
+    assert rebuild_days(db.client, db.settings, None, stop)["days"] == []
+    assert db.visits() == []
+    assert db.rebuild()["days"] == ["2026-03-09", "2026-03-10", "2026-03-11"]  # still dirty: built now
