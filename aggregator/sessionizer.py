@@ -200,8 +200,12 @@ def _in_parallel(client, settings: Settings, r: Renderer, jobs: list, work,  # t
         return done
     from dnma.chclient import get_client
 
-    clients = [client] + [get_client(settings) for _ in range(workers - 1)]
+    # One thread per statement: the days themselves fill the cores, and a statement split over
+    # threads costs more CPU in all (partial aggregates merged, threads handed work).
+    clients = [get_client(settings) for _ in range(workers)]
     try:
+        for each in clients:
+            each.set_client_setting("max_threads", 1)
         for worker in range(1, workers):
             _worker_stages(client, r, worker)
         todo = list(enumerate(jobs))
@@ -226,8 +230,8 @@ def _in_parallel(client, settings: Settings, r: Renderer, jobs: list, work,  # t
             done.append(results[i])
         return done
     finally:
-        for extra in clients[1:]:
-            extra.close()
+        for each in clients:
+            each.close()
 
 
 def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # type: ignore[no-untyped-def]
