@@ -390,8 +390,10 @@ class Loader:
                 self.kick.clear()
                 interval = self.settings.loader_aggregate_interval_s
                 if kicked or (interval > 0 and time.monotonic() - aggregated_at >= interval):
-                    aggregated_at = time.monotonic()
                     self._duty("aggregated", lambda: aggregate_once(client, self.settings, self.stop))
+                    # Counted from the end of the pass: a long pass (a large day) is followed by a
+                    # full interval of loading, never by another pass straight away.
+                    aggregated_at = time.monotonic()
                 if self.stop.is_set():
                     break
                 if kicked or checks_due(self.settings, checked_at):

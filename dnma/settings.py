@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     loader_poll_interval_ms: int = Field(default=200, description="How often the loader looks for new spool records.")
     loader_insert_interval_ms: int = Field(default=1000, description="Least time between two inserts of less than loader_batch_rows: under steady traffic batches grow (fewer parts, less CPU per row); a lone hit after a quiet spell is inserted at once.")
     loader_retry_max_s: float = Field(default=30.0, description="Cap of the loader's exponential backoff when ClickHouse fails.")
-    loader_aggregate_interval_s: float = Field(default=30.0, description="How often the loader runs the sessionizer (visits); 0 disables.")
+    loader_aggregate_interval_s: float = Field(default=30.0, description="Seconds between the end of a sessionizer pass (visits) and the start of the next, in the loader; 0 disables.")
 
     # --- read-only ClickHouse-HTTP endpoint (embedded mode)
     ch_http_host: str = Field(default="127.0.0.1", description="Bind address of the read-only endpoint.")
