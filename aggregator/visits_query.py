@@ -426,8 +426,11 @@ def fingerprint_rollup_select(r: Renderer) -> str:
     )
 
 
-def fingerprints_select(r: Renderer, timezones: dict[int, str], paris_days: tuple[date, date] | None = None) -> str:
-    """Per site-local day: hit count and a summed hash, invalid hits included (they may turn valid).
+def site_days_select(r: Renderer, timezones: dict[int, str], paris_days: tuple[date, date] | None = None) -> str:
+    """Per (site-local day, site): hit count and a summed hash, invalid hits included (they may
+    turn valid). Compared with those stored at a day's last build, they tell which days are dirty
+    (fingerprints_select sums them per day) and which of their sites changed, so that only those
+    are rebuilt (aggregator.sessionizer).
 
     Read from the hourly `hits_fingerprints`, except for sites in a zone with a fractional offset,
     whose hits are scanned. `paris_days`: only the Paris days in this range (inclusive)."""
@@ -439,38 +442,20 @@ def fingerprints_select(r: Renderer, timezones: dict[int, str], paris_days: tupl
         return "1" if paris_days is None else f"toDate({column}) BETWEEN '{paris_days[0]}' AND '{paris_days[1]}'"
 
     hourly = (
-        f"SELECT {local_day(whole, 'hour')} AS day, sum(hits) AS hits, sum(hash) AS hash "
-        f"FROM {r.local_name('hits_fingerprints')} WHERE {within('hour')}"
-    )
-    if not fractional:
-        return hourly + " GROUP BY day"
-    sites = ", ".join(map(str, fractional))
-    scanned = (
-        f"SELECT {local_day(tzs)} AS day, count() AS hits, sum({fingerprint_hash()}) AS hash "
-        f"FROM {r.local_name('hits')} WHERE {within('ts')} AND site_id IN ({sites}) GROUP BY day"
-    )
-    return (f"SELECT day, sum(hits) AS hits, sum(hash) AS hash FROM ({hourly} AND site_id NOT IN ({sites}) "
-            f"GROUP BY day UNION ALL {scanned}) GROUP BY day")
-
-
-def site_days_select(r: Renderer, timezones: dict[int, str], paris_days: tuple[date, date]) -> str:
-    """The parts of fingerprints_select's day sums, per (site-local day, site): hits and summed
-    hash. Compared with those stored at the last build, they tell which sites of a dirty day
-    changed, so only those are rebuilt (aggregator.sessionizer)."""
-    tzs = checked_timezones(timezones)
-    fractional = sorted(site for site, tz in tzs.items() if not whole_hour_offset(tz))
-    whole = {site: tz for site, tz in tzs.items() if site not in fractional}
-    first, last = paris_days
-    hourly = (
         f"SELECT {local_day(whole, 'hour')} AS day, site_id, sum(hits) AS hits, sum(hash) AS hash "
-        f"FROM {r.local_name('hits_fingerprints')} WHERE toDate(hour) BETWEEN '{first}' AND '{last}'"
+        f"FROM {r.local_name('hits_fingerprints')} WHERE {within('hour')}"
     )
     if not fractional:
         return hourly + " GROUP BY day, site_id"
     sites = ", ".join(map(str, fractional))
     scanned = (
         f"SELECT {local_day(tzs)} AS day, site_id, count() AS hits, sum({fingerprint_hash()}) AS hash "
-        f"FROM {r.local_name('hits')} WHERE toDate(ts) BETWEEN '{first}' AND '{last}' AND site_id IN ({sites}) "
-        "GROUP BY day, site_id"
+        f"FROM {r.local_name('hits')} WHERE {within('ts')} AND site_id IN ({sites}) GROUP BY day, site_id"
     )
     return f"{hourly} AND site_id NOT IN ({sites}) GROUP BY day, site_id UNION ALL {scanned}"
+
+
+def fingerprints_select(r: Renderer, timezones: dict[int, str], paris_days: tuple[date, date] | None = None) -> str:
+    """Per site-local day: hit count and summed hash (site_days_select summed over the sites)."""
+    return (f"SELECT day, sum(hits) AS hits, sum(hash) AS hash FROM ({site_days_select(r, timezones, paris_days)}) "
+            "GROUP BY day")
