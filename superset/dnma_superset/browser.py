@@ -56,12 +56,28 @@ class Browser:
     def login(self, username: str, password: str) -> None:
         from selenium.webdriver.common.by import By
 
-        self.driver.get(f"{self.url}/login/")
-        self._wait(lambda: self.driver.find_elements(By.CSS_SELECTOR, "input[name=username], #username"), 60)
-        self.driver.find_element(By.CSS_SELECTOR, "input[name=username], #username").send_keys(username)
-        self.driver.find_element(By.CSS_SELECTOR, "input[name=password], #password").send_keys(password)
-        self.driver.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
-        self._wait(lambda: "/login" not in self.driver.current_url, 60)
+        # The login page is a React form: keys typed while it (re)renders can be lost, and the
+        # submission is then refused. The form is filled again (up to three times) until the
+        # fields hold what was typed and the browser leaves /login.
+        for attempt in range(3):
+            self.driver.get(f"{self.url}/login/")
+            self._wait(lambda: self.driver.find_elements(By.CSS_SELECTOR, "input[name=username], #username"), 60)
+            user = self.driver.find_element(By.CSS_SELECTOR, "input[name=username], #username")
+            secret = self.driver.find_element(By.CSS_SELECTOR, "input[name=password], #password")
+            user.clear()
+            user.send_keys(username)
+            secret.clear()
+            secret.send_keys(password)
+            if user.get_attribute("value") != username or secret.get_attribute("value") != password:
+                continue
+            self.driver.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
+            try:
+                self._wait(lambda: "/login" not in self.driver.current_url, 30 if attempt < 2 else 60)
+                return
+            except TimeoutError:
+                if attempt == 2:
+                    raise
+        raise TimeoutError(f"login form never kept what was typed at {self.driver.current_url}")
 
     def open_dashboard(self, slug: str, expected_charts: int, timeout: float = 180) -> DashboardLoad:
         """Open the dashboard and wait until every chart holder has rendered (or shows an error)."""
