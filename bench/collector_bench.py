@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -79,6 +80,26 @@ def accepted_hits(base_url: str) -> int:
     text = httpx.get(base_url + "/metrics", timeout=10).text
     return int(sum(float(line.split()[-1]) for line in text.splitlines()
                    if line.startswith("dnma_collector_hits_accepted_total")))
+
+
+def wait_stored(client: Any, before: int, base_url: str, accepted_before: int) -> tuple[int, int, float]:
+    """Poll count() of dnma.hits (less `before`) every 0.1 s until it holds every hit the collector
+    acknowledged since `accepted_before`. The collector publishes its counters every second, so
+    they are read 1.5 s after the call; the end time is the first poll that saw every acknowledged
+    hit stored, not that wait. Returns (acknowledged, stored, end time on the monotonic clock)."""
+    counted_at = time.monotonic() + 1.5
+    acked = None
+    deadline = time.monotonic() + 600
+    seen: list[tuple[float, int]] = []
+    while time.monotonic() < deadline:
+        seen.append((time.monotonic(), int(client.command("SELECT count() FROM dnma.hits")) - before))
+        if acked is None and time.monotonic() >= counted_at:
+            acked = accepted_hits(base_url) - accepted_before
+        if acked is not None and seen[-1][1] >= acked:
+            break
+        time.sleep(0.1)
+    stored = seen[-1][1]
+    return acked or 0, stored, next(at for at, n in seen if n >= stored)
 
 
 def loadavg() -> list[str]:
@@ -207,22 +228,15 @@ def main() -> None:
             draining["ratio_to_hello"] = round(draining["rps"] / result["hello_asgi"]["rps"], 3)
             result["collector_single_get_while_loader_drains"] = draining
             answered += draining["requests"] - draining["non_2xx"]
-            time.sleep(1.5)  # the collector publishes its counters every second
-            accepted = accepted_hits(stack.collector_url)
             client = stack.reader()
             t0 = time.monotonic()
-            stored = 0
-            while time.monotonic() - t0 < 600:
-                stored = int(client.command("SELECT count() FROM dnma.hits"))
-                if stored >= accepted:
-                    break
-                time.sleep(0.2)
+            accepted, stored, drained_at = wait_stored(client, 0, stack.collector_url, 0)
             result["single_get_stored"] = {
                 "acknowledged_hits": accepted,  # fsynced in the spool (the collector's own count)
                 "wrk_answered_hits": answered,  # a lower bound: wrk's calibration runs are not counted
                 "stored_hits": stored,
                 "stored_equals_acknowledged": stored == accepted,
-                "seconds_to_drain_after_last_request": round(time.monotonic() - t0, 2),
+                "seconds_to_drain_after_last_request": round(drained_at - t0, 2),
             }
 
             client = stack.reader()
@@ -233,22 +247,9 @@ def main() -> None:
             bulk = wrk(stack.collector_url + "/matomo.php", seconds=bulk_seconds, connections=32,
                        script=bulk_script(tmp, args.bulk_items))
             # The collector's own count: requests still in flight when wrk stops are acknowledged
-            # (and stored) but not counted by wrk. It publishes its counters every second, so the
-            # count is read 1.5 s after wrk stops; meanwhile dnma.hits is polled every 0.1 s and the
-            # end time is the first poll that saw every acknowledged hit stored (not the wait).
-            counted_at = time.monotonic() + 1.5
-            acked = None
-            deadline = time.monotonic() + 600
-            seen: list[tuple[float, int]] = []
-            while time.monotonic() < deadline:
-                seen.append((time.monotonic(), int(client.command("SELECT count() FROM dnma.hits")) - before))
-                if acked is None and time.monotonic() >= counted_at:
-                    acked = accepted_hits(stack.collector_url) - accepted_before
-                if acked is not None and seen[-1][1] >= acked:
-                    break
-                time.sleep(0.1)
-            stored = seen[-1][1]
-            elapsed = next(at for at, n in seen if n >= stored) - t0
+            # (and stored) but not counted by wrk.
+            acked, stored, stored_at = wait_stored(client, before, stack.collector_url, accepted_before)
+            elapsed = stored_at - t0
             result["bulk_end_to_end"] = {
                 "items_per_request": args.bulk_items,
                 "seconds": bulk_seconds,

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-NATIVE_MODULES = ("protocol", "pipeline", "privacy", "app")  # as in collector/build_native.py
+NATIVE_MODULES = ("protocol", "pipeline", "privacy", "app")  # compiled by collector/build_native.py
 _HERE = Path(__file__).resolve().parent
 
 
@@ -36,6 +36,11 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
         )
 
 
+def source_hashes() -> dict[str, str]:
+    """SHA-256 of each compiled module's source: what collector/build_native.py records."""
+    return {m: hashlib.sha256((_HERE / f"{m}.py").read_bytes()).hexdigest() for m in NATIVE_MODULES}
+
+
 def _native_is_current() -> bool:
     try:
         record = json.loads((_HERE / "_native.json").read_text(encoding="utf-8"))
@@ -43,9 +48,7 @@ def _native_is_current() -> bool:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         built = {}
     # All or nothing: compiled modules of one group call each other directly, in C.
-    return bool(built) and all(
-        built.get(m) == hashlib.sha256((_HERE / f"{m}.py").read_bytes()).hexdigest() for m in NATIVE_MODULES
-    )
+    return bool(built) and built == source_hashes()
 
 
 NATIVE = _native_is_current()

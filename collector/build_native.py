@@ -11,7 +11,6 @@ Usage: .venv/bin/python collector/build_native.py [--clean]
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -20,10 +19,14 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# The per-request path: parsing, the pipeline steps, pseudonymisation, the ASGI glue, compiled as
+# one group (calls between them become C calls); the list and the hashes are collector/__init__.py's.
+from collector import NATIVE_MODULES as MODULES  # noqa: E402
+from collector import source_hashes  # noqa: E402
+
 PACKAGE = REPO / "collector"
-# The per-request path: parsing, the pipeline steps, pseudonymisation, the ASGI glue. They are
-# compiled as one group (calls between them become C calls); collector/__init__.py lists them too.
-MODULES = ("protocol", "pipeline", "privacy", "app")
 GROUP = "collector._native"  # shared library collector/_native__mypyc.*.so, inside the package
 RECORD = PACKAGE / "_native.json"
 
@@ -38,10 +41,6 @@ setup(
     script_args=["build_ext", "--inplace", "--build-temp", sys.argv[1] + "/temp", "--build-lib", sys.argv[2]],
 )
 """
-
-
-def source_hashes() -> dict[str, str]:
-    return {m: hashlib.sha256((PACKAGE / f"{m}.py").read_bytes()).hexdigest() for m in MODULES}
 
 
 def clean() -> None:

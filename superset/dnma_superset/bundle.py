@@ -135,9 +135,14 @@ TERRITORY_COLUMNS = "di.departement_iso AS departement_iso, ri.region_iso AS reg
 NO_TERRITORY_COLUMNS = "'' AS departement_iso, '' AS region_iso, toUInt64(0) AS eleves_academie"
 
 
-def _dimensions(geo: bool, fine: bool, extra: str) -> str:
-    cols = ["t.day AS day", "toMonday(t.day) AS debutsemaine", f"{school_year('t.day')} AS annee_scolaire",
+def _period_columns() -> list[str]:
+    """The period columns and the degree every visit and service dataset starts with."""
+    return ["t.day AS day", "toMonday(t.day) AS debutsemaine", f"{school_year('t.day')} AS annee_scolaire",
             "t.degre AS degre"]
+
+
+def _dimensions(geo: bool, fine: bool, extra: str) -> str:
+    cols = _period_columns()
     cols += [f"t.{c} AS {c}" if geo else f"'' AS {c}" for c in GEO_COLUMNS]
     if fine:
         cols += ["t.projet AS projet", "t.uai AS uai", "t.site_id AS site_id",
@@ -179,14 +184,12 @@ def visit_sql(base: str, territories: bool = False) -> str:
 def services_sql() -> str:
     """Visits per service: the services rollups, or dnma.visits for one establishment (or site)."""
     def rollup(table: str, geo: bool) -> str:
-        cols = ["t.day AS day", "toMonday(t.day) AS debutsemaine", f"{school_year('t.day')} AS annee_scolaire",
-                "t.degre AS degre", *[f"t.{c} AS {c}" if geo else f"'' AS {c}" for c in (*GEO_COLUMNS, "projet")],
+        cols = [*_period_columns(), *[f"t.{c} AS {c}" if geo else f"'' AS {c}" for c in (*GEO_COLUMNS, "projet")],
                 "'' AS uai", "toUInt32(0) AS site_id", "t.profil AS profil", "t.service AS service"]
         return (f"SELECT {', '.join(cols)},\n  {ROLLUP_MEASURES}\nFROM {DB}.{table} AS t\n"
                 f"WHERE 1{period('t.day')}")
 
-    cols = ["t.day AS day", "toMonday(t.day) AS debutsemaine", f"{school_year('t.day')} AS annee_scolaire",
-            "t.degre AS degre", *[f"t.{c} AS {c}" for c in (*GEO_COLUMNS, "projet", "uai", "site_id", "profil")],
+    cols = [*_period_columns(), *[f"t.{c} AS {c}" for c in (*GEO_COLUMNS, "projet", "uai", "site_id", "profil")],
             "service"]
     from_visits = (f"SELECT {', '.join(cols)},\n  {visits_measures(BY_TABLE[SVC_NATIONAL].users_state)}\n"
                    f"FROM {DB}.visits AS t ARRAY JOIN t.services AS service\nWHERE 1{period('t.day')}\n"
