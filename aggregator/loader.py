@@ -246,6 +246,8 @@ class Loader:
             return client
 
         self.client = self._retry("connect", attempt)
+        # A migration may have settled the pending batch (aggregator.migrate): read what it left.
+        self.state = LoaderState.load(self.spool_dir)
         _event("connected", embedded=self.settings.embedded)
 
     def start_endpoint(self) -> None:
@@ -468,6 +470,18 @@ class Loader:
             if self.endpoint is not None:
                 self.endpoint.stop()
             _event("loader_stopped", batches=self.metrics.batches, rows=self.metrics.rows)
+
+
+def settle_pending(client: Any, settings: Settings) -> int:
+    """Insert the loader's pending batch now, under its token: for a migration that rebuilds `hits`
+    without its insert-deduplication log, after which a redo would store the batch twice.
+    Returns the rows of the batch (0: none pending)."""
+    if LoaderState.load(settings.resolved_spool_dir).pending is None:
+        return 0
+    loader = Loader(settings)
+    loader.client = client
+    loader.redo_pending()
+    return loader.metrics.rows
 
 
 # --- command line --------------------------------------------------------------------------------

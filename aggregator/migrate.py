@@ -72,15 +72,24 @@ def applied(client, r: Renderer) -> set[int]:  # type: ignore[no-untyped-def]
     return {int(row[0]) for row in rows}
 
 
-def migrate(client, settings: Settings | None = None) -> list[Migration]:  # type: ignore[no-untyped-def]
-    """Apply every migration not yet recorded; returns the ones applied now."""
-    r = renderer(settings or get_settings())
+def migrate(client, settings: Settings | None = None, until: int | None = None) -> list[Migration]:  # type: ignore[no-untyped-def]
+    """Apply every migration not yet recorded (numbered up to `until`); returns the ones applied now.
+
+    A migration with `SETTLE_LOADER_FIRST` rebuilds `hits` without its insert-deduplication log:
+    the loader's pending batch (maybe inserted before a crash, redone with the same token) is
+    inserted first, while ClickHouse still recognises its token."""
+    settings = settings or get_settings()
+    r = renderer(settings)
     _ensure_ledger(client, r)
     done = applied(client, r)
     ran = []
     for m in discover():
-        if m.number in done:
+        if m.number in done or (until is not None and m.number > until):
             continue
+        if getattr(m.module, "SETTLE_LOADER_FIRST", False) and not r.cluster:
+            from aggregator.loader import settle_pending
+
+            settle_pending(client, settings)
         for stmt in m.up(r):
             client.command(stmt)
         client.insert(r.name("schema_migrations"), [[m.number, m.name]], column_names=["number", "name"])

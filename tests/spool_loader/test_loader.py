@@ -180,3 +180,54 @@ def test_batches_take_whole_blocks_and_still_read_one_record_frames(tmp_path: Pa
     run_loader_once(tmp_path, loader_batch_rows=250)
     assert hits_counts(tmp_path) | {"urls": []} == {"count": 1000, "uniq": 1000, "urls": []}
     assert spool.list_segments(spool_dir) == []
+
+
+# An install from before migration 7 (hits sorted site first) whose loader was killed after
+# inserting a batch, before recording it: the batch is inserted and still pending.
+_OLD_INSTALL_WITH_PENDING = """
+import json, sys
+from pathlib import Path
+import clickhouse_connect
+from aggregator.loader import INSERT_SETTINGS, read_range
+from aggregator.loader_state import Intent, Range
+from aggregator.migrate import migrate, renderer
+from aggregator.migrations import m0007_hits_day_first
+from dnma import spool
+from dnma.settings import Settings
+
+data_dir = Path(sys.argv[1])
+settings = Settings(data_dir=data_dir)
+client = clickhouse_connect.get_client(dsn="chdb://" + str((data_dir / "clickhouse").resolve()))
+migrate(client, settings, until=6)
+for stmt in m0007_hits_day_first.down(renderer(settings)):
+    client.command(stmt)
+(seg,) = spool.list_segments(data_dir / "spool")
+intent = Intent([Range(seg.name, 0, seg.size)])
+client.raw_insert("dnma.hits", insert_block=b"\\n".join(read_range(seg, intent.ranges[0])), fmt="JSONEachRow",
+                  settings=INSERT_SETTINGS | {"insert_deduplication_token": intent.token})
+(data_dir / "spool" / "_loader.state").write_text(json.dumps(
+    {"committed": {}, "pending": [[seg.name, 0, seg.size]]}))
+print(client.command("SELECT sorting_key FROM system.tables WHERE database = 'dnma' AND name = 'hits'"))
+client.close()
+"""
+
+
+def test_the_day_first_rekey_settles_the_pending_batch_before_copying(tmp_path: Path) -> None:
+    """The rekeyed table has no insert-deduplication log: redone after it, the pending batch would
+    be stored twice. The migration redoes it first, on the old table, which recognises its token."""
+    write_records(tmp_path / "spool", 1000, segment_bytes=10**8)
+    out = subprocess.run([sys.executable, "-c", _OLD_INSTALL_WITH_PENDING, str(tmp_path)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "site_id, toDate(ts), visitor_id, ts"
+    assert hits_counts(tmp_path)["count"] == 1000
+    run_loader_once(tmp_path)
+    assert len(log_events(tmp_path, "pending_redo")) == 1
+    counts = hits_counts(tmp_path)
+    assert counts["count"] == 1000 and counts["uniq"] == 1000
+    assert json.loads((tmp_path / "spool" / "_loader.state").read_text())["pending"] is None
+    key = subprocess.run([sys.executable, "-c", (
+        "import sys, clickhouse_connect; c = clickhouse_connect.get_client(dsn='chdb://' + sys.argv[1]); "
+        "print(c.command(\"SELECT sorting_key FROM system.tables WHERE database = 'dnma' AND name = 'hits'\"))"),
+        str((tmp_path / "clickhouse").resolve())], cwd=REPO, capture_output=True, text=True, check=True, timeout=60)
+    assert key.stdout.strip() == "toDate(ts), site_id, visitor_id, ts"
