@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from aggregator.rollups import BY_TABLE, VISIT_ROLLUPS, rollup_for
+from aggregator.rollups import BY_TABLE, VISIT_ROLLUPS, inline_dates, rollup_for
 
 from .conftest import Db, hit, open_db, paris
 from .test_rules import _random_hits
@@ -70,6 +70,17 @@ def test_visit_rollups_equal_direct_queries(db: Db) -> None:
         assert month == db.scalar(f"SELECT uniqExact({USERS}) FROM dnma.visits WHERE toYYYYMM(day) = 202603")
         assert month < db.scalar(f"SELECT sum(u) FROM (SELECT {merge}(utilisateurs) u FROM dnma.{table} "
                                  "GROUP BY day)")
+
+
+def test_inline_dates_writes_literals_and_their_offsets() -> None:
+    sql = "toDate(ts) BETWEEN {day:Date} - 1 AND {day:Date}+1 AND x = {day:Date} AND y = {n:UInt8} AND w >= {week:Date} + 6"
+    out = inline_dates(sql, {"day": date(2026, 3, 1), "week": date(2026, 12, 28)})
+    assert out == ("toDate(ts) BETWEEN '2026-02-28' AND '2026-03-02' AND x = '2026-03-01' AND y = {n:UInt8} "
+                   "AND w >= '2027-01-03'")
+    with pytest.raises(TypeError):
+        inline_dates("day = {day:Date}", {"day": datetime(2026, 3, 1, 12)})
+    with pytest.raises(KeyError):
+        inline_dates("day = {day:Date}", {})
 
 
 def test_rollup_for_picks_the_coarsest_tier() -> None:
