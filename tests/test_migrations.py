@@ -9,8 +9,8 @@ from pathlib import Path
 import clickhouse_connect
 import pytest
 
-from aggregator.ddl import Renderer
 from aggregator import visits_query
+from aggregator.ddl import Renderer
 from aggregator.migrate import applied, discover, migrate, render_all, renderer
 from aggregator.rollups import inline_dates
 from dnma.settings import Settings
