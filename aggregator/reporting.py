@@ -9,6 +9,7 @@ from datetime import date
 from typing import Any
 
 from aggregator.periods import PeriodError, Periods, resolve
+from aggregator.rollups import inline_dates
 from dnma.vocab import COUNTED_ACTIONS, DEFAULT_DIMENSION_MAPPING, PROPERTIES
 
 INVALID_FLAG = "invalid_uai"  # INDICATORS.md: such hits are excluded from indicators
@@ -137,7 +138,9 @@ LIMIT {{limit:UInt32}} BY bucket"""
 def _rows_by_label(client: Any, f: ReportFilter, sql: str, row_type: type, params: dict[str, Any] | None = None,
                    ) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
-    result = client.query(sql, parameters={**f.parameters, **(params or {})})
+    parameters = {**f.parameters, **(params or {})}
+    # Dates as literals: `toDate(ts) BETWEEN <parameters>` would read every granule of the months.
+    result = client.query(inline_dates(sql, parameters), parameters=parameters)
     for row in result.result_rows:
         out.setdefault(f.label_of(row[0]), []).append(row_type(*row[1:]))
     return out
