@@ -21,7 +21,6 @@ from aggregator.migrations.m0003_visits import VISIT_COLUMN_NAMES
 from aggregator.rollups import (
     VISIT_ROLLUPS,
     debutsemaine,
-    inline_dates,
     refresh_period_rollups,
     rollup_partition_counts,
     swap_partition,
@@ -105,15 +104,15 @@ SiteFingerprints = dict[int, tuple[int, int]]  # site -> (hits, summed hash) of 
 def current_sites(client, r: Renderer, timezones: dict[int, str], day: date) -> SiteFingerprints:  # type: ignore[no-untyped-def]
     """The day's per-site fingerprints now (site-local days may straddle the Paris days around it)."""
     window = (day - timedelta(days=1), day + timedelta(days=1))
-    rows = client.query(inline_dates(f"SELECT site_id, hits, hash FROM ({site_days_select(r, timezones, window)}) "
-                                     "WHERE day = {day:Date}", {"day": day})).result_rows
+    rows = client.query(f"SELECT site_id, hits, hash FROM ({site_days_select(r, timezones, window)}) "
+                        "WHERE day = {day:Date}", parameters={"day": day}).result_rows
     return {int(site): (int(n), int(digest)) for site, n, digest in rows}
 
 
 def stored_sites(client, r: Renderer, day: date) -> SiteFingerprints:  # type: ignore[no-untyped-def]
     """The per-site fingerprints recorded when the day was last built (empty: none recorded)."""
-    rows = client.query(inline_dates(f"SELECT sites FROM {r.local_name('visits_fingerprints')} FINAL "
-                                     "WHERE day = {day:Date}", {"day": day})).result_rows
+    rows = client.query(f"SELECT sites FROM {r.local_name('visits_fingerprints')} FINAL WHERE day = {{day:Date}}",
+                        parameters={"day": day}).result_rows
     sites = [tuple(t.values()) if isinstance(t, dict) else t for t in (rows[0][0] if rows else [])]  # named tuples
     return {int(site): (int(n), int(digest)) for site, n, digest in sites}
 
@@ -180,7 +179,7 @@ def rebuild_day(client, r: Renderer, timezones: dict[int, str], day: date,  # ty
         column_names=["day", "hits", "hash", "built_at", "sites"],
     )
     count = client.query(
-        inline_dates(f"SELECT count() FROM {r.local_name('visits')} WHERE day = {{day:Date}}", {"day": day})
+        f"SELECT count() FROM {r.local_name('visits')} WHERE day = {{day:Date}}", parameters={"day": day}
     ).result_rows[0][0]
     return int(count), changed is not None
 

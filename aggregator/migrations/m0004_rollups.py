@@ -9,13 +9,17 @@ from aggregator.rollups import HIT_ROLLUPS, VISIT_ROLLUPS, hit_rollup_select
 HIT_PERIOD_TYPES = {"day": "Date", "hour": "DateTime('Europe/Paris')"}
 
 
+def hit_rollup_view(r: Renderer, table: str) -> str:
+    """The materialized view feeding `table` from the hits inserted (also recreated by m0007)."""
+    return r.create_materialized_view(f"{table}_mv", table, hit_rollup_select(r, table))
+
+
 def _hit_rollup(r: Renderer, table: str) -> list[str]:
     period, dims = HIT_ROLLUPS[table]
     period_column = period.split(" AS ")[1]
     columns = [f"`{period_column}` {HIT_PERIOD_TYPES[period_column]}"]
     columns += [f"`{d}` {'UInt32' if d == 'site_id' else 'LowCardinality(String)'}" for d in dims]
     columns += ["`hits` SimpleAggregateFunction(sum, UInt64)", "`utilisateurs` AggregateFunction(uniq, UInt64)"]
-    select = hit_rollup_select(r, table)
     return [
         *r.create_table(
             table,
@@ -27,7 +31,7 @@ def _hit_rollup(r: Renderer, table: str) -> list[str]:
         ),
         # Fed from the hits inserted after this migration: the loader migrates before it inserts
         # (rollups.backfill_hit_rollups covers a database that already held hits).
-        r.create_materialized_view(f"{table}_mv", table, select),
+        hit_rollup_view(r, table),
     ]
 
 

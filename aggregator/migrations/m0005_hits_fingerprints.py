@@ -16,6 +16,11 @@ from aggregator.visits_query import fingerprint_rollup_select
 TABLE = "hits_fingerprints"
 
 
+def view(r: Renderer) -> str:
+    """The materialized view feeding the table from the hits inserted (also recreated by m0007)."""
+    return r.create_materialized_view(f"{TABLE}_mv", TABLE, fingerprint_rollup_select(r))
+
+
 def up(r: Renderer) -> list[str]:
     select = fingerprint_rollup_select(r)
     # Hits stored before this migration (the loader migrates before it inserts). A cluster's nodes
@@ -31,7 +36,7 @@ def up(r: Renderer) -> list[str]:
             ttl=f"hour + INTERVAL {r.hits_ttl_months} MONTH",  # as long as the hits themselves
             sharding_key="site_id",
         ),
-        r.create_materialized_view(f"{TABLE}_mv", TABLE, select),
+        view(r),
         *backfill,
     ]
 

@@ -22,19 +22,19 @@ renders nothing (a cluster rekeys by hand, shard by shard: README).
 from __future__ import annotations
 
 from aggregator.ddl import Renderer
+from aggregator.migrations import m0005_hits_fingerprints
 from aggregator.migrations.m0001_hits import ORDER_BY, SETTINGS, ttl
-from aggregator.migrations.m0005_hits_fingerprints import TABLE as FINGERPRINTS
-from aggregator.rollups import HIT_ROLLUPS, hit_rollup_select
-from aggregator.visits_query import fingerprint_rollup_select
+from aggregator.migrations.m0004_rollups import hit_rollup_view
+from aggregator.rollups import HIT_ROLLUPS
 
 SETTLE_LOADER_FIRST = True
 OLD_ORDER_BY = "(site_id, toDate(ts), visitor_id, ts)"
 
 
-def _views(r: Renderer) -> list[tuple[str, str, str]]:
-    """(view, target, select) of every materialized view reading `hits`."""
-    views = [(f"{table}_mv", table, hit_rollup_select(r, table)) for table in HIT_ROLLUPS]
-    views.append((f"{FINGERPRINTS}_mv", FINGERPRINTS, fingerprint_rollup_select(r)))
+def _views(r: Renderer) -> list[tuple[str, str]]:
+    """(name, CREATE statement) of every materialized view reading `hits`."""
+    views = [(f"{table}_mv", hit_rollup_view(r, table)) for table in HIT_ROLLUPS]
+    views.append((f"{m0005_hits_fingerprints.TABLE}_mv", m0005_hits_fingerprints.view(r)))
     return views
 
 
@@ -48,9 +48,9 @@ def rekey(r: Renderer, order_by: str) -> list[str]:
         f"CREATE TABLE {copy} AS {hits} ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY {order_by} "
         f"TTL {ttl(r)} SETTINGS {SETTINGS}",
         f"INSERT INTO {copy} SELECT * FROM {hits}",
-        *(f"DROP VIEW IF EXISTS {r.database}.{view}" for view, _, _ in views),
+        *(f"DROP VIEW IF EXISTS {r.database}.{name}" for name, _ in views),
         f"EXCHANGE TABLES {hits} AND {copy}",
-        *(r.create_materialized_view(view, target, select) for view, target, select in views),
+        *(create for _, create in views),
         f"DROP TABLE {copy}",
     ]
 
