@@ -472,16 +472,14 @@ class Loader:
             _event("loader_stopped", batches=self.metrics.batches, rows=self.metrics.rows)
 
 
-def settle_pending(client: Any, settings: Settings) -> int:
+def settle_pending(client: Any, settings: Settings) -> None:
     """Insert the loader's pending batch now, under its token: for a migration that rebuilds `hits`
-    without its insert-deduplication log, after which a redo would store the batch twice.
-    Returns the rows of the batch (0: none pending)."""
+    without its insert-deduplication log, after which a redo would store the batch twice."""
     if LoaderState.load(settings.resolved_spool_dir).pending is None:
-        return 0
+        return
     loader = Loader(settings)
     loader.client = client
     loader.redo_pending()
-    return loader.metrics.rows
 
 
 # --- command line --------------------------------------------------------------------------------
