@@ -147,10 +147,10 @@ def _worker_stages(client, r: Renderer, worker: int) -> None:  # type: ignore[no
                        f"AS {r.local_name(table + '_stage')}")
 
 
-def rebuild_day(client, r: Renderer, timezones: dict[int, str], day: date,  # type: ignore[no-untyped-def]
-                stage_suffix: str = "", whole: bool = False) -> tuple[int, bool]:
-    """Rebuild one day of visits atomically, then its daily rollups; returns its number of visits
-    and whether only its changed sites were rebuilt (never when `whole`).
+def build_visits(client, r: Renderer, timezones: dict[int, str], day: date,  # type: ignore[no-untyped-def]
+                 stage_suffix: str = "", whole: bool = False) -> tuple[SiteFingerprints, bool]:
+    """Rebuild one day of visits atomically; returns the per-site fingerprints it was built from
+    (for finish_day) and whether only its changed sites were rebuilt (never when `whole`).
 
     The per-site fingerprints are read before building: hits landing during the build make the
     day dirty again, never lost. A site's visits depend on that site's hits only, so the other
@@ -171,6 +171,13 @@ def rebuild_day(client, r: Renderer, timezones: dict[int, str], day: date,  # ty
             f"UNION ALL SELECT {columns} FROM ({array_select(r, timezones, only)})",
             {"day": day}, day, settings, stage=stage,
         )
+    return sites, changed is not None
+
+
+def finish_day(client, r: Renderer, day: date, sites: SiteFingerprints,  # type: ignore[no-untyped-def]
+               stage_suffix: str = "") -> int:
+    """After build_visits: the day's rollups, then its fingerprints (the day is built only once its
+    rollups are); returns its number of visits."""
     refresh_period_rollups(client, r, "day", day, stage_suffix)
     hits, digest = day_fingerprint(sites)
     client.insert(
@@ -181,7 +188,7 @@ def rebuild_day(client, r: Renderer, timezones: dict[int, str], day: date,  # ty
     count = client.query(
         f"SELECT count() FROM {r.local_name('visits')} WHERE day = {{day:Date}}", parameters={"day": day}
     ).result_rows[0][0]
-    return int(count), changed is not None
+    return int(count)
 
 
 def _in_parallel(client, settings: Settings, r: Renderer, jobs: list, work,  # type: ignore[no-untyped-def,type-arg]
@@ -239,27 +246,36 @@ def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # 
                  stop: threading.Event | None = None) -> dict[str, Any]:
     """Rebuild `days` (None: the dirty ones) and their visit rollups. Idempotent.
 
-    Once `stop` is set no further day starts (the days left stay dirty for the next pass); the
-    weeks of the days built are still refreshed, so the weekly rollups never lag a built day."""
+    Once `stop` is set no further day starts its visits (the days left stay dirty for the next
+    pass); the days whose visits were built still get their daily rollups, and their weeks the
+    weekly ones, so no rollup lags a built day. `visits_seconds` in the result: the first phase,
+    the sessionizer itself (bench/model.py reports it apart from the whole rebuild)."""
     with _LOCK:
         started = time.monotonic()
         r = _renderer(settings)
         timezones = site_timezones(settings)
         # Explicit days are rebuilt whole; dirty ones for their changed sites.
         todo = list(dirty_fingerprints(client, settings, timezones)) if days is None else sorted(set(days))
-        built = _in_parallel(client, settings, r, todo, lambda c, suffix, d: rebuild_day(
+        # Two phases, each over both workers: the visits of every day (the sessionizer proper),
+        # then the rollups of the days built, whose fingerprints are written last. A stop ends the
+        # first phase only: a day whose visits were swapped in always gets its rollups.
+        built = _in_parallel(client, settings, r, todo, lambda c, suffix, d: build_visits(
             c, r, timezones, d, suffix, whole=days is not None), stop)
+        visits_done = time.monotonic()
         todo = todo[:len(built)]
+        counts = _in_parallel(client, settings, r, list(zip(todo, built, strict=True)),
+                              lambda c, suffix, job: finish_day(c, r, job[0], job[1][0], suffix))
         weeks = sorted({debutsemaine(d) for d in todo})
         _in_parallel(client, settings, r, weeks, lambda c, suffix, w: refresh_period_rollups(
             c, r, "debutsemaine", w, suffix))
-        visits = {d.isoformat(): n for d, (n, _) in zip(todo, built, strict=True)}
+        visits = {d.isoformat(): n for d, n in zip(todo, counts, strict=True)}
         result = {
             "days": list(visits),
             "partial_days": [d.isoformat() for d, (_, partial) in zip(todo, built, strict=True) if partial],
             "visits": sum(visits.values()),
             "visits_per_day": visits,
             "rollup_partitions": rollup_partition_counts(todo) if todo else {},
+            "visits_seconds": round(visits_done - started, 3),
             "seconds": round(time.monotonic() - started, 3),
         }
     if todo:

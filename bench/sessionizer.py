@@ -91,7 +91,9 @@ def main() -> int:
         "visits": result["visits"],
         "generate_s": round(generated, 2),
         "rebuild_all_s": round(build, 2),
-        "hits_per_s": round(hits / build),
+        "hits_per_s": round(hits / build),  # visits and rollups
+        "visits_s": result["visits_seconds"],
+        "visits_hits_per_s": round(hits / result["visits_seconds"]),  # the sessionizer itself
         "dirty_scan_s": round(scan, 3),
         "dirty_days_after_build": len(dirty_scan["days"]),
         "one_day_hits": day_hits,

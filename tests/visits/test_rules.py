@@ -302,3 +302,37 @@ def test_a_stopping_pass_builds_no_further_day_and_leaves_the_rest_dirty(db: Db)
     assert rebuild_days(db.client, db.settings, None, stop)["days"] == []
     assert db.visits() == []
     assert db.rebuild()["days"] == ["2026-03-09", "2026-03-10", "2026-03-11"]  # still dirty: built now
+
+
+def test_a_stop_during_the_visits_phase_still_gives_the_built_days_their_rollups(db: Db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """rebuild_days builds the visits of every day, then the rollups of those built: a stop in the
+    first phase must not leave a day with new visits, old rollups and a fingerprint saying 'built'."""
+    import threading
+
+    from aggregator import sessionizer
+
+    db.insert(_random_hits(4, 600))
+    stop = threading.Event()
+    real = sessionizer.build_visits
+
+    def build_then_stop(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return real(*args, **kwargs)
+        finally:
+            stop.set()  # the day in hand (one per worker) completes, no further one starts
+
+    monkeypatch.setattr(sessionizer, "build_visits", build_then_stop)
+    first = sessionizer.rebuild_days(db.client, db.settings, None, stop)
+    monkeypatch.setattr(sessionizer, "build_visits", real)
+    everything = ["2026-03-09", "2026-03-10", "2026-03-11"]
+    assert first["days"] and first["days"] == everything[:len(first["days"])] and first["days"] != everything
+    for day in first["days"]:
+        visits = db.scalar("SELECT count() FROM dnma.visits WHERE day = {d:Date}", d=date.fromisoformat(day))
+        assert visits > 0
+        for rollup in VISIT_ROLLUPS:
+            if rollup.period == "day" and not rollup.by_service:
+                assert db.scalar(f"SELECT sum(visites) FROM dnma.{rollup.table} WHERE day = {{d:Date}}",
+                                 d=date.fromisoformat(day)) == visits, rollup.table
+    week = db.scalar("SELECT sum(visites) FROM dnma.visits_weekly")
+    assert week == db.scalar("SELECT count() FROM dnma.visits")
+    assert db.rebuild()["days"] == everything[len(first["days"]):]  # the built ones are clean
