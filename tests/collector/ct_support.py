@@ -9,6 +9,7 @@ import httpx
 import orjson
 from harness import DEMO_TOKEN, SUPER_TOKEN, Stack, demo_sites
 
+from dnma.hits import HIT_DEFAULTS
 from dnma.sites import hash_token
 from dnma.spool import iter_records
 
@@ -42,7 +43,9 @@ class Collector:
         return self.stack.data_dir / "spool"
 
     def rows(self) -> list[dict[str, Any]]:
-        return [orjson.loads(r) for r in iter_records(self.spool_dir)]
+        """Spooled rows, every column present: a record holds only the columns its hit sets (a
+        missing one is the column's default, as ClickHouse reads it)."""
+        return [HIT_DEFAULTS | orjson.loads(r) for r in iter_records(self.spool_dir)]
 
     def rows_with(self, marker: str) -> list[dict[str, Any]]:
         """Spooled rows whose url, title or event name carries `marker` (one per test)."""
