@@ -37,6 +37,10 @@ _LOCK = threading.Lock()
 # each worker on its own connection and its own stage tables.
 WORKERS = 2
 
+# Days whose visits are built before their rollups (rebuild_days): a stop waits for at most this
+# many days of rollups (a few seconds); a worker idles at most once per chunk, at its end.
+CHUNK_DAYS = 16
+
 # A dirty day is rebuilt for its changed sites only, unless they hold more than this share of its
 # hits: then one pass over the whole day costs less than copying the others' visits around it.
 PARTIAL_MAX_SHARE = 0.5
@@ -248,7 +252,7 @@ def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # 
 
     Once `stop` is set no further day starts its visits (the days left stay dirty for the next
     pass); the days whose visits were built still get their daily rollups, and their weeks the
-    weekly ones, so no rollup lags a built day. `visits_seconds` in the result: the first phase,
+    weekly ones, so no rollup lags a built day. `visits_seconds` in the result: the visits phases,
     the sessionizer itself (bench/model.py reports it apart from the whole rebuild)."""
     with _LOCK:
         started = time.monotonic()
@@ -256,15 +260,25 @@ def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # 
         timezones = site_timezones(settings)
         # Explicit days are rebuilt whole; dirty ones for their changed sites.
         todo = list(dirty_fingerprints(client, settings, timezones)) if days is None else sorted(set(days))
-        # Two phases, each over both workers: the visits of every day (the sessionizer proper),
-        # then the rollups of the days built, whose fingerprints are written last. A stop ends the
-        # first phase only: a day whose visits were swapped in always gets its rollups.
-        built = _in_parallel(client, settings, r, todo, lambda c, suffix, d: build_visits(
-            c, r, timezones, d, suffix, whole=days is not None), stop)
-        visits_done = time.monotonic()
+        # Two phases per chunk of days, each over both workers: the visits of the chunk's days (the
+        # sessionizer proper), then the rollups of the days built, whose fingerprints are written
+        # last. A stop ends the visits phase only: a day whose visits were swapped in always gets
+        # its rollups, and chunks bound that work (a stopping loader waits for it).
+        built: list[tuple[SiteFingerprints, bool]] = []
+        counts: list[int] = []
+        visits_seconds = 0.0
+        for first in range(0, len(todo), CHUNK_DAYS):
+            chunk = todo[first:first + CHUNK_DAYS]
+            t0 = time.monotonic()
+            done = _in_parallel(client, settings, r, chunk, lambda c, suffix, d: build_visits(
+                c, r, timezones, d, suffix, whole=days is not None), stop)
+            visits_seconds += time.monotonic() - t0
+            counts += _in_parallel(client, settings, r, list(zip(chunk, done, strict=False)),
+                                   lambda c, suffix, job: finish_day(c, r, job[0], job[1][0], suffix))
+            built += done
+            if len(done) < len(chunk):
+                break
         todo = todo[:len(built)]
-        counts = _in_parallel(client, settings, r, list(zip(todo, built, strict=True)),
-                              lambda c, suffix, job: finish_day(c, r, job[0], job[1][0], suffix))
         weeks = sorted({debutsemaine(d) for d in todo})
         _in_parallel(client, settings, r, weeks, lambda c, suffix, w: refresh_period_rollups(
             c, r, "debutsemaine", w, suffix))
@@ -275,7 +289,7 @@ def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # 
             "visits": sum(visits.values()),
             "visits_per_day": visits,
             "rollup_partitions": rollup_partition_counts(todo) if todo else {},
-            "visits_seconds": round(visits_done - started, 3),
+            "visits_seconds": round(visits_seconds, 3),
             "seconds": round(time.monotonic() - started, 3),
         }
     if todo:

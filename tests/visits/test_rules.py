@@ -6,6 +6,8 @@ import random
 from datetime import date, timedelta
 from pathlib import Path
 
+import pytest
+
 from aggregator.rollups import VISIT_ROLLUPS
 
 from .conftest import Db, hit, open_db, paris
@@ -304,13 +306,17 @@ def test_a_stopping_pass_builds_no_further_day_and_leaves_the_rest_dirty(db: Db)
     assert db.rebuild()["days"] == ["2026-03-09", "2026-03-10", "2026-03-11"]  # still dirty: built now
 
 
-def test_a_stop_during_the_visits_phase_still_gives_the_built_days_their_rollups(db: Db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    """rebuild_days builds the visits of every day, then the rollups of those built: a stop in the
-    first phase must not leave a day with new visits, old rollups and a fingerprint saying 'built'."""
+@pytest.mark.parametrize("chunk_days", [1, 16])
+def test_a_stop_during_the_visits_phase_still_gives_the_built_days_their_rollups(  # type: ignore[no-untyped-def]
+        db: Db, monkeypatch, chunk_days: int) -> None:
+    """rebuild_days builds the visits of a chunk of days, then the rollups of those built: a stop
+    in a visits phase must not leave a day with new visits, old rollups and a fingerprint saying
+    'built'. Chunks of one day: the stop falls between chunks."""
     import threading
 
     from aggregator import sessionizer
 
+    monkeypatch.setattr(sessionizer, "CHUNK_DAYS", chunk_days)
     db.insert(_random_hits(4, 600))
     stop = threading.Event()
     real = sessionizer.build_visits
@@ -336,3 +342,18 @@ def test_a_stop_during_the_visits_phase_still_gives_the_built_days_their_rollups
     week = db.scalar("SELECT sum(visites) FROM dnma.visits_weekly")
     assert week == db.scalar("SELECT count() FROM dnma.visits")
     assert db.rebuild()["days"] == everything[len(first["days"]):]  # the built ones are clean
+
+
+def test_days_built_in_chunks_give_the_same_visits_and_rollups(db: Db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from aggregator import sessionizer
+
+    db.insert(_random_hits(4, 600))
+    whole = db.rebuild()
+    visits = db.visits()
+    rollups = {t.table: db.scalar(f"SELECT sum(visites) FROM dnma.{t.table}") for t in VISIT_ROLLUPS}
+    monkeypatch.setattr(sessionizer, "CHUNK_DAYS", 1)
+    chunked = db.rebuild([date.fromisoformat(d) for d in whole["days"]])
+    assert chunked["days"] == whole["days"] and chunked["visits_per_day"] == whole["visits_per_day"]
+    assert db.visits() == visits
+    assert {t.table: db.scalar(f"SELECT sum(visites) FROM dnma.{t.table}") for t in VISIT_ROLLUPS} == rollups
+    assert db.rebuild()["days"] == []
