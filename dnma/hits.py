@@ -1,5 +1,7 @@
 """The columns of `dnma.hits`: the contract between the collector (which builds rows) and the
-aggregator (which creates the table and inserts rows). One spool record = one row, as a dict.
+aggregator (which creates the table and inserts rows). One spool record = one row, as a dict of
+the columns the hit sets (the collector leaves out the others: ClickHouse gives them their type's
+default, which the defaults below match, `action` aside: always set).
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ A segment starts with an 8-byte magic; then frames
 from a crash) or a corrupted frame is detected and never read. A frame's payload is a *block*: one
 or more whole records joined by `\n` (records never contain one: they are JSON lines), up to about
 BLOCK_BYTES. A bulk request's records then cost one frame per block, not one per record, to write
-and to read; a block is already JSONEachRow for ClickHouse.
+and to read; a block is already JSONEachRow for ClickHouse. A record holds only the columns its
+hit sets: a missing key is the column's default (dnma/hits.py).
 """
 
 from __future__ import annotations
