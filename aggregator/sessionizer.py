@@ -273,7 +273,7 @@ def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # 
             done = _in_parallel(client, settings, r, chunk, lambda c, suffix, d: build_visits(
                 c, r, timezones, d, suffix, whole=days is not None), stop)
             visits_seconds += time.monotonic() - t0
-            counts += _in_parallel(client, settings, r, list(zip(chunk, done, strict=False)),
+            counts += _in_parallel(client, settings, r, list(zip(chunk[:len(done)], done, strict=True)),
                                    lambda c, suffix, job: finish_day(c, r, job[0], job[1][0], suffix))
             built += done
             if len(done) < len(chunk):

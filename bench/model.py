@@ -207,8 +207,8 @@ def main() -> int:
     out["generate_s"] = round(time.monotonic() - t0, 1)
     hits = int(client.query("SELECT count() FROM dnma.hits").result_rows[0][0])
 
-    # (a) every day dirty: the sessionizer builds the visits of all days (first phase of
-    # rebuild_days, timed by it), then the six visit rollups are rebuilt from them (second phase).
+    # (a) every day dirty: rebuild_days builds the visits of each chunk of days (the sessionizer;
+    # it times these phases), then rebuilds the six visit rollups from them.
     t0, c0 = time.monotonic(), cpu_seconds()
     built = rebuild_days(client, settings)
     wall, cpu = time.monotonic() - t0, cpu_seconds() - c0

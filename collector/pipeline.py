@@ -668,30 +668,14 @@ def build_row(hit: Hit, ctx: Context) -> DropReason | None:
         campaign = _campaign(p, page_url)
         if campaign:
             row["campaign"] = campaign
-    value = props["uai"]
-    if value:
-        row["uai"] = value
-    value = props["service"]
-    if value:
-        row["service"] = value
-    value = props["type"]
-    if value:
-        row["type"] = value
-    value = props["outil"]
-    if value:
-        row["outil"] = value
-    value = props["profil"]
-    if value:
-        row["profil"] = value
-    value = props["projet"]
-    if value:
-        row["projet"] = value[:DIMENSION_MAX]
-    value = props["exploitant"]
-    if value:
-        row["exploitant"] = value[:DIMENSION_MAX]
-    value = props["plateforme"]
-    if value:
-        row["plateforme"] = value[:DIMENSION_MAX]
+    for key in _CHECKED_PROPERTIES:
+        value = props[key]
+        if value:
+            row[key] = value
+    for key in _FREE_PROPERTIES:
+        value = props[key]
+        if value:
+            row[key] = value[:DIMENSION_MAX]
     if hit.user_hash:
         row["user_hash"] = hit.user_hash
     if p.get("new_visit") == "1":
@@ -725,6 +709,12 @@ def build_row(hit: Hit, ctx: Context) -> DropReason | None:
         row["revenue"] = _float(p["revenue"])
     hit.row = row
     return None
+
+
+# DNMA properties as dnma_properties left them: checked against their rules and vocabularies,
+# and the free ones (cut to DIMENSION_MAX here).
+_CHECKED_PROPERTIES = ("uai", "service", "type", "outil", "profil")
+_FREE_PROPERTIES = ("projet", "exploitant", "plateforme")
 
 
 def _goal(raw: str | None) -> int:

@@ -351,6 +351,8 @@ def test_days_built_in_chunks_give_the_same_visits_and_rollups(db: Db, monkeypat
     whole = db.rebuild()
     visits = db.visits()
     rollups = {t.table: db.scalar(f"SELECT sum(visites) FROM dnma.{t.table}") for t in VISIT_ROLLUPS}
+    for t in VISIT_ROLLUPS:  # a chunk whose rollups were skipped would leave its days empty
+        db.client.command(f"TRUNCATE TABLE dnma.{t.table}")
     monkeypatch.setattr(sessionizer, "CHUNK_DAYS", 1)
     chunked = db.rebuild([date.fromisoformat(d) for d in whole["days"]])
     assert chunked["days"] == whole["days"] and chunked["visits_per_day"] == whole["visits_per_day"]
