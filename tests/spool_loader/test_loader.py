@@ -231,3 +231,61 @@ def test_the_day_first_rekey_settles_the_pending_batch_before_copying(tmp_path: 
         "print(c.command(\"SELECT sorting_key FROM system.tables WHERE database = 'dnma' AND name = 'hits'\"))"),
         str((tmp_path / "clickhouse").resolve())], cwd=REPO, capture_output=True, text=True, check=True, timeout=60)
     assert key.stdout.strip() == "toDate(ts), site_id, visitor_id, ts"
+
+
+@pytest.mark.parametrize(
+    ("declared", "plain"),
+    [
+        ("LowCardinality(String)", "String"),
+        ("Map(LowCardinality(String), String)", "Map(String, String)"),
+        ("Array(LowCardinality(String))", "Array(String)"),
+        ("LowCardinality(Nullable(String))", "Nullable(String)"),
+        ("DateTime('Europe/Paris')", "DateTime('Europe/Paris')"),
+        ("Nullable(Float64)", "Nullable(Float64)"),
+    ],
+)
+def test_the_batch_structure_drops_only_low_cardinality(declared: str, plain: str) -> None:
+    assert loader._without_low_cardinality(declared) == plain
+
+
+def test_a_batch_read_from_file_stores_what_a_direct_insert_stores(tmp_path: Path) -> None:
+    """The embedded loader's insert (JSONEachRow read by `file()` into plain columns, converted on
+    the way into `hits`) stores exactly the rows that `INSERT ... FORMAT JSONEachRow` of the same
+    records stores (the server-mode path), every column type included, and deduplicates by token."""
+    import clickhouse_connect
+
+    from aggregator.migrate import migrate
+    from dnma.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, hits_ttl_months=1200)
+    client = clickhouse_connect.get_client(dsn=settings.resolved_dsn)
+    migrate(client, settings)
+    ts = 1_790_000_000
+    records = [
+        {"ts": ts, "received_at": ts + 1, "site_id": 1, "action": "pageview", "visitor_id": 1,
+         "url": "https://ent.example/é?x='y'\\z", "uai": "0350122T", "service": "notes", "profil": "ELEVE",
+         "device": "smartphone", "flags": ["missing_type", "unknown_service"], "dimensions": {"dimension9": "x\ty"}},
+        {"ts": ts + 60, "received_at": ts + 61, "site_id": 2, "action": "event", "visitor_id": 2**64 - 1,
+         "user_hash": 2**63, "new_visit": 1, "event_category": "Cat", "event_action": "Act", "event_name": "n",
+         "event_value": 3.5, "title": "Titre « guillemets »", "campaign": "rentree"},
+        {"ts": ts + 120, "received_at": ts + 121, "site_id": 1, "action": "search", "visitor_id": 3,
+         "search_keyword": "devoirs", "search_category": "ent", "search_count": None, "event_value": None},
+        {"ts": ts + 180, "received_at": ts + 181, "site_id": 1, "action": "goal", "visitor_id": 4, "goal_id": 7,
+         "revenue": 12.25, "pv_id": "abc123", "referrer": "https://moteur.example/"},
+        {"ts": ts + 240, "received_at": ts + 241, "site_id": 3, "action": "pageview", "visitor_id": 5},
+    ]
+    block = b"\n".join(json.dumps(r, ensure_ascii=False).encode() for r in records)
+    path = tmp_path / loader.BATCH_FILE
+    head, tail = loader.file_insert_sql(client, "dnma", path)
+    path.write_bytes(block)
+    for _ in range(2):  # the same token twice (a redo): stored once
+        client.command(head + loader._sql_string("token-1") + tail)
+    client.command("CREATE TABLE dnma.hits_direct AS dnma.hits")
+    client.raw_insert("dnma.hits_direct", insert_block=block, fmt="JSONEachRow")
+
+    def rows(table: str) -> list[tuple]:
+        return client.query(f"SELECT * FROM dnma.{table} ORDER BY ts").result_rows
+
+    assert len(rows("hits")) == len(records)
+    assert rows("hits") == rows("hits_direct")
+    assert rows("hits")[0][3] == "pageview" and rows("hits")[1][16] == 2**64 - 1
