@@ -13,9 +13,10 @@ What is measured, in order, on one embedded stack:
    equal `acknowledged_hits`, the collector's own count of hits fsynced in its spool (its
    /metrics); `wrk_answered_hits` (wrk's 2xx answers, without its calibration runs) is a lower
    bound of it: requests in flight when wrk stops are spooled but not counted by wrk.
-5. `bulk_end_to_end`: the collector restarted with one worker per core (`--bulk-workers`), then
-   1,000-item bulk POSTs (32 connections) with the loader running; hits/s from the first request
-   until `count()` of dnma.hits reaches the acknowledged hits.
+5. `bulk_end_to_end`: the collector restarted with one worker per core (`--bulk-workers`); once its
+   workers and the loader are idle (`wait_idle`), 1,000-item bulk POSTs (32 connections) with the
+   loader running; hits/s from the first request until `count()` of dnma.hits reaches the
+   acknowledged hits.
 6. `freshness_ack_to_daily_rollup`, one hit at a time.
 
 `loadavg` (start, end) is the machine's 1/5/15-minute load: figures taken under other load are not
@@ -118,6 +119,28 @@ def rss_mb(pid: int) -> float:
 def worker_pids(parent: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
     return [int(p) for p in out] or [parent]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pids: list[int], *, timeout: float = 60.0) -> float:
+    """Wait until these processes together use under 5 % of a core over half a second: a worker
+    still starting (uvicorn answers /healthz as soon as one worker is up, while another may still
+    be loading device-detector's regexes) or a loader still sessionizing the previous stage's
+    hits would take CPU from the run that follows. Returns the seconds waited."""
+    t0 = time.monotonic()
+    last = sum(cpu_seconds(p) for p in pids)
+    while time.monotonic() - t0 < timeout:
+        time.sleep(0.5)
+        now = sum(cpu_seconds(p) for p in pids)
+        if now - last < 0.025:
+            break
+        last = now
+    return round(time.monotonic() - t0, 1)
 
 
 def bench_hello(seconds: int, connections: int) -> dict:
@@ -254,6 +277,7 @@ def main() -> None:
             stack.stop("collector")
             stack.start_collector("--workers", str(args.bulk_workers))
             pids = worker_pids(stack.procs["collector"].pid)
+            idle_wait = wait_idle([*pids, stack.procs["loader"].pid])
             client = stack.reader()
             before = int(client.command("SELECT count() FROM dnma.hits"))
             accepted_before = accepted_hits(stack.collector_url)
@@ -267,6 +291,7 @@ def main() -> None:
             elapsed = stored_at - t0
             result["bulk_end_to_end"] = {
                 "collector_workers": args.bulk_workers,
+                "seconds_waited_for_idle_stack": idle_wait,
                 "items_per_request": args.bulk_items,
                 "seconds": bulk_seconds,
                 "acknowledged_hits": acked,
