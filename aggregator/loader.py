@@ -334,20 +334,24 @@ class Loader:
         table = f"{self.settings.clickhouse_database}.hits"
         rejected = 0
 
-        def insert(block: bytes, token: str) -> None:
+        def insert(parts: list[bytes], token: str) -> None:
+            """Insert the records of `parts` (blocks or records, each one or more whole lines)."""
             t0 = time.perf_counter()
             if self._file_insert:
-                (self.spool_dir / BATCH_FILE).write_bytes(block)
+                with open(self.spool_dir / BATCH_FILE, "wb") as f:  # no joined copy of the batch
+                    for part in parts:
+                        f.write(part)
+                        f.write(b"\n")
                 head, tail = self._file_insert
                 self.client.command(head + _sql_string(token) + tail)
             else:
-                self.client.raw_insert(table, insert_block=block, fmt="JSONEachRow", settings=INSERT_SETTINGS | {
-                    "insert_deduplication_token": token})
+                self.client.raw_insert(table, insert_block=b"\n".join(parts), fmt="JSONEachRow",
+                                       settings=INSERT_SETTINGS | {"insert_deduplication_token": token})
             self.metrics.last_insert_ms = round((time.perf_counter() - t0) * 1000, 1)
 
         if blocks:
             try:
-                self._retry("insert", lambda: insert(b"\n".join(blocks), intent.token), give_up=_is_data_error)
+                self._retry("insert", lambda: insert(blocks, intent.token), give_up=_is_data_error)
             except _DataError:
                 records = [r for block in blocks for r in block.split(b"\n")]
                 rows, rejected = self._insert_one_by_one(intent, records, insert)
@@ -365,7 +369,7 @@ class Loader:
         rows = rejected = 0
         for i, rec in enumerate(records):
             try:
-                self._retry("insert", lambda rec=rec, i=i: insert(rec, f"{intent.token}:{i}"), give_up=_is_data_error)
+                self._retry("insert", lambda rec=rec, i=i: insert([rec], f"{intent.token}:{i}"), give_up=_is_data_error)
                 rows += 1
             except _DataError:
                 rejected += 1
