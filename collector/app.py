@@ -317,6 +317,7 @@ class Collector:
         token = bulk.token_auth
         shared: dict[Any, Any] = {}  # per-request memo: decoded headers, token checks, masked IP
         ctx, debug = self.ctx, self.debug
+        watched = debug.watched_sites(now)  # sites with an open debug view
         records: list[bytes] = []
         tracked = 0
         invalid: list[int] = []
@@ -335,7 +336,7 @@ class Collector:
             pipeline.run_batch(hits, ctx)
             for index, hit in zip(indices, hits, strict=True):
                 reason = hit.reason
-                if debug.wants(hit):
+                if watched and hit.site is not None and hit.site.id in watched:
                     debug.record(hit, reason, ctx)
                 if hit.tk:
                     tk = True

@@ -113,6 +113,12 @@ class DebugRecorder:
             self._refresh(hit.now)
         return bool(self._active) and hit.site is not None and hit.site.id in self._active
 
+    def watched_sites(self, now: float) -> frozenset[int]:
+        """The sites whose hits are recorded now: a bulk request asks once, not once per item."""
+        if now >= self._next_refresh:
+            self._refresh(now)
+        return self._active
+
     def _refresh(self, now: float) -> None:
         self._next_refresh = now + REFRESH_S
         active = set()

@@ -749,7 +749,6 @@ STEPS: list[tuple[str, Step]] = [
     ("build_row", build_row),
 ]
 STEP_NAMES = [name for name, _ in STEPS]
-_STEP_FUNCS = [fn for _, fn in STEPS]
 
 
 def _step(i: int, hit: Hit, ctx: Context) -> DropReason | None:
@@ -782,7 +781,7 @@ def _step(i: int, hit: Hit, ctx: Context) -> DropReason | None:
 # step_calls stays the mean cost of a step). Reading the clock around each of 10 steps of every
 # hit cost more than some steps themselves.
 STEP_TIMING_SAMPLE = 16
-_LAST_STEP = len(_STEP_FUNCS) - 1
+_LAST_STEP = len(STEPS) - 1
 _STEP_INDICES = range(len(STEPS))
 
 
