@@ -376,6 +376,20 @@ class Loader:
         _event("records_rejected", logging.ERROR, count=rejected, token=intent.token)
         return rows, rejected
 
+    def _gather(self, deadline: float, poll: float) -> None:
+        """Wait until `deadline` while records keep coming; a spool that gets no new record for a
+        poll interval ends the wait: a burst is over (a log import's last request, a lone hit),
+        its tail is inserted now rather than up to an interval later."""
+        size = spool.spool_bytes(self.spool_dir)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.stop.wait(min(poll, left)):
+                return
+            now = spool.spool_bytes(self.spool_dir)
+            if now == size:
+                return
+            size = now
+
     # -- segments
     def retire(self) -> None:
         """Delete finished segments loaded to their end; claim the segments of dead writers."""
@@ -501,7 +515,7 @@ class Loader:
                     # A partial batch: the spool is drained. Let the next one gather for the rest of
                     # the interval: a part per insert costs ClickHouse about as much as thousands of
                     # rows (≈30 µs a row in 2,000-row batches, ≈10 µs in 100,000-row ones).
-                    self.stop.wait(max(0.0, started + min_interval - time.monotonic()))
+                    self._gather(started + min_interval, poll)
         except Stopping:
             _event("stopped_with_pending", logging.WARNING, pending=self.state.pending is not None)
         finally:

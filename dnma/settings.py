@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # --- loader
     loader_batch_rows: int = Field(default=200_000, description="Maximum rows per ClickHouse insert.")
     loader_poll_interval_ms: int = Field(default=200, description="How often the loader looks for new spool records.")
-    loader_insert_interval_ms: int = Field(default=2000, description="Least time between two inserts of less than loader_batch_rows: under steady traffic batches grow (fewer parts to write and merge, less CPU per row: 2 s instead of 1 s took about 15 % off the loader's CPU a hit in the bulk bench, most of it merges); a lone hit after a quiet spell is inserted at once. Hits reach the dashboards' rollups within about this time.")
+    loader_insert_interval_ms: int = Field(default=2000, description="Least time between two inserts of less than loader_batch_rows: under steady traffic batches grow (fewer parts to write and merge, less CPU per row: 2 s instead of 1 s took about 15 % off the loader's CPU a hit in the bulk bench, most of it merges); a lone hit after a quiet spell is inserted at once, and the rest of a burst as soon as the spool gets nothing new for a poll interval. Hits reach the dashboards' rollups within about this time.")
     loader_retry_max_s: float = Field(default=30.0, description="Cap of the loader's exponential backoff when ClickHouse fails.")
     loader_aggregate_interval_s: float = Field(default=30.0, description="Seconds between the end of a sessionizer pass (visits) and the start of the next, in the loader; 0 disables.")
 

@@ -289,3 +289,40 @@ def test_a_batch_read_from_file_stores_what_a_direct_insert_stores(tmp_path: Pat
     assert len(rows("hits")) == len(records)
     assert rows("hits") == rows("hits_direct")
     assert rows("hits")[0][3] == "pageview" and rows("hits")[1][16] == 2**64 - 1
+
+
+def test_the_tail_of_a_burst_is_inserted_once_the_spool_falls_quiet(tmp_path: Path) -> None:
+    """After a partial batch the loader gathers for up to loader_insert_interval_ms, but a spool
+    that gets nothing new for a poll interval ends the wait: the end of a burst is stored at once."""
+    spool_dir = tmp_path / "spool"
+    proc = start_loader(tmp_path, loader_insert_interval_ms=20_000, loader_poll_interval_ms=100)
+    try:
+        write_records(spool_dir, 100)
+        wait_until(lambda: len(log_events(tmp_path, "batch_loaded")) == 1, what="first batch")
+        t0 = time.monotonic()
+        write_records(spool_dir, 100)  # arrives while the loader gathers for the next batch
+        wait_until(lambda: len(log_events(tmp_path, "batch_loaded")) == 2, timeout=15, what="second batch")
+        assert time.monotonic() - t0 < 10  # not the 20 s interval
+    finally:
+        stop(proc)
+
+
+def test_steady_traffic_is_still_gathered_into_few_batches(tmp_path: Path) -> None:
+    """Records every 50 ms for 3 s (never a quiet poll interval): batches of about one interval."""
+    spool_dir = tmp_path / "spool"
+    proc = start_loader(tmp_path, loader_insert_interval_ms=1500, loader_poll_interval_ms=100)
+
+    async def trickle() -> None:
+        writer = SpoolWriter(spool_dir, max_bytes=10**9, segment_bytes=10**8, commit_interval_ms=1)
+        await writer.start()
+        for n in range(60):
+            await writer.append([record(n)])
+            await asyncio.sleep(0.05)
+        await writer.close()
+
+    try:
+        asyncio.run(trickle())
+        wait_until(lambda: sum(e["rows"] for e in log_events(tmp_path, "batch_loaded")) == 60, what="all rows")
+        assert len(log_events(tmp_path, "batch_loaded")) <= 5  # one a poll would be ~30
+    finally:
+        stop(proc)
