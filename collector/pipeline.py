@@ -99,6 +99,9 @@ PERF_KEYS = frozenset(PERF_PARAMS)
 VALIDATED_KEYS = frozenset({"cid", "e_c", "e_a", "c_n", *PERF_PARAMS})  # what validate can refuse
 # Keys that make a hit something else than a page view (see classify_action).
 ACTION_KEYS = frozenset({"ping", "download", "link", "e_c", "c_n", "search", "idgoal", "ca"})
+# Any of these keys and a step must look closer (Hit.special): a plain page view has none of them,
+# and one lookup of its keys in this set spares the three steps their own.
+SPECIAL_KEYS = AUTH_ONLY_KEYS | VALIDATED_KEYS | ACTION_KEYS
 _HEX = "0123456789abcdefABCDEF"
 _CACHE_MAX = 4096  # per-value normalisation caches: cleared when full
 
@@ -235,7 +238,7 @@ class Hit:
     __slots__ = (
         "params", "ip", "headers", "token", "now", "user_agent", "site", "authenticated", "ts", "uac",
         "action", "visitor_id", "user_hash", "flags", "props", "dimensions", "record", "tk", "detail", "cid",
-        "id_hex", "shared", "reason", "props_fragment", "uac_fragment",
+        "id_hex", "shared", "reason", "props_fragment", "uac_fragment", "special",
     )  # fmt: skip
 
     def __init__(
@@ -248,6 +251,7 @@ class Hit:
         shared: dict[Any, Any] | None = None,
     ) -> None:
         self.params = params
+        self.special = not params.keys().isdisjoint(SPECIAL_KEYS)
         self.ip = ip
         self.headers = headers
         self.token = params.get("token_auth") or token
@@ -368,7 +372,7 @@ def authenticate(hit: Hit, ctx: Context) -> DropReason | None:
             ) or site.token_ok(token)
         hit.authenticated = ok
     params = hit.params
-    if not hit.authenticated and not params.keys().isdisjoint(AUTH_ONLY_KEYS):
+    if not hit.authenticated and hit.special and not params.keys().isdisjoint(AUTH_ONLY_KEYS):
         for name in AUTH_ONLY:
             if params.get(name):
                 hit.detail = f"{name} requires a valid token_auth"
@@ -387,7 +391,7 @@ def authenticate(hit: Hit, ctx: Context) -> DropReason | None:
 
 def validate(hit: Hit, ctx: Context) -> DropReason | None:
     p = hit.params
-    if p.keys().isdisjoint(VALIDATED_KEYS):  # nothing to refuse: only `_id` to read
+    if not hit.special or p.keys().isdisjoint(VALIDATED_KEYS):  # nothing to refuse: only `_id` to read
         vid = p.get("_id")
         if vid and _is_hex16(vid[:16]):
             hit.id_hex = vid[:16]
@@ -459,7 +463,7 @@ def exclude(hit: Hit, ctx: Context) -> DropReason | None:
 
 
 def classify_action(hit: Hit, ctx: Context) -> DropReason | None:
-    hit.action = action_for(hit.params)
+    hit.action = action_for(hit.params) if hit.special else "pageview"
     return None
 
 
