@@ -343,7 +343,10 @@ class Loader:
                         f.write(part)
                         f.write(b"\n")
                 head, tail = self._file_insert
-                self.client.command(head + _sql_string(token) + tail)
+                try:
+                    self.client.command(head + _sql_string(token) + tail)
+                finally:
+                    os.truncate(self.spool_dir / BATCH_FILE, 0)  # no second copy of the hits lies around
             else:
                 self.client.raw_insert(table, insert_block=b"\n".join(parts), fmt="JSONEachRow",
                                        settings=INSERT_SETTINGS | {"insert_deduplication_token": token})

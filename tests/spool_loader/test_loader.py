@@ -45,6 +45,7 @@ def test_loads_everything_once_and_retires_segments(tmp_path: Path) -> None:
     run_loader_once(tmp_path, loader_batch_rows=1000)
     assert hits_counts(tmp_path) | {"urls": []} == {"count": 3000, "uniq": 3000, "urls": []}
     assert spool.list_segments(tmp_path / "spool") == []  # every finished, loaded segment deleted
+    assert (tmp_path / "spool" / loader.BATCH_FILE).stat().st_size == 0  # chDB's copy of the batch emptied
     st = status(tmp_path)
     assert st["rows"] == 3000 and st["batches"] == 3 and st["backlog_bytes"] == 0
     # Logs are structured and carry no hit content.
