@@ -20,7 +20,9 @@ What is measured, in order, on one embedded stack:
 6. `freshness_ack_to_daily_rollup`, one hit at a time.
 
 `loadavg` (start, end) is the machine's 1/5/15-minute load: figures taken under other load are not
-comparable; compare before/after runs taken back to back. `native` tells whether the collector ran
+comparable; compare before/after runs taken back to back. `host_speed_probe_s` (start, end) times
+a fixed pure-Python loop in this process: on this shared machine it ranges from about 1.9 s to
+3.9 s over a day, and every figure here moves with it. `native` tells whether the collector ran
 its mypyc-compiled modules (collector/build_native.py).
 """
 
@@ -143,6 +145,15 @@ def wait_idle(pids: list[int], *, timeout: float = 60.0) -> float:
     return round(time.monotonic() - t0, 1)
 
 
+def host_speed_probe() -> float:
+    """Seconds of a fixed pure-Python loop (20 million additions): how fast the host runs now."""
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(20_000_000):
+        total += i
+    return round(time.perf_counter() - t0, 2)
+
+
 def bench_hello(seconds: int, connections: int) -> dict:
     port = free_port()
     proc = subprocess.Popen(
@@ -238,7 +249,7 @@ def main() -> None:
     import collector
 
     result: dict = {"connections": args.connections, "seconds": args.seconds, "native": getattr(collector, "NATIVE", False),
-                    "loadavg": loadavg()}
+                    "loadavg": loadavg(), "host_speed_probe_s": [host_speed_probe()]}
     try:
         result["hello_asgi"] = bench_hello(args.seconds, args.connections)
         with Stack(tmp) as stack:
@@ -277,10 +288,12 @@ def main() -> None:
             stack.stop("collector")
             stack.start_collector("--workers", str(args.bulk_workers))
             pids = worker_pids(stack.procs["collector"].pid)
-            idle_wait = wait_idle([*pids, stack.procs["loader"].pid])
+            loader_pid = stack.procs["loader"].pid
+            idle_wait = wait_idle([*pids, loader_pid])
             client = stack.reader()
             before = int(client.command("SELECT count() FROM dnma.hits"))
             accepted_before = accepted_hits(stack.collector_url)
+            cpu0 = {"collector": sum(map(cpu_seconds, pids)), "loader": cpu_seconds(loader_pid)}
             t0 = time.monotonic()
             bulk_seconds = args.bulk_seconds
             bulk = wrk(stack.collector_url + "/matomo.php", seconds=bulk_seconds, connections=32,
@@ -288,6 +301,7 @@ def main() -> None:
             # The collector's own count: requests still in flight when wrk stops are acknowledged
             # (and stored) but not counted by wrk.
             acked, stored, stored_at = wait_stored(client, before, stack.collector_url, accepted_before)
+            cpu1 = {"collector": sum(map(cpu_seconds, pids)), "loader": cpu_seconds(loader_pid)}
             elapsed = stored_at - t0
             result["bulk_end_to_end"] = {
                 "collector_workers": args.bulk_workers,
@@ -301,12 +315,16 @@ def main() -> None:
                 "wrk_answered_hits": (bulk["requests"] - bulk["non_2xx"]) * args.bulk_items,
                 "hits_per_s_acknowledged": round(acked / bulk_seconds),
                 "hits_per_s_end_to_end": round(stored / elapsed),
+                # CPU of the collector's workers and of the loader (chDB included) per stored hit,
+                # from the first request until a little after the last hit was counted.
+                "cpu_us_per_hit": {k: round((cpu1[k] - cpu0[k]) / max(stored, 1) * 1e6, 2) for k in cpu0},
             }
             result["collector_rss_mb_per_worker_after_bulk"] = max(rss_mb(p) for p in pids)
             result["freshness_ack_to_daily_rollup"] = freshness(stack, args.freshness_samples)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["loadavg_end"] = loadavg()
+    result["host_speed_probe_s"].append(host_speed_probe())
     print(json.dumps(result, indent=2))
 
 
