@@ -21,8 +21,8 @@ What is measured, in order, on one embedded stack:
 
 `loadavg` (start, end) is the machine's 1/5/15-minute load: figures taken under other load are not
 comparable; compare before/after runs taken back to back. `host_speed_probe_s` (start, end) times
-a fixed pure-Python loop in this process: on this shared machine it ranges from about 1.9 s to
-3.9 s over a day, and every figure here moves with it. `native` tells whether the collector ran
+a fixed pure-Python loop in this process: on this shared machine the same loop has taken from
+one to two times its best time within a day, and every figure here moves with the host. `native` tells whether the collector ran
 its mypyc-compiled modules (collector/build_native.py).
 """
 
