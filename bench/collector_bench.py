@@ -22,8 +22,8 @@ What is measured, in order, on one embedded stack:
 `loadavg` (start, end) is the machine's 1/5/15-minute load: figures taken under other load are not
 comparable; compare before/after runs taken back to back. `host_speed_probe_s` (start, end) times
 a fixed pure-Python loop in this process: on this shared machine the same loop has taken from
-one to two times its best time within a day, and every figure here moves with the host. `native` tells whether the collector ran
-its mypyc-compiled modules (collector/build_native.py).
+one to two times its best time within a day, and every figure here moves with the host.
+`native` tells whether the collector ran its mypyc-compiled modules (collector/build_native.py).
 """
 
 from __future__ import annotations
@@ -237,8 +237,8 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=256)
     ap.add_argument("--bulk-items", type=int, default=1000)
     ap.add_argument("--bulk-seconds", type=int, default=30,
-                    help="length of the bulk run: the loader's last batch (up to a second of gathering, then its insert) "
-                         "weighs less in a longer one")
+                    help="length of the bulk run: the loader's last batch (gathered until the spool falls quiet, then "
+                         "inserted) weighs less in a longer one")
     ap.add_argument("--bulk-workers", type=int, default=os.cpu_count() or 1,
                     help="collector workers for the bulk run (default: one per core)")
     ap.add_argument("--freshness-samples", type=int, default=40)

@@ -109,9 +109,8 @@ class DebugRecorder:
 
     # --- hot path
     def wants(self, hit: Hit) -> bool:
-        if hit.now >= self._next_refresh:
-            self._refresh(hit.now)
-        return bool(self._active) and hit.site is not None and hit.site.id in self._active
+        watched = self.watched_sites(hit.now)
+        return bool(watched) and hit.site is not None and hit.site.id in watched
 
     def watched_sites(self, now: float) -> frozenset[int]:
         """The sites whose hits are recorded now: a bulk request asks once, not once per item."""

@@ -607,11 +607,9 @@ def dnma_properties(hit: Hit, ctx: Context) -> DropReason | None:
     outil = props.get("outil")
     props["outil"] = upper(outil) if outil else ""
     # Fixed in the site's registration wins over what the page sends.
-    props["projet"] = site.projet or props.get("projet", "")
-    props["exploitant"] = site.exploitant or props.get("exploitant", "")
-    props["plateforme"] = site.plateforme or props.get("plateforme", "")
-    for prop in _FREE_PROPERTIES:
-        props[prop] = props[prop][:DIMENSION_MAX]
+    props["projet"] = (site.projet or props.get("projet", ""))[:DIMENSION_MAX]
+    props["exploitant"] = (site.exploitant or props.get("exploitant", ""))[:DIMENSION_MAX]
+    props["plateforme"] = (site.plateforme or props.get("plateforme", ""))[:DIMENSION_MAX]
     # The record's columns these properties set, for build_row.
     hit.props_fragment = fragment = _fragment({k: props[k] for k in _PROPERTY_COLUMNS})
     if key is not None and all(v is None or len(v) <= PROPS_CACHE_VALUE_MAX for v in key[1:]):
@@ -729,10 +727,9 @@ def build_row(hit: Hit, ctx: Context) -> DropReason | None:
     return None
 
 
-# DNMA properties as dnma_properties leaves them: checked against their rules and vocabularies,
-# and the free ones (cut to DIMENSION_MAX).
-_FREE_PROPERTIES = ("projet", "exploitant", "plateforme")
-_PROPERTY_COLUMNS = ("uai", "service", "type", "outil", "profil", *_FREE_PROPERTIES)
+# The hits columns of the DNMA properties, as dnma_properties leaves them: checked against their
+# rules and vocabularies, the free ones cut to DIMENSION_MAX.
+_PROPERTY_COLUMNS = ("uai", "service", "type", "outil", "profil", "projet", "exploitant", "plateforme")
 
 
 def _goal(raw: str | None) -> int:
@@ -759,15 +756,15 @@ def _step(i: int, hit: Hit, ctx: Context) -> DropReason | None:
     """Step `i` of STEPS, called directly: compiled, a direct C call instead of a Python-level
     call of the function object (argument boxing and parsing on each of ~10 calls a hit).
     tests/collector/test_pipeline_steps.py checks this follows STEPS."""
-    if i < 5:
-        if i == 0:
-            return parse_site(hit, ctx)
-        if i == 1:
-            return authenticate(hit, ctx)
-        if i == 2:
-            return validate(hit, ctx)
-        if i == 3:
-            return check_rec(hit, ctx)
+    if i == 0:
+        return parse_site(hit, ctx)
+    if i == 1:
+        return authenticate(hit, ctx)
+    if i == 2:
+        return validate(hit, ctx)
+    if i == 3:
+        return check_rec(hit, ctx)
+    if i == 4:
         return parse_user_agent(hit, ctx)
     if i == 5:
         return exclude(hit, ctx)

@@ -54,7 +54,6 @@ def test_each_dispatched_step_is_the_step_of_that_rank(ctx: pipeline.Context, pa
         return pipeline.Hit(dict(params), "203.0.113.7", {b"user-agent": ua.encode()}, "", now, {})
 
     assert len(pipeline.STEPS) == 10
-    ran = 0
     for i, (_, step) in enumerate(pipeline.STEPS):
         direct, dispatched = hit(), hit()
         for _, earlier in pipeline.STEPS[:i]:
@@ -62,10 +61,8 @@ def test_each_dispatched_step_is_the_step_of_that_rank(ctx: pipeline.Context, pa
         reason = step(direct, ctx)
         assert pipeline._step(i, dispatched, ctx) == reason
         assert _state(dispatched) == _state(direct)
-        ran += 1
         if reason is not None:
             break
     # The whole fold agrees too.
     folded = hit()
     assert pipeline.run(folded, ctx) == reason
-    assert ran >= 1
