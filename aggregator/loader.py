@@ -11,6 +11,7 @@ already has. A segment is deleted only once finished and committed to its end.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -442,12 +443,13 @@ class Loader:
     def side_duties(self) -> None:
         """Visits every loader_aggregate_interval_s, quality checks every quality_checks_interval_s."""
         from aggregator.checks.runner import checks_due, run_checks
-        from aggregator.sessionizer import aggregate_once
+        from aggregator.sessionizer import Settling, aggregate_once
         from dnma.chclient import get_client
 
         client = get_client(self.settings)
         aggregated_at = time.monotonic()
         checked_at: float | None = None
+        settling = Settling()
         try:
             while not self.stop.wait(1.0):
                 # SIGUSR1 (sent by `dnma up` after loading demo data): both duties now, in order.
@@ -455,7 +457,9 @@ class Loader:
                 self.kick.clear()
                 interval = self.settings.loader_aggregate_interval_s
                 if kicked or (interval > 0 and time.monotonic() - aggregated_at >= interval):
-                    self._duty("aggregated", lambda: aggregate_once(client, self.settings, self.stop))
+                    # A kick builds every dirty day; periodic passes hold back past days still changing.
+                    self._duty("aggregated", functools.partial(aggregate_once, client, self.settings, self.stop,
+                                                               None if kicked else settling))
                     # Counted from the end of the pass: a long pass (a large day) is followed by a
                     # full interval of loading, never by another pass straight away.
                     aggregated_at = time.monotonic()
@@ -471,7 +475,8 @@ class Loader:
         try:
             t0 = time.perf_counter()
             result = fn()
-            quiet = isinstance(result, dict) and not any(result.values())
+            # Quiet (DEBUG): a pass that found nothing to do; its timings alone do not count.
+            quiet = isinstance(result, dict) and not any(v for k, v in result.items() if not k.endswith("seconds"))
             _event(name, logging.DEBUG if quiet else logging.INFO,
                    ms=round((time.perf_counter() - t0) * 1000, 1), result=result if isinstance(result, dict) else None)
         except Exception as exc:  # recomputed next time; loading must go on

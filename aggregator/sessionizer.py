@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aggregator.ddl import Renderer
 from aggregator.migrations.m0003_visits import VISIT_COLUMN_NAMES
@@ -48,6 +49,10 @@ PARTIAL_MAX_SHARE = 0.5
 # Days this close to the hits TTL are left alone: their hits are expiring, not changing, and
 # rebuilding them would erase visits that outlive the raw hits.
 TTL_MARGIN_DAYS = 2
+
+# A past day still being written to (a log import, a late backlog) is rebuilt once a pass finds it
+# as the previous pass left it, or after this many passes at most.
+SETTLE_MAX_PASSES = 10
 
 
 def _renderer(settings: Settings) -> Renderer:
@@ -103,6 +108,43 @@ def dirty_fingerprints(client, settings: Settings, timezones: dict[int, str] | N
 
 
 SiteFingerprints = dict[int, tuple[int, int]]  # site -> (hits, summed hash) of one day
+
+
+def live_from(timezones: dict[int, str], now: datetime | None = None) -> date:
+    """The first day still under way for some site: today in the time zone where it began first."""
+    moment = now or datetime.now(tz=ZoneInfo("UTC"))
+    return min(moment.astimezone(ZoneInfo(tz)).date() for tz in {"Europe/Paris", *timezones.values()})
+
+
+class Settling:
+    """Which dirty past days a periodic pass rebuilds now.
+
+    A day before `live_from` that keeps receiving hits (a Matomo log import, a backlog drained
+    after an outage) would otherwise be rebuilt whole at every pass while it grows: a pass that
+    rebuilds it halfway through a 3-million-hit import costs the loader more CPU than inserting
+    those hits. Such a day waits until a pass finds it with the fingerprint the previous pass saw
+    (nothing arrived for a whole interval), or until it has waited SETTLE_MAX_PASSES passes. Days
+    under way are never held back: their visits are the live dashboards'.
+    """
+
+    def __init__(self, max_passes: int = SETTLE_MAX_PASSES) -> None:
+        self.max_passes = max_passes
+        self.seen: dict[date, tuple[tuple[int, int], int]] = {}  # day -> (fingerprint, passes waited)
+
+    def ready(self, dirty: dict[date, tuple[int, int]], first_live: date) -> tuple[list[date], list[date]]:
+        """(days to rebuild now, days held back), each in day order."""
+        now: list[date] = []
+        held: list[date] = []
+        seen: dict[date, tuple[tuple[int, int], int]] = {}
+        for day, fingerprint in sorted(dirty.items()):
+            before = self.seen.get(day)
+            if day >= first_live or (before is not None and (before[0] == fingerprint or before[1] >= self.max_passes)):
+                now.append(day)
+            else:
+                seen[day] = (fingerprint, before[1] + 1 if before else 1)
+                held.append(day)
+        self.seen = seen
+        return now, held
 
 
 def current_sites(client, r: Renderer, timezones: dict[int, str], day: date) -> SiteFingerprints:  # type: ignore[no-untyped-def]
@@ -247,8 +289,9 @@ def _in_parallel(client, settings: Settings, r: Renderer, jobs: list, work,  # t
 
 
 def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # type: ignore[no-untyped-def]
-                 stop: threading.Event | None = None) -> dict[str, Any]:
-    """Rebuild `days` (None: the dirty ones) and their visit rollups. Idempotent.
+                 stop: threading.Event | None = None, settling: Settling | None = None) -> dict[str, Any]:
+    """Rebuild `days` (None: the dirty ones, less those `settling` holds back) and their visit
+    rollups. Idempotent.
 
     Once `stop` is set no further day starts its visits (the days left stay dirty for the next
     pass); the days whose visits were built still get their daily rollups, and their weeks the
@@ -259,7 +302,13 @@ def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # 
         r = _renderer(settings)
         timezones = site_timezones(settings)
         # Explicit days are rebuilt whole; dirty ones for their changed sites.
-        todo = list(dirty_fingerprints(client, settings, timezones)) if days is None else sorted(set(days))
+        held: list[date] = []
+        if days is not None:
+            todo = sorted(set(days))
+        elif settling is not None:
+            todo, held = settling.ready(dirty_fingerprints(client, settings, timezones), live_from(timezones))
+        else:
+            todo = list(dirty_fingerprints(client, settings, timezones))
         # Two phases per chunk of days, each over both workers: the visits of the chunk's days (the
         # sessionizer proper), then the rollups of the days built, whose fingerprints are written
         # last. A stop ends the visits phase only: a day whose visits were swapped in always gets
@@ -286,6 +335,7 @@ def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # 
         result = {
             "days": list(visits),
             "partial_days": [d.isoformat() for d, (_, partial) in zip(todo, built, strict=True) if partial],
+            "held_days": [d.isoformat() for d in held],
             "visits": sum(visits.values()),
             "visits_per_day": visits,
             "rollup_partitions": rollup_partition_counts(todo) if todo else {},
@@ -297,9 +347,11 @@ def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # 
     return result
 
 
-def aggregate_once(client, settings: Settings, stop: threading.Event | None = None) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """One pass: rebuild every dirty day (until `stop` is set). The loader calls this periodically."""
-    return rebuild_days(client, settings, None, stop)
+def aggregate_once(client, settings: Settings, stop: threading.Event | None = None,  # type: ignore[no-untyped-def]
+                   settling: Settling | None = None) -> dict[str, Any]:
+    """One pass: rebuild every dirty day (until `stop` is set), less the past days `settling`
+    holds back while they change. The loader calls this periodically."""
+    return rebuild_days(client, settings, None, stop, settling)
 
 
 # --- command line: dnma aggregate

@@ -3,10 +3,12 @@ themselves (no command), while the loader keeps loading."""
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 import httpx
-from harness import DEMO_SITE_ID, Stack
+from harness import DEMO_SITE_ID, DEMO_TOKEN, Stack
 
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 
@@ -23,9 +25,22 @@ def test_loader_builds_visits_and_runs_checks_on_its_own(tmp_path: Path) -> None
                     "send_image": 0,
                 })
                 assert res.status_code == 204
+            # A hit of two days ago (a log import): its day is held back a pass, then built.
+            past = int(time.time()) - 2 * 86_400
+            res = http.get("/matomo.php", params={
+                "idsite": DEMO_SITE_ID, "rec": 1, "_id": "00000000000000a2", "url": "https://ent.demo.example/old",
+                "cdt": past, "token_auth": DEMO_TOKEN, "send_image": 0,
+            })
+            assert res.status_code == 204
         # A pass may run between two of the hits' inserts: wait for the one that saw all three.
-        rows = stack.wait_for("SELECT count(), sum(actions) FROM dnma.visits", lambda v: v[0][1] >= 3, timeout=90)
+        rows = stack.wait_for("SELECT count(), sum(actions) FROM dnma.visits WHERE visitor_id != "
+                              "(SELECT visitor_id FROM dnma.hits WHERE url LIKE '%/old')", lambda v: v[0][1] >= 3,
+                              timeout=90)
         assert rows[0] == (1, 3)  # three page views of one visitor within minutes: one visit
+        day = stack.wait_for("SELECT day FROM dnma.visits WHERE visitor_id = "
+                             "(SELECT visitor_id FROM dnma.hits WHERE url LIKE '%/old')", lambda v: len(v) == 1,
+                             timeout=90)[0][0]
+        assert re.search(rf"'held_days': \[[^\]]*'{day.isoformat()}'", stack.log_tail("loader", 200_000))
         checks = stack.wait_for(
             "SELECT uniqExact(check) FROM dnma.quality_check_runs", lambda v: v[0][0] >= 10, timeout=90
         )
