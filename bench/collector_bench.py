@@ -188,8 +188,9 @@ def paced(url: str, tmp: Path, rate: float, *, seconds: int, connections: int = 
 
 def bulk_script(tmp: Path, items: int) -> Path:
     """1,000 items dated yesterday (`cdt`, the super-user token in the body), as a log import sends
-    them: the loader's sessionizer passes during the run rebuild that day's 1,000 visitors, not
-    today's, where the single-hit runs left hundreds of thousands of hits of one visitor."""
+    them: the loader's sessionizer passes hold that past day back while it grows (Settling) and
+    rebuild its 1,000 visitors once it is quiet, not today's, where the single-hit runs left
+    hundreds of thousands of hits of one visitor."""
     cdt = int(time.time()) - 86_400
     body = json.dumps({
         "requests": [f"?idsite={DEMO_SITE_ID}&rec=1&url=https%3A%2F%2Fent.demo.example%2Fp{i}"
