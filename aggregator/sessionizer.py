@@ -111,7 +111,7 @@ SiteFingerprints = dict[int, tuple[int, int]]  # site -> (hits, summed hash) of 
 
 
 def live_from(timezones: dict[int, str], now: datetime | None = None) -> date:
-    """The first day still under way for some site: today in the time zone where it began first."""
+    """The earliest day still under way for some site: today in the sites' zone furthest behind."""
     moment = now or datetime.now(tz=ZoneInfo("UTC"))
     return min(moment.astimezone(ZoneInfo(tz)).date() for tz in {"Europe/Paris", *timezones.values()})
 
@@ -120,11 +120,11 @@ class Settling:
     """Which dirty past days a periodic pass rebuilds now.
 
     A day before `live_from` that keeps receiving hits (a Matomo log import, a backlog drained
-    after an outage) would otherwise be rebuilt whole at every pass while it grows: a pass that
-    rebuilds it halfway through a 3-million-hit import costs the loader more CPU than inserting
-    those hits. Such a day waits until a pass finds it with the fingerprint the previous pass saw
-    (nothing arrived for a whole interval), or until it has waited SETTLE_MAX_PASSES passes. Days
-    under way are never held back: their visits are the live dashboards'.
+    after an outage) would otherwise be rebuilt at every pass while it grows, each pass
+    re-sessionizing everything imported so far, on the cores the import needs. Such a day waits
+    until a pass finds it with the fingerprint the previous pass saw (nothing arrived for a whole
+    interval), or until it has waited SETTLE_MAX_PASSES passes. Days under way are never held
+    back: their visits are the live dashboards'.
     """
 
     def __init__(self, max_passes: int = SETTLE_MAX_PASSES) -> None:

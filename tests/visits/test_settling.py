@@ -62,7 +62,7 @@ def test_without_settling_every_dirty_day_is_rebuilt(db: Db) -> None:
     assert aggregate_once(db.client, db.settings)["days"] == ["2026-03-10"]
 
 
-def test_live_from_is_today_where_the_day_began_last() -> None:
+def test_live_from_is_today_in_the_zone_furthest_behind() -> None:
     moment = datetime(2026, 11, 29, 5, 0, tzinfo=UTC)  # Paris 06:00 on the 29th, Tahiti 19:00 on the 28th
     assert live_from({}, moment) == date(2026, 11, 29)
     assert live_from({7: "Pacific/Noumea"}, moment) == date(2026, 11, 29)
