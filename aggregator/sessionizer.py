@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -112,7 +112,7 @@ SiteFingerprints = dict[int, tuple[int, int]]  # site -> (hits, summed hash) of 
 
 def live_from(timezones: dict[int, str], now: datetime | None = None) -> date:
     """The earliest day still under way for some site: today in the sites' zone furthest behind."""
-    moment = now or datetime.now(tz=ZoneInfo("UTC"))
+    moment = now or datetime.now(tz=UTC)
     return min(moment.astimezone(ZoneInfo(tz)).date() for tz in {"Europe/Paris", *timezones.values()})
 
 
@@ -133,18 +133,18 @@ class Settling:
 
     def ready(self, dirty: dict[date, tuple[int, int]], first_live: date) -> tuple[list[date], list[date]]:
         """(days to rebuild now, days held back), each in day order."""
-        now: list[date] = []
+        build: list[date] = []
         held: list[date] = []
         seen: dict[date, tuple[tuple[int, int], int]] = {}
         for day, fingerprint in sorted(dirty.items()):
             before = self.seen.get(day)
             if day >= first_live or (before is not None and (before[0] == fingerprint or before[1] >= self.max_passes)):
-                now.append(day)
+                build.append(day)
             else:
                 seen[day] = (fingerprint, before[1] + 1 if before else 1)
                 held.append(day)
-        self.seen = seen
-        return now, held
+        self.seen = seen  # built days and days no longer dirty are forgotten
+        return build, held
 
 
 def current_sites(client, r: Renderer, timezones: dict[int, str], day: date) -> SiteFingerprints:  # type: ignore[no-untyped-def]

@@ -787,7 +787,7 @@ _STEP_INDICES = range(len(STEPS))
 
 
 def run(hit: Hit, ctx: Context) -> DropReason | None:
-    """Fold the steps over the hit; the first drop stops it. On success `hit.row` is set."""
+    """Fold the steps over the hit; the first drop stops it. On success `hit.record` is set."""
     tally = ctx.tally
     tally.runs += 1
     if not tally.runs % STEP_TIMING_SAMPLE:
