@@ -11,7 +11,10 @@ from datetime import date, timedelta
 from dnma_client.simulator import Simulation, send
 from harness import SUPER_TOKEN, Stack
 
-START = date.today() - timedelta(days=9)
+# Pinned school days, never the wall clock: a Thursday and a Friday in term time (zones A, B, C),
+# then the Tuesday after for `dnma demo`. Older than 24 h, so the simulator sends them with a token.
+START = date(2026, 11, 19)
+DEMO_DAY = date(2026, 11, 24)
 
 
 def test_simulated_days_go_through_with_no_refusal(full_stack: Stack) -> None:
@@ -41,7 +44,7 @@ def test_simulated_days_go_through_with_no_refusal(full_stack: Stack) -> None:
 
 def test_dnma_demo_command(full_stack: Stack) -> None:
     """`dnma demo` as an operator runs it: settings from the stack's config, the super-user token."""
-    day = START + timedelta(days=3)
+    day = DEMO_DAY
     out = subprocess.run(
         [sys.executable, "-m", "dnma.cli", "demo", "--days", "1", "--scale", "0.05", "--start", day.isoformat(),
          "--seed", "9", "--no-progress", "--sites-out", str(full_stack.root / "demo-sites.yaml")],
