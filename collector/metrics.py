@@ -36,6 +36,7 @@ class Tally:
         self.spool_full = 0
         self.spool_errors = 0
         self.ua_misses = 0
+        self.ua_errors = 0
         self._metrics: dict[str, Any] | None = None
 
     def _prometheus(self) -> dict[str, Any]:
@@ -66,6 +67,9 @@ class Tally:
                     "dnma_collector_spool_errors", "Requests refused with 503: spool write failed"
                 ),
                 "ua_misses": Counter("dnma_collector_ua_cache_misses", "User-Agent parses (cache misses)"),
+                "ua_errors": Counter(
+                    "dnma_collector_ua_parse_errors", "User-Agents the parser failed on (classified unknown)"
+                ),
             }
         return self._metrics
 
@@ -98,7 +102,7 @@ class Tally:
             if n:
                 self.responses[(kind, status)] -= n
                 m["responses"].labels(kind, str(status)).inc(n)
-        for attr in ("accepted", "errors", "spool_full", "spool_errors", "ua_misses"):
+        for attr in ("accepted", "errors", "spool_full", "spool_errors", "ua_misses", "ua_errors"):
             n = getattr(self, attr)
             if n:
                 setattr(self, attr, getattr(self, attr) - n)

@@ -84,8 +84,3 @@ class Pseudonymiser:
         )
         digest = hashlib.blake2b(material, digest_size=8, key=self.daily_salt(now)[:32]).digest()
         return _u64(digest) or 1
-
-
-def hex16_to_u64(value: str) -> int:
-    """A 16-hex visitor id as stored (UInt64). The caller has checked it is hex."""
-    return int(value, 16)

@@ -6,8 +6,11 @@ keep an LRU cache per worker, so that it only runs on a cache miss.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from typing import Any, NamedTuple
+
+log = logging.getLogger("dnma.collector")
 
 
 class UAClasses(NamedTuple):
@@ -78,29 +81,27 @@ def classify_browser(name: str) -> str:
 
 
 def parse(ua: str) -> UAClasses:
-    """Uncached device-detector parse. Never raises: a parser failure is an unknown UA."""
+    """Uncached device-detector parse. Raises what device-detector raises on a UA it cannot read
+    (UAClassifier.classify turns that into an unknown UA, counted)."""
     if not ua:
         return UNKNOWN
     from device_detector import DeviceDetector  # heavy: ≈1.4 s of regexes on first use
 
-    try:
-        d = DeviceDetector(ua, check_cache=False).parse()
-        details = d.all_details
-        if d.is_bot():
-            return UAClasses("autreappareil", "autreos", "autrenavigateur", "", "", True)
-        os_family = (details.get("os") or {}).get("family") or ""
-        device = _DEVICES.get(str(d.device_type()), "autreappareil")
-        name = d.client_name() or ""
-        return UAClasses(
-            device,
-            _OS_FAMILIES.get(os_family, "autreos"),
-            classify_browser(name) if name else "autrenavigateur",
-            name,
-            d.client_version() or "",
-            False,
-        )
-    except Exception:  # noqa: BLE001 - a hostile UA must never cost a hit
-        return UNKNOWN
+    d = DeviceDetector(ua, check_cache=False).parse()
+    details = d.all_details
+    if d.is_bot():
+        return UAClasses("autreappareil", "autreos", "autrenavigateur", "", "", True)
+    os_family = (details.get("os") or {}).get("family") or ""
+    device = _DEVICES.get(str(d.device_type()), "autreappareil")
+    name = d.client_name() or ""
+    return UAClasses(
+        device,
+        _OS_FAMILIES.get(os_family, "autreos"),
+        classify_browser(name) if name else "autrenavigateur",
+        name,
+        d.client_version() or "",
+        False,
+    )
 
 
 class UAClassifier:
@@ -108,10 +109,11 @@ class UAClassifier:
 
     def __init__(self, max_entries: int, tally: Any = None) -> None:
         self.max_entries = max(1, max_entries)
-        self.tally = tally  # a metrics.Tally: its ua_misses counts the parses
+        self.tally = tally  # a metrics.Tally: its ua_misses counts the parses, ua_errors the failed ones
         self._cache: OrderedDict[str, UAClasses] = OrderedDict()
         self.hits = 0
         self.misses = 0
+        self.errors = 0
 
     def warm(self) -> None:
         for ua in WARM_UP_AGENTS:
@@ -127,8 +129,21 @@ class UAClassifier:
         self.misses += 1
         if self.tally is not None:
             self.tally.ua_misses += 1
-        found = parse(ua)
+        try:
+            found = parse(ua)
+        except Exception:  # noqa: BLE001 - any bug of device-detector: a hostile UA must never cost a hit
+            found = self._failed()
         cache[ua] = found
         if len(cache) > self.max_entries:
             cache.popitem(last=False)
         return found
+
+    def _failed(self) -> UAClasses:
+        """An unreadable UA is an unknown one, counted (dnma_collector_ua_parse_errors); the first
+        failure of a worker is logged with its traceback, the others only counted (no log flood)."""
+        self.errors += 1
+        if self.tally is not None:
+            self.tally.ua_errors += 1
+        if self.errors == 1:
+            log.warning("ua_parse_failed", exc_info=True)
+        return UNKNOWN

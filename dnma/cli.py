@@ -29,12 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dnma", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # a command whose module is not there yet
-            raise
+        module = importlib.import_module(module_name)  # a missing module is a broken install: fail
         p = sub.add_parser(name, help=help_text)
         adder = getattr(module, f"add_arguments_{name}", None) or getattr(module, "add_arguments", None)
         if adder:

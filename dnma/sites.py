@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,21 +53,6 @@ class Site:
 
     def token_ok(self, token: str) -> bool:
         return bool(token) and bool(self.token_sha256) and hmac.compare_digest(hash_token(token), self.token_sha256)
-
-    def ip_excluded(self, ip: str) -> bool:
-        if not self.excluded_ips or not ip:
-            return False
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        for spec in self.excluded_ips:
-            try:
-                if addr in ipaddress.ip_network(spec, strict=False):
-                    return True
-            except ValueError:
-                continue
-        return False
 
     def ua_excluded(self, ua: str) -> bool:
         low = ua.lower()

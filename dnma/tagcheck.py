@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import shutil
@@ -23,6 +24,8 @@ from urllib.parse import urlsplit
 
 from dnma import uai as uai_rules
 from dnma import vocab
+
+log = logging.getLogger("dnma.tagcheck")
 
 TRACKING_URL = re.compile(r"/(?:matomo|piwik)\.php(?:[?#]|$)")
 CHROMIUM = os.environ.get("DNMA_CHROMIUM", "/usr/bin/chromium")
@@ -47,6 +50,10 @@ window.dispatchEvent(new PageTransitionEvent('pagehide', {persisted: true}));
 """
 
 EXIT_OK, EXIT_PLAN_NOT_MET, EXIT_NOTHING = 0, 1, 2
+
+
+class BrowserError(RuntimeError):
+    """Headless Chromium could not load the page: missing, crashed, page not reachable."""
 OK, MISSING, INVALID, UNKNOWN, WARNING = "ok", "missing", "invalid", "unknown", "warning"
 ERRORS = frozenset({MISSING, INVALID, UNKNOWN})
 STATUS_LABELS = {OK: "OK", MISSING: "MANQUANT", INVALID: "INVALIDE", UNKNOWN: "INCONNU", WARNING: "ATTENTION"}
@@ -237,9 +244,12 @@ def read_har(path: Path) -> list[TrackingRequest]:
 
 def capture_url(url: str, wait: float) -> list[TrackingRequest]:
     """Load the page in headless Chromium, wait, hide it, and return its tracking requests."""
-    from selenium import webdriver
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.chrome.service import Service
+    try:
+        from selenium import webdriver
+        from selenium.common.exceptions import WebDriverException
+        from selenium.webdriver.chrome.service import Service
+    except ImportError as exc:  # an optional dependency (the dev extra): HAR files need none
+        raise BrowserError(f"loading a URL needs selenium ({exc})") from exc
 
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download anything
     profile = tempfile.mkdtemp(prefix="dnma-tag-check-")
@@ -249,20 +259,32 @@ def capture_url(url: str, wait: float) -> list[TrackingRequest]:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    try:
+        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    except WebDriverException as exc:
+        shutil.rmtree(profile, ignore_errors=True)
+        raise BrowserError(_first_line(exc)) from exc
     try:
         driver.set_page_load_timeout(max(30.0, wait * 2))
         driver.get(url)
         time.sleep(wait)
         try:
             driver.execute_script(HIDE_PAGE_JS)
-        except WebDriverException:
-            pass
+        except WebDriverException as exc:
+            # The tags send their queue on pagehide: without it some hits may be missing.
+            log.warning("tag_check_hide_page_failed: %s", _first_line(exc))
         time.sleep(1.0)  # the tags' own flush delays
         return requests_from_log(driver, driver.get_log("performance"))
+    except WebDriverException as exc:
+        raise BrowserError(_first_line(exc)) from exc
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = getattr(exc, "msg", None) or str(exc)
+    return f"{type(exc).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"
 
 
 def requests_from_log(driver: Any, entries: list[dict[str, Any]]) -> list[TrackingRequest]:
@@ -287,11 +309,14 @@ def requests_from_log(driver: Any, entries: list[dict[str, Any]]) -> list[Tracki
 
 
 def _post_data(driver: Any, request_id: str) -> str:
+    from selenium.common.exceptions import WebDriverException
+
     try:
         return str(
             driver.execute_cdp_cmd("Network.getRequestPostData", {"requestId": request_id})["postData"]
         )
-    except Exception:  # gone with its page: the hit is reported without its body
+    except (WebDriverException, KeyError) as exc:  # gone with its page: reported without its body
+        log.warning("tag_check_post_data_missing: %s", _first_line(exc))
         return ""
 
 
@@ -373,14 +398,8 @@ def run(args: argparse.Namespace) -> int:
             requests = capture_url(target, args.wait)
         else:
             requests = read_har(Path(target))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, BrowserError) as exc:
         print(f"dnma tag-check: {target}: {exc}", file=sys.stderr)
-        return EXIT_NOTHING
-    except Exception as exc:  # the browser: missing, crashed, page not reachable
-        print(
-            f"dnma tag-check: {target}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-            file=sys.stderr,
-        )
         return EXIT_NOTHING
     reports = check_requests(requests, mapping)
     render = render_json if args.json else render_text

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -113,16 +113,12 @@ class Context:
         site = self.site(site_id)
         return self.calendar.territory_of_perimeter(site.perimeter if site else None)
 
-    def site_off(self, site_id: int, day: date) -> bool:
-        return self.calendar.is_off(day, self.site_territory(site_id))
-
     @cached_property
     def referential_size(self) -> int:
         """0 when no referential is loaded: the checks that need it skip instead of firing."""
-        try:
-            return int(self.scalar(f"SELECT count() FROM {self.table('etablissements')}"))
-        except Exception:  # table absent (migration not applied): same as empty
+        if not self.has_table("etablissements"):  # migration not applied yet: same as empty
             return 0
+        return int(self.scalar(f"SELECT count() FROM {self.table('etablissements')}"))
 
     @cached_property
     def referential(self) -> dict[str, tuple[str, str, str, str]]:

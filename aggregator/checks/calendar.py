@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
+
+log = logging.getLogger("dnma.checks")
 
 METRO_ZONES = ("A", "B", "C")
 
@@ -183,11 +186,45 @@ def _school_dates() -> Any:
     return SchoolHolidayDates()
 
 
+@lru_cache(maxsize=1)
+def school_data_end() -> date:
+    """The last school-holiday day the package knows: the end of its last summer break (the next
+    school year's dates are not published in it). Past it, see `_projected_holiday`."""
+    dates = _school_dates()
+    return max(dates.holidays_for_year(dates.max_year))
+
+
 def _school_holiday(day: date, zone: str) -> bool:
-    try:
-        return bool(_school_dates().is_holiday_for_zone(day, zone))
-    except Exception:  # a date outside the package's data (it ends in 2028): assume school day
-        return False
+    end = school_data_end()
+    if day > end:
+        return _projected_holiday(day, end)
+    return bool(_school_dates().is_holiday_for_zone(day, zone))
+
+
+def _projected_holiday(day: date, end: date) -> bool:
+    """A day past the package's data: a holiday when the same weekday of the last known school
+    year (the nearest to the same date: whole weeks back) was one in any metropolitan zone.
+
+    Deliberately neither "school day" (every unpublished holiday would fire the checks) nor
+    "off" (the checks would go blind): Toussaint, Noël and summer come back on about the same
+    weeks, and taking the union of the zones covers the winter and spring breaks, which rotate
+    between zones, for all of them (the checks skip a few more weeks rather than fire on a
+    holiday). Upgrade vacances-scolaires-france when the warning (logged once per process) shows:
+    the real calendar moves by a few days from year to year."""
+    _warn_past_school_data(end)
+    years = 1
+    while (known := day - timedelta(weeks=round(years * 365.2425 / 7))) > end:
+        years += 1
+    return any(_school_dates().is_holiday_for_zone(known, z) for z in METRO_ZONES)
+
+
+@lru_cache(maxsize=1)
+def _warn_past_school_data(end: date) -> None:
+    log.warning(
+        "school_holidays_projected",
+        extra={"data_end": end.isoformat(), "package": "vacances-scolaires-france",
+               "rule": "same week of the last known school year, any metropolitan zone"},
+    )
 
 
 @lru_cache(maxsize=64)

@@ -4,8 +4,11 @@ check and the open alerts). `run` writes, so in embedded mode it needs the loade
 from __future__ import annotations
 
 import argparse
+import logging
 from datetime import datetime
 from typing import Any
+
+log = logging.getLogger("dnma.checks")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,6 +29,8 @@ def _parse(value: str) -> datetime:
 
 def _reader(settings: Any) -> Any:
     """The loader's read-only endpoint when it runs (it owns chDB), else the storage directly."""
+    from clickhouse_connect.driver.exceptions import OperationalError
+
     from dnma.chclient import get_client, get_reader_client
 
     if settings.embedded:
@@ -33,8 +38,8 @@ def _reader(settings: Any) -> Any:
             client = get_reader_client(settings)
             client.command("SELECT 1")
             return client
-        except Exception:  # loader not running: nobody holds chDB, open it here
-            pass
+        except OperationalError:  # nothing listens: the loader is not running, nobody holds chDB
+            log.info("checks_reader_fallback", extra={"reason": "loader endpoint unreachable, opening chDB"})
     return get_client(settings)
 
 

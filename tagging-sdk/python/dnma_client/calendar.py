@@ -3,18 +3,28 @@ weekends, the 1D Wednesday and the back-to-school (rentrée) peak."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 
 @lru_cache(maxsize=1)
 def _holiday_dates() -> Any:
-    # The package ships its table (1990 to 2028); it never goes to the network.
+    # The package ships its table, up to the last school year published; it never goes to the network.
     from vacances_scolaires_france import SchoolHolidayDates
 
     return SchoolHolidayDates()
+
+
+@lru_cache(maxsize=1)
+def _known_span() -> tuple[date, date]:
+    """The first and last holiday days of the package's table: outside, its dates are unknown."""
+    dates = _holiday_dates()
+    return min(dates.holidays_for_year(dates.min_year)), max(dates.holidays_for_year(dates.max_year))
 
 
 @lru_cache(maxsize=4)
@@ -26,11 +36,19 @@ def _public_holidays(year: int) -> frozenset[date]:
 
 @lru_cache(maxsize=4096)
 def is_school_holiday(day: date, zone: str) -> bool:
-    """From the package's table; years outside it (before 1990, after 2028) keep the summer."""
-    try:
+    """From the package's table. Outside it only the summer (6 July to 31 August) is a holiday:
+    a simulation far from today needs no more, and a warning (once) says the table ran out."""
+    first, last = _known_span()
+    if first <= day <= last:
         return bool(_holiday_dates().is_holiday_for_zone(day, zone))
-    except Exception:  # UnsupportedYearException
-        return day.month == 8 or (day.month == 7 and day.day >= 6)
+    _warn_outside_table(first, last)
+    return day.month == 8 or (day.month == 7 and day.day >= 6)
+
+
+@lru_cache(maxsize=1)
+def _warn_outside_table(first: date, last: date) -> None:
+    log.warning("school holidays known from %s to %s (vacances-scolaires-france): outside, only the summer",
+                first, last)
 
 
 @lru_cache(maxsize=4096)

@@ -3,7 +3,6 @@ outlinks, heartbeats and bulk batches, with the DNMA properties mapped to custom
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -27,11 +26,6 @@ PROPERTY_SLOTS: dict[str, int] = {
 MAX_BULK = 1000  # the collector refuses bigger batches
 
 Hit = Mapping[str, Any]
-
-
-def visitor_id_for(seed: str) -> str:
-    """A stable 16-hex visitor id derived from any string (what a cookie would have kept)."""
-    return hashlib.sha1(seed.encode()).hexdigest()[:16]
 
 
 def cdt_value(when: datetime | float | int) -> str:
