@@ -187,8 +187,9 @@ class Metrics:
 
 SIDE_DUTY_JOIN_S = 25.0  # how long a stopping loader waits for a sessionizer day or a check to end
 
-# Parallel parsing splits a batch over threads that the collector needs on a small machine: on
-# 2 cores, 100k spool records parse with ~15 % less CPU in one thread (9.4 vs 10.9 µs a row).
+# Parallel parsing splits a batch over threads that the collector needs on a small machine, and one
+# thread parses with less CPU in all (bench/README.md): turn it on only when the loader has cores
+# of its own.
 INSERT_SETTINGS: dict[str, Any] = {"insert_deduplicate": 1, "input_format_parallel_parsing": 0}
 BATCH_FILE = "_loader.batch"  # in the spool dir: the batch chDB reads (embedded mode), rewritten per insert
 
@@ -213,11 +214,10 @@ def _without_low_cardinality(type_name: str) -> str:
 def file_insert_sql(client: Any, database: str, path: Path) -> tuple[str, str]:
     """`INSERT INTO hits ... SELECT ... FROM file(path)`, cut where the deduplication token goes: how the
     embedded loader inserts a batch. chDB parses JSONEachRow into LowCardinality columns one value
-    at a time, with a dictionary lookup each: a spool record cost ~6.8 µs of CPU to insert, 4 of
-    them in the LowCardinality columns. Parsed into plain columns (the same types without
-    LowCardinality) and converted column by column on the way into `hits`, the same rows cost
-    ~2.8 µs (100,000 records, bench/loader_insert.py). Same rows stored, same deduplication by
-    token (the insert is into `hits`), same materialized views."""
+    at a time, with a dictionary lookup each, most of an insert's CPU. Parsed into plain columns
+    (the same types without LowCardinality) and converted column by column on the way into `hits`,
+    the same rows cost less than half as much (bench/loader_insert.py; figures in bench/README.md).
+    Same rows stored, same deduplication by token (the insert is into `hits`), same materialized views."""
     rows = client.query(
         "SELECT name, type FROM system.columns WHERE database = {db:String} AND table = 'hits' ORDER BY position",
         parameters={"db": database},
@@ -326,7 +326,7 @@ class Loader:
     def _insert(self, intent: Intent, blocks: list[bytes], rows: int) -> int:
         """Insert the batch as JSONEachRow: spool blocks already are JSON lines, one object per
         hit, so ClickHouse parses them natively (no Python per-row work). Embedded, chDB reads them
-        from BATCH_FILE (file_insert_sql: a third of the CPU); on a server, they are the body of
+        from BATCH_FILE (file_insert_sql: cheaper than parsing the body); on a server, they are the body of
         `INSERT ... FORMAT JSONEachRow`. A batch ClickHouse cannot parse is inserted record by
         record instead, so one bad record never blocks the others."""
         oldest = _oldest_received_at(blocks)
@@ -522,7 +522,7 @@ class Loader:
                 elif self._last_rows < self.settings.loader_batch_rows:
                     # A partial batch: the spool is drained. Let the next one gather for the rest of
                     # the interval: a part per insert costs ClickHouse about as much as thousands of
-                    # rows (≈30 µs a row in 2,000-row batches, ≈10 µs in 100,000-row ones).
+                    # rows (bench/README.md).
                     self._gather(started + min_interval, poll)
         except Stopping:
             _event("stopped_with_pending", logging.WARNING, pending=self.state.pending is not None)

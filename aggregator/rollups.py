@@ -23,15 +23,14 @@ rebonds. `visits_daily`, `visits_territoires_daily` and `visits_services_daily` 
 from the day's visits; the others merge a finer rollup with the same state function
 (`...MergeState`, sums), so they cost little to rebuild and agree with their source.
 
-Distinct users, approximate on purpose (measured on bench/model.py, 10M hits):
+Distinct users, approximate on purpose (measurements on bench/model.py: bench/README.md):
 - detail tiers (per UAI) keep `uniq`: every 32-bit hash until 65,536 distinct users in the merged
   result, so an establishment's figures are exact bar hash collisions (about n²/2³³), and states
   of one or two users stay a few bytes.
 - coarse tiers keep `uniqCombined(12)`: exact up to 256 users, then a HyperLogLog of 4,096 cells
-  (standard error 1.6 %, 0.3 % measured on the yearly users of a service); a state never exceeds
-  ~3 KB and merges in a pass over its cells: the yearly "by service" chart merged 28k `uniq`
-  states (up to 256 KB each) in 0.8-1.3 s, and the same as `uniqCombined(12)` in 0.15 s, in a
-  third of the bytes.
+  (standard error 1.6 %); a state never exceeds ~3 KB and merges in a pass over its cells, where
+  a yearly chart over tens of thousands of `uniq` states (up to 256 KB each) is several times
+  slower and bigger.
 Exact figures come from `dnma.visits` itself: the open-data exports (aggregator/exports.py) and
 the Matomo-like reporting API (aggregator/reporting.py) read it with `uniqExact`.
 Months and school years (1 August → 31 July) merge the daily states (or weekly for whole weeks).
@@ -174,16 +173,6 @@ def debutsemaine(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def refresh_visit_rollups(client, r: Renderer, days: list[date]) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    """Rebuild the day partitions of `days` and the week partitions containing them, each swapped
-    atomically from its stage table. Returns the number of partitions refreshed per table."""
-    for day in sorted(set(days)):
-        refresh_period_rollups(client, r, "day", day)
-    for week in sorted({debutsemaine(d) for d in days}):
-        refresh_period_rollups(client, r, "debutsemaine", week)
-    return rollup_partition_counts(days)
-
-
 def rollup_partition_counts(days: list[date]) -> dict[str, int]:
     weeks = {debutsemaine(d) for d in days}
     return {v.table: len(set(days)) if v.period == "day" else len(weeks) for v in VISIT_ROLLUPS}
@@ -206,10 +195,9 @@ def inline_dates(sql: str, parameters: Mapping[str, object]) -> str:
 
     ClickHouse rewrites `toDate(ts) = <parameter>` into a range of `ts` (its "preimage"
     optimisation), which the hits' primary key `toDate(ts)` cannot use: every granule of the month
-    was read (2,230 instead of 82 for one day), about 0.1 s of CPU per statement, 0.7 s per day of
-    visits whatever its size. A literal is compared as it is and the key prunes (1.73 instead of
-    2.43 µs a hit for visits over eight days of bench/model.py). tests/test_migrations.py checks
-    the sessionizer's day filter still prunes."""
+    is read for one day, a fixed CPU cost per statement whatever the day's size. A literal is
+    compared as it is and the key prunes (bench/README.md). tests/test_migrations.py checks the
+    sessionizer's day filter still prunes."""
     def literal(m: re.Match[str]) -> str:
         value = parameters[m.group(1)]
         if not isinstance(value, date) or isinstance(value, datetime):

@@ -186,8 +186,8 @@ def _dictionary(r: Renderer, timezones: dict[int, str], only: str = "") -> str:
     referential attributes of each UAI of the day (one dictionary lookup per UAI, not per visit).
 
     One scan with a grouping set per column: grouping by a single LowCardinality column works on
-    its dictionary positions, where groupUniqArray over the rows hashed every value of every hit
-    (0.13 instead of 0.30 µs a hit). `grouping(...)` has a 0 bit for the column a row groups."""
+    its dictionary positions, where groupUniqArray over the rows would hash every value of every
+    hit (bench/README.md). `grouping(...)` has a 0 bit for the column a row groups."""
     n = len(CODED)
     values = ", ".join(
         f"arrayConcat([''], arraySort(groupArrayIf(toString({c}), _set = {((1 << n) - 1) ^ (1 << (n - 1 - i))} "
@@ -417,12 +417,6 @@ FROM
 )
 GROUP BY site_id, day, visitor_id, visit_number
 """
-
-
-def insert_visits(r: Renderer, target: str, timezones: dict[int, str], *, windowed: bool = False) -> str:
-    select = window_select(r, timezones) if windowed else array_select(r, timezones)
-    columns = ", ".join(f"`{c}`" for c in VISIT_COLUMN_NAMES)
-    return f"INSERT INTO {r.local_name(target)} ({columns}) SELECT {columns} FROM ({select})"
 
 
 def fingerprint_rollup_select(r: Renderer) -> str:

@@ -151,11 +151,11 @@ class Collector:
         gc.collect()
         gc.freeze()
         # A request allocates a few hundred tracked objects, nearly all freed by reference
-        # counting; at the default threshold (700) a young collection ran every few requests and
-        # walked the in-flight requests' objects each time (≈6 % of a worker's CPU under load).
+        # counting; at the default threshold (700) a young collection runs every few requests and
+        # walks the in-flight requests' objects each time (its cost: bench/README.md).
         gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 50)
         # The spool's fsync thread hands its result back through the GIL: with the default 5 ms
-        # switch interval a busy event loop made every group commit wait up to 5 ms for it.
+        # switch interval a busy event loop makes every group commit wait up to 5 ms for it.
         sys.setswitchinterval(0.0005)
         log.info("collector worker ready: %d sites", len(self.sites.all()))
 

@@ -10,8 +10,8 @@ from typing import Any
 
 # (name, ClickHouse type, default for a missing key). Order = insert order.
 # `ts` and `received_at` travel in the spool as unix seconds (int).
-# Codecs are explicit (the server default may be LZ4: pv_id, url and title then take 24 bytes a
-# hit instead of 15): times are sorted within a visitor (the sort key), so Delta first.
+# Codecs are explicit (the server default may be LZ4, which stores pv_id, url and title much
+# larger: bench/README.md): times are sorted within a visitor (the sort key), so Delta first.
 HIT_COLUMNS: tuple[tuple[str, str, Any], ...] = (
     ("ts", "DateTime('Europe/Paris') CODEC(Delta, ZSTD(1))", 0),
     ("received_at", "DateTime('Europe/Paris') CODEC(Delta, ZSTD(1))", 0),

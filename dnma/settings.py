@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # --- collector
     collector_host: str = Field(default="127.0.0.1", description="Collector bind address.")
     collector_port: int = Field(default=8080, description="Collector port.")
-    collector_workers: int = Field(default=1, description="Collector worker processes; one per core gives the most bulk throughput (a worker takes ~90k bulk items/s at most, the loader needs the rest of the machine).")
+    collector_workers: int = Field(default=1, description="Collector worker processes. Bulk throughput grows with workers up to one per core: raise it when a worker's core is saturated, leaving the loader the cores it needs.")
     trust_x_forwarded_for: bool = Field(default=False, description="Take the client IP from X-Forwarded-For (behind a proxy).")
     ua_cache_size: int = Field(default=50_000, description="User-Agent parse cache entries per worker.")
 
@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # --- loader
     loader_batch_rows: int = Field(default=200_000, description="Maximum rows per ClickHouse insert.")
     loader_poll_interval_ms: int = Field(default=200, description="How often the loader looks for new spool records.")
-    loader_insert_interval_ms: int = Field(default=2000, description="Least time between two inserts of less than loader_batch_rows: under steady traffic batches grow (fewer parts to write and merge, less CPU per row: 2 s instead of 1 s took about 15 % off the loader's CPU a hit in the bulk bench, most of it merges); a lone hit after a quiet spell is inserted at once, and the rest of a burst as soon as the spool gets nothing new for a poll interval. Hits reach the dashboards' rollups within about this time.")
+    loader_insert_interval_ms: int = Field(default=2000, description="Least time between two inserts of less than loader_batch_rows: under steady traffic batches grow (fewer parts to write and merge, less CPU per row, mostly in merges); a lone hit after a quiet spell is inserted at once, and the rest of a burst as soon as the spool gets nothing new for a poll interval. Hits reach the dashboards' rollups within about this time: lower it for fresher dashboards, raise it to spend less CPU on inserts and merges.")
     loader_retry_max_s: float = Field(default=30.0, description="Cap of the loader's exponential backoff when ClickHouse fails.")
     loader_aggregate_interval_s: float = Field(default=30.0, description="Seconds between the end of a sessionizer pass (visits) and the start of the next, in the loader; 0 disables.")
 

@@ -3,9 +3,8 @@
 
 The sessionizer reads one day at a time. With the site first, one site's day is a few hundred rows
 inside granules of 8,192 that span many days of that site, so reading a day read most of the
-month: on the 50M-hit model (1,000 sites) a 665k-hit day read 8.7M rows, and whole rebuilds cost
-8.0 CPU µs a hit. With the day first, a day is one key range (and `site_id IN (...)` within it, for
-partial rebuilds, too): 4.6 CPU µs a hit.
+month. With the day first, a day is one key range (and `site_id IN (...)` within it, for partial
+rebuilds, too): whole rebuilds take much less CPU (bench/README.md).
 
 ClickHouse cannot change a sorting key in place. The table is copied into a new one (`CREATE ... AS`
 keeps its exact columns), the materialized views that feed the rollups from `hits` are dropped and
