@@ -6,20 +6,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every dependency resolved, one file per environment (`make lock` regenerates them): installs are
+# reproducible, and an upgrade is a reviewed diff of these files.
+CONSTRAINTS := constraints.txt
+SUPERSET_CONSTRAINTS := superset/constraints.txt
 JS := tagging-sdk/js
 APT_STAMP := $(VENV)/.apt-installed
 NATIVE := collector/_native.json
 NATIVE_SRC := collector/build_native.py collector/protocol.py collector/pipeline.py collector/privacy.py collector/app.py
 
 .PHONY: up down status test lint typecheck pytest js bench golden readme clean install native system-deps \
-	superset-install superset-assets superset-screenshots
+	superset-install superset-assets superset-screenshots lock
 
 install: $(STAMP) $(NATIVE)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
 	@touch $(STAMP)
 
 # The collector's per-request modules compiled with mypyc (optional: without a C compiler the
@@ -50,11 +54,28 @@ SUPERSET_STAMP := $(SUPERSET_VENV)/.installed
 
 superset-install: $(SUPERSET_STAMP)
 
-$(SUPERSET_STAMP): superset/requirements.txt
+$(SUPERSET_STAMP): superset/requirements.txt $(SUPERSET_CONSTRAINTS)
 	@test -x $(SUPERSET_VENV)/bin/python || $(PYTHON) -m venv $(SUPERSET_VENV)
 	$(SUPERSET_VENV)/bin/pip install --quiet --upgrade pip
-	$(SUPERSET_VENV)/bin/pip install --quiet -r superset/requirements.txt
+	$(SUPERSET_VENV)/bin/pip install --quiet -c $(SUPERSET_CONSTRAINTS) -r superset/requirements.txt
 	@touch $(SUPERSET_STAMP)
+
+# Resolve both environments again, each in a throwaway virtualenv from its own requirements (the
+# newest versions they allow), and write the constraints files; review their diff, then
+# `make install superset-install` brings .venv and superset/.venv to them.
+LOCK_VENV := $(VENV)-lock
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet -e ".[dev]"
+	{ sed -n '/^#/p' $(CONSTRAINTS); $(LOCK_VENV)/bin/pip freeze --exclude-editable; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/pip install --quiet -r superset/requirements.txt
+	{ sed -n '/^#/p' $(SUPERSET_CONSTRAINTS); $(LOCK_VENV)/bin/pip freeze --exclude-editable; } > $(SUPERSET_CONSTRAINTS).new
+	mv $(SUPERSET_CONSTRAINTS).new $(SUPERSET_CONSTRAINTS)
+	rm -rf $(LOCK_VENV)
 
 # The dashboards' YAML bundle, regenerated from superset/dnma_superset/bundle.py (review the diff).
 superset-assets: $(STAMP)
