@@ -1,5 +1,6 @@
 """Renders DDL once for the three deployments: embedded chDB / one server (MergeTree family),
-or a cluster (Replicated* local tables + Distributed, ON CLUSTER)."""
+or a cluster (Replicated* local tables + Distributed, ON CLUSTER). Nothing else that varies per
+install reaches the DDL: migrations render the same text everywhere (aggregator.migration_digests)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 class Renderer:
     database: str = "dnma"
     cluster: str = ""
-    hits_ttl_months: int = 13
 
     @property
     def on_cluster(self) -> str:

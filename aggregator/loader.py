@@ -269,12 +269,14 @@ class Loader:
 
     # -- startup
     def connect(self) -> None:
-        from aggregator.migrate import migrate
+        from aggregator.migrate import migrate, renderer
+        from aggregator.retention import apply_retention
         from dnma.chclient import get_client
 
         def attempt() -> Any:
             client = get_client(self.settings)
-            migrate(client, self.settings)
+            migrate(client, self.settings, settle=settle_pending)
+            apply_retention(client, renderer(self.settings), self.settings.hits_ttl_months)
             return client
 
         self.client = self._retry("connect", attempt)

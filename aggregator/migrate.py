@@ -1,17 +1,31 @@
 """Numbered migrations: `aggregator/migrations/mNNNN_name.py`, each with `up(r) -> list[str]` and
-`down(r) -> list[str]`, recorded in `dnma.schema_migrations`. `dnma migrate` is idempotent."""
+`down(r) -> list[str]`, recorded in `dnma.schema_migrations`. `dnma migrate` is idempotent.
+
+A shipped migration never changes (aggregator.migration_digests): it carries its own DDL text and
+imports nothing but aggregator.ddl; what varies per install (the hits TTL) is set after migrating
+(aggregator.retention). A new migration: a new module, then `dnma migrate --record-digests`."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from aggregator import migrations as migrations_pkg
 from aggregator.ddl import Renderer
+from aggregator.loader_state import LoaderState
 from dnma.settings import Settings, get_settings
+
+# Inserts the loader's pending batch (aggregator.loader.settle_pending, passed in by the loader).
+Settle = Callable[[Any, Settings], None]
+
+
+class PendingBatch(RuntimeError):
+    """A migration rebuilding `hits` is due while the loader has a batch pending, and no settle."""
 
 
 @dataclass(frozen=True)
@@ -41,11 +55,7 @@ def discover() -> list[Migration]:
 
 
 def renderer(settings: Settings) -> Renderer:
-    return Renderer(
-        database=settings.clickhouse_database,
-        cluster=settings.clickhouse_cluster,
-        hits_ttl_months=settings.hits_ttl_months,
-    )
+    return Renderer(database=settings.clickhouse_database, cluster=settings.clickhouse_cluster)
 
 
 def render_all(r: Renderer) -> list[str]:
@@ -72,12 +82,14 @@ def applied(client, r: Renderer) -> set[int]:  # type: ignore[no-untyped-def]
     return {int(row[0]) for row in rows}
 
 
-def migrate(client, settings: Settings | None = None, until: int | None = None) -> list[Migration]:  # type: ignore[no-untyped-def]
+def migrate(client, settings: Settings | None = None, until: int | None = None,  # type: ignore[no-untyped-def]
+            settle: Settle | None = None) -> list[Migration]:
     """Apply every migration not yet recorded (numbered up to `until`); returns the ones applied now.
 
     A migration with `SETTLE_LOADER_FIRST` rebuilds `hits` without its insert-deduplication log:
     the loader's pending batch (maybe inserted before a crash, redone with the same token) is
-    inserted first, while ClickHouse still recognises its token."""
+    inserted first by `settle`, while ClickHouse still recognises its token. Without `settle`
+    such a batch stops the migration (PendingBatch): the loader's start settles it."""
     settings = settings or get_settings()
     r = renderer(settings)
     _ensure_ledger(client, r)
@@ -87,9 +99,7 @@ def migrate(client, settings: Settings | None = None, until: int | None = None) 
         if m.number in done or (until is not None and m.number > until):
             continue
         if getattr(m.module, "SETTLE_LOADER_FIRST", False) and not r.cluster:
-            from aggregator.loader import settle_pending
-
-            settle_pending(client, settings)
+            _settle_first(client, settings, m, settle)
         for stmt in m.up(r):
             client.command(stmt)
         client.insert(r.name("schema_migrations"), [[m.number, m.name]], column_names=["number", "name"])
@@ -97,8 +107,19 @@ def migrate(client, settings: Settings | None = None, until: int | None = None) 
     return ran
 
 
+def _settle_first(client, settings: Settings, m: Migration, settle: Settle | None) -> None:  # type: ignore[no-untyped-def]
+    if LoaderState.load(settings.resolved_spool_dir).pending is None:
+        return
+    if settle is None:
+        raise PendingBatch(f"migration {m.number:04d}_{m.name} rebuilds hits and the loader has a batch pending "
+                           "(it stopped mid-insert): run `dnma loader --once`, which inserts it, then migrates")
+    settle(client, settings)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--print", action="store_true", help="print the rendered DDL instead of running it")
+    p.add_argument("--record-digests", action="store_true",
+                   help="append the digests of new migrations to aggregator/migrations/DIGESTS (never rewrites one)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -107,9 +128,17 @@ def run(args: argparse.Namespace) -> int:
         for stmt in render_all(renderer(settings)):
             print(stmt + ";\n")
         return 0
+    if args.record_digests:
+        from aggregator.migration_digests import record_missing
+
+        print(f"digests recorded: {record_missing(discover()) or 'none (all recorded)'}")
+        return 0
+    from aggregator.retention import apply_retention
     from dnma.chclient import get_client
 
     client = get_client(settings)
     ran = migrate(client, settings)
     print(f"migrations applied: {[f'{m.number:04d}_{m.name}' for m in ran] or 'none (up to date)'}")
+    altered = apply_retention(client, renderer(settings), settings.hits_ttl_months)
+    print(f"hits TTL ({settings.hits_ttl_months} months) set on: {altered or 'none (already set)'}")
     return 0

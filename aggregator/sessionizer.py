@@ -87,8 +87,12 @@ def stored_fingerprints(client, r: Renderer) -> dict[date, tuple[int, int]]:  # 
 
 
 def _ttl_cutoff(settings: Settings, today: date) -> date:
+    """Days up to this one have hits expiring (aggregator.retention), margin included. Counted in
+    months, not days: a century's TTL (test stacks) is 1,200 months back, still a valid date."""
     months = settings.hits_ttl_months
     year, month = divmod(today.year * 12 + today.month - 1 - months, 12)
+    if year < 1:
+        return date.min  # a TTL longer than the calendar: nothing expires
     return date(year, month + 1, min(today.day, 28)) + timedelta(days=TTL_MARGIN_DAYS)
 
 

@@ -77,6 +77,7 @@ class Stack:
             "ch_http_user": self.ch_user,
             "ch_http_password": self.ch_password,
             "loader_poll_interval_ms": 50,
+            "hits_ttl_months": 1200,  # a test's hits, whatever their date, are never expired
             "log_format": "text",
         }
         self.config.update(config)

@@ -12,6 +12,7 @@ import pytest
 from aggregator import visits_query
 from aggregator.ddl import Renderer
 from aggregator.migrate import applied, discover, migrate, render_all, renderer
+from aggregator.retention import apply_retention
 from aggregator.rollups import inline_dates
 from dnma.settings import Settings
 
@@ -41,15 +42,18 @@ def test_hits_has_no_raw_ip_or_uid_column(client, tmp_path: Path) -> None:  # ty
 
 
 def test_hits_ttl_follows_settings(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    migrate(client, Settings(data_dir=tmp_path, hits_ttl_months=7))
+    settings = Settings(data_dir=tmp_path, hits_ttl_months=7)
+    migrate(client, settings)
+    apply_retention(client, renderer(settings), settings.hits_ttl_months)  # what the loader's start does
     ddl = client.command("SHOW CREATE TABLE dnma.hits")
     assert "toIntervalMonth(7)" in ddl
 
 
 def test_every_migration_has_a_down(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """tests/test_migrations_frozen.py runs them; m0007's is empty: its up changes no schema of m0001's."""
     r = Renderer()
     for m in discover():
-        assert m.down(r), f"migration {m.number} has no down()"
+        assert m.down(r) or m.number == 7, f"migration {m.number} has no down()"
 
 
 def test_cluster_rendering_parses_with_clickhouse_parser(client) -> None:  # type: ignore[no-untyped-def]
@@ -98,7 +102,7 @@ def test_day_first_rekey_keeps_every_hit_and_the_views_feeding_the_rollups(clien
 
     settings = Settings(data_dir=tmp_path, hits_ttl_months=1200)
     migrate(client, settings, until=6)
-    for stmt in m0007.down(renderer(settings)):  # an install from before m0007: site first
+    for stmt in m0007.rekey(renderer(settings), m0007.OLD_ORDER_BY):  # an install from before m0007: site first
         client.command(stmt)
     assert _sorting_key(client) == "site_id, toDate(ts), visitor_id, ts"
     client.raw_insert("dnma.hits", insert_block=_hit_rows(0, 300), fmt="JSONEachRow")
@@ -110,7 +114,8 @@ def test_day_first_rekey_keeps_every_hit_and_the_views_feeding_the_rollups(clien
     assert _totals(client) == before  # the very same rows; the rollups untouched
     tables = {r[0] for r in client.query("SHOW TABLES FROM dnma").result_rows}
     assert "hits_rekey" not in tables
-    assert "TTL ts + toIntervalMonth(1200)" in client.command("SHOW CREATE TABLE dnma.hits")
+    apply_retention(client, renderer(settings), settings.hits_ttl_months)  # the copy has none until then
+    assert "TTL toDate32(ts) + toIntervalMonth(1200)" in client.command("SHOW CREATE TABLE dnma.hits")
 
     # The views follow the new table, once each: new hits reach every rollup exactly once.
     client.raw_insert("dnma.hits", insert_block=_hit_rows(301, 2), fmt="JSONEachRow")
@@ -133,3 +138,20 @@ def test_a_day_of_hits_is_one_key_range(client, tmp_path: Path) -> None:  # type
         f"EXPLAIN indexes = 1 SELECT count() FROM dnma.hits WHERE {day_filter}").result_rows)
     selected, total = (int(x) for x in re.findall(r"Granules: (\d+)/(\d+)", plan)[-1])  # the primary key's
     assert total >= 11 and selected <= total // 3 + 2, plan
+
+
+def test_a_pending_loader_batch_is_settled_before_the_rekey(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """m0007 copies hits without their deduplication log: the loader passes its settle step in
+    (aggregator.loader.settle_pending); anyone else migrating is stopped, never silently duplicating."""
+    from aggregator.loader_state import Intent, LoaderState, Range
+    from aggregator.migrate import PendingBatch
+
+    settings = Settings(data_dir=tmp_path)
+    migrate(client, settings, until=6)
+    settings.resolved_spool_dir.mkdir(parents=True, exist_ok=True)
+    LoaderState.load(settings.resolved_spool_dir).begin(Intent([Range("segment", 0, 100)]))
+    with pytest.raises(PendingBatch, match="dnma loader --once"):
+        migrate(client, settings)
+    settled: list[int] = []
+    ran = migrate(client, settings, settle=lambda c, s: settled.append(len(c.query("SELECT 1").result_rows)))
+    assert settled == [1] and [m.number for m in ran] == [m.number for m in discover() if m.number > 6]

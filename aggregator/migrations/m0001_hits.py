@@ -1,9 +1,47 @@
-"""The raw hits table, partitioned by (Paris) month, expiring after the configured TTL."""
+"""The raw hits table, partitioned by (Paris) month. Its TTL is not here: it follows a setting that
+varies per install, and the loader sets it at start (aggregator.retention)."""
 
 from __future__ import annotations
 
 from aggregator.ddl import Renderer
-from dnma.hits import HIT_COLUMNS
+
+# The columns as shipped (dnma.hits describes them; a column added there needs a new migration).
+COLUMNS = (
+    "`ts` DateTime('Europe/Paris') CODEC(Delta, ZSTD(1))",
+    "`received_at` DateTime('Europe/Paris') CODEC(Delta, ZSTD(1))",
+    "`site_id` UInt32",
+    "`action` LowCardinality(String) CODEC(ZSTD(1))",
+    "`url` String CODEC(ZSTD(3))",
+    "`title` String CODEC(ZSTD(3))",
+    "`referrer` String CODEC(ZSTD(3))",
+    "`campaign` String CODEC(ZSTD(3))",
+    "`uai` LowCardinality(String) CODEC(ZSTD(1))",
+    "`service` LowCardinality(String) CODEC(ZSTD(1))",
+    "`type` LowCardinality(String) CODEC(ZSTD(1))",
+    "`outil` LowCardinality(String) CODEC(ZSTD(1))",
+    "`profil` LowCardinality(String) CODEC(ZSTD(1))",
+    "`projet` LowCardinality(String) CODEC(ZSTD(1))",
+    "`exploitant` LowCardinality(String) CODEC(ZSTD(1))",
+    "`plateforme` LowCardinality(String) CODEC(ZSTD(1))",
+    "`visitor_id` UInt64 CODEC(Delta, ZSTD(1))",
+    "`user_hash` UInt64 CODEC(ZSTD(1))",
+    "`new_visit` UInt8",
+    "`device` LowCardinality(String) CODEC(ZSTD(1))",
+    "`os` LowCardinality(String) CODEC(ZSTD(1))",
+    "`browser` LowCardinality(String) CODEC(ZSTD(1))",
+    "`event_category` LowCardinality(String) CODEC(ZSTD(1))",
+    "`event_action` LowCardinality(String) CODEC(ZSTD(1))",
+    "`event_name` String CODEC(ZSTD(3))",
+    "`event_value` Nullable(Float64)",
+    "`search_keyword` String CODEC(ZSTD(3))",
+    "`search_category` String CODEC(ZSTD(3))",
+    "`search_count` Nullable(UInt32)",
+    "`goal_id` UInt32",
+    "`revenue` Nullable(Float64)",
+    "`pv_id` String CODEC(ZSTD(3))",
+    "`dimensions` Map(LowCardinality(String), String)",
+    "`flags` Array(LowCardinality(String))",
+)
 
 # Paris day first: the sessionizer reads one day at a time, and a day is then one key range
 # (`site_id IN (...)` inside it as well). Tables created before m0007 had the site first; m0007
@@ -13,18 +51,12 @@ ORDER_BY = "(toDate(ts), site_id, visitor_id, ts)"
 SETTINGS = "non_replicated_deduplication_window = 10000, index_granularity = 8192"
 
 
-def ttl(r: Renderer) -> str:
-    return f"ts + INTERVAL {r.hits_ttl_months} MONTH"
-
-
 def up(r: Renderer) -> list[str]:
-    columns = ",\n  ".join(f"`{name}` {ch_type}" for name, ch_type, _ in HIT_COLUMNS)
     return r.create_table(
         "hits",
-        columns,
+        ",\n  ".join(COLUMNS),
         order_by=ORDER_BY,
         partition_by="toYYYYMM(ts)",
-        ttl=ttl(r),
         settings=SETTINGS,
         sharding_key="cityHash64(site_id, visitor_id)",
     )

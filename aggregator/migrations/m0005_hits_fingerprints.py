@@ -6,26 +6,30 @@ An hour never straddles a local midnight in a time zone whose offset is a whole 
 so the site-local day's fingerprint is the sum of its hours (aggregator.visits_query). The few
 zones with a fractional offset (e.g. Pacific/Marquesas) are still read from `hits` itself.
 Blocks the source table deduplicates (loader retries) never reach the view.
+Kept as long as the hits themselves: the loader sets the TTL at start (aggregator.retention).
 """
 
 from __future__ import annotations
 
 from aggregator.ddl import Renderer
-from aggregator.visits_query import fingerprint_rollup_select
 
 TABLE = "hits_fingerprints"
+# The hash as shipped; aggregator.visits_query.fingerprint_hash must keep computing the same one.
+SELECT = (
+    "SELECT toStartOfHour(ts) AS hour, site_id, count() AS hits, sum(cityHash64(site_id, visitor_id, ts, "
+    "action, new_visit, campaign, uai, service, profil, flags)) AS hash FROM {hits} GROUP BY hour, site_id"
+)
 
 
 def view(r: Renderer) -> str:
-    """The materialized view feeding the table from the hits inserted (also recreated by m0007)."""
-    return r.create_materialized_view(f"{TABLE}_mv", TABLE, fingerprint_rollup_select(r))
+    """The materialized view feeding the table from the hits inserted."""
+    return r.create_materialized_view(f"{TABLE}_mv", TABLE, SELECT.format(hits=r.local_name("hits")))
 
 
 def up(r: Renderer) -> list[str]:
-    select = fingerprint_rollup_select(r)
     # Hits stored before this migration (the loader migrates before it inserts). A cluster's nodes
     # would each backfill their own shard; on a cluster this runs once by hand per shard (README).
-    backfill = [] if r.cluster else [f"INSERT INTO {r.local_name(TABLE)} {select}"]
+    backfill = [] if r.cluster else [f"INSERT INTO {r.local_name(TABLE)} {SELECT.format(hits=r.local_name('hits'))}"]
     return [
         *r.create_table(
             TABLE,
@@ -33,7 +37,6 @@ def up(r: Renderer) -> list[str]:
             order_by="(hour, site_id)",
             family="SummingMergeTree",
             partition_by="toYYYYMM(hour)",
-            ttl=f"hour + INTERVAL {r.hits_ttl_months} MONTH",  # as long as the hits themselves
             sharding_key="site_id",
         ),
         view(r),

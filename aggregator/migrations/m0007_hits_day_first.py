@@ -12,7 +12,8 @@ created again around the swap (a view follows a table, not its name), and the ol
 The copy does not carry the table's insert-deduplication log, so the loader's pending batch, which
 a redo would insert again, is settled first (SETTLE_LOADER_FIRST; aggregator.migrate). Nothing else
 may write to `hits` meanwhile: the loader migrates before it inserts; run `dnma migrate` by hand only
-with the loader stopped. Each step can be run again after an interruption.
+with the loader stopped. Each step can be run again after an interruption. The copy has no TTL: the
+loader sets it after migrating (aggregator.retention).
 
 Fresh installs get this key from m0001: the copy is then of an empty table. On a cluster this
 renders nothing (a cluster rekeys by hand, shard by shard: README).
@@ -21,35 +22,50 @@ renders nothing (a cluster rekeys by hand, shard by shard: README).
 from __future__ import annotations
 
 from aggregator.ddl import Renderer
-from aggregator.migrations import m0005_hits_fingerprints
-from aggregator.migrations.m0001_hits import ORDER_BY, SETTINGS, ttl
-from aggregator.migrations.m0004_rollups import hit_rollup_view
-from aggregator.rollups import HIT_ROLLUPS
 
 SETTLE_LOADER_FIRST = True
-OLD_ORDER_BY = "(site_id, toDate(ts), visitor_id, ts)"
+ORDER_BY = "(toDate(ts), site_id, visitor_id, ts)"
+OLD_ORDER_BY = "(site_id, toDate(ts), visitor_id, ts)"  # what m0001 created before this migration
+SETTINGS = "non_replicated_deduplication_window = 10000, index_granularity = 8192"
 
-
-def _views(r: Renderer) -> list[tuple[str, str]]:
-    """(name, CREATE statement) of every materialized view reading `hits`."""
-    views = [(f"{table}_mv", hit_rollup_view(r, table)) for table in HIT_ROLLUPS]
-    views.append((f"{m0005_hits_fingerprints.TABLE}_mv", m0005_hits_fingerprints.view(r)))
-    return views
+USERS = "uniqState(toUInt64(if(user_hash != 0, user_hash, visitor_id))) AS utilisateurs"
+# Every materialized view reading `hits` when this migration shipped (m0004, m0005), as they were
+# created; {hits} is the hits table.
+VIEWS: dict[str, tuple[str, str]] = {
+    # view: (target table, SELECT)
+    "hits_daily_mv": (
+        "hits_daily",
+        "SELECT toDate(ts) AS day, site_id, projet, uai, profil, service, device, action, "
+        f"toUInt64(count()) AS hits, {USERS} FROM {{hits}} WHERE NOT has(flags, 'invalid_uai') "
+        "GROUP BY day, site_id, projet, uai, profil, service, device, action",
+    ),
+    "hits_hourly_mv": (
+        "hits_hourly",
+        f"SELECT toStartOfHour(ts) AS hour, site_id, action, toUInt64(count()) AS hits, {USERS} "
+        "FROM {hits} WHERE NOT has(flags, 'invalid_uai') GROUP BY hour, site_id, action",
+    ),
+    "hits_fingerprints_mv": (
+        "hits_fingerprints",
+        "SELECT toStartOfHour(ts) AS hour, site_id, count() AS hits, sum(cityHash64(site_id, visitor_id, ts, "
+        "action, new_visit, campaign, uai, service, profil, flags)) AS hash FROM {hits} GROUP BY hour, site_id",
+    ),
+}
 
 
 def rekey(r: Renderer, order_by: str) -> list[str]:
+    """Copy `hits` into a table sorted by `order_by` and swap it in (tests also build an install
+    from before this migration with it)."""
     if r.cluster:
         return []
     hits, copy = r.local_name("hits"), r.local_name("hits_rekey")
-    views = _views(r)
     return [
         f"DROP TABLE IF EXISTS {copy}",  # left by an interrupted run: the old table or a partial copy
         f"CREATE TABLE {copy} AS {hits} ENGINE = MergeTree PARTITION BY toYYYYMM(ts) ORDER BY {order_by} "
-        f"TTL {ttl(r)} SETTINGS {SETTINGS}",
+        f"SETTINGS {SETTINGS}",
         f"INSERT INTO {copy} SELECT * FROM {hits}",
-        *(f"DROP VIEW IF EXISTS {r.database}.{name}" for name, _ in views),
+        *(f"DROP VIEW IF EXISTS {r.database}.{view}" for view in VIEWS),
         f"EXCHANGE TABLES {hits} AND {copy}",
-        *(create for _, create in views),
+        *(r.create_materialized_view(view, table, select.format(hits=hits)) for view, (table, select) in VIEWS.items()),
         f"DROP TABLE {copy}",
     ]
 
@@ -59,4 +75,6 @@ def up(r: Renderer) -> list[str]:
 
 
 def down(r: Renderer) -> list[str]:
-    return rekey(r, OLD_ORDER_BY)
+    # Nothing to undo: m0001 now creates the day-first key, so the schema before this migration is
+    # the one after it; code from before it reads a day-first table as well (only slower).
+    return []

@@ -60,6 +60,7 @@ def loader_env(data_dir: Path, **overrides: Any) -> dict[str, str]:
         "DNMA_CH_HTTP_PASSWORD": "test-reader-password",
         "DNMA_LOG_FORMAT": "json",
         "DNMA_LOADER_RETRY_MAX_S": "0.5",
+        "DNMA_HITS_TTL_MONTHS": "1200",  # a test's hits, whatever their date, are never expired
     })
     for k, v in overrides.items():
         env[f"DNMA_{k.upper()}"] = str(v)

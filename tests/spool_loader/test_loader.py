@@ -200,7 +200,7 @@ data_dir = Path(sys.argv[1])
 settings = Settings(data_dir=data_dir)
 client = clickhouse_connect.get_client(dsn="chdb://" + str((data_dir / "clickhouse").resolve()))
 migrate(client, settings, until=6)
-for stmt in m0007_hits_day_first.down(renderer(settings)):
+for stmt in m0007_hits_day_first.rekey(renderer(settings), m0007_hits_day_first.OLD_ORDER_BY):
     client.command(stmt)
 (seg,) = spool.list_segments(data_dir / "spool")
 intent = Intent([Range(seg.name, 0, seg.size)])

@@ -1,0 +1,111 @@
+"""The hits TTL, set after migrating from `hits_ttl_months`: a century keeps today's hits (no
+DateTime wrap-around), a short one drops old hits, fresh and existing installs end up alike."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import clickhouse_connect
+import pytest
+
+from aggregator.migrate import migrate, renderer
+from aggregator.retention import apply_retention, current_ttl
+from aggregator.sessionizer import _ttl_cutoff
+from dnma.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+@pytest.fixture()
+def client(tmp_path: Path):  # type: ignore[no-untyped-def]
+    c = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path / 'ch'}")
+    yield c
+    c.close()
+
+
+def _insert_hits(client, *timestamps: str) -> None:  # type: ignore[no-untyped-def]
+    for n, ts in enumerate(timestamps):
+        client.command("INSERT INTO dnma.hits (ts, received_at, site_id, visitor_id) "
+                       f"SELECT toDateTime('{ts}', 'Europe/Paris'), now(), 1, {n + 1}")
+
+
+def _kept(client) -> tuple[list[str], list[str]]:  # type: ignore[no-untyped-def]
+    """The hits and fingerprint hours left once every merge (TTL included) has run."""
+    for table in ("hits", "hits_fingerprints"):
+        client.command(f"OPTIMIZE TABLE dnma.{table} FINAL")
+    hits = client.query("SELECT toString(ts) FROM dnma.hits ORDER BY ts").result_rows
+    hours = client.query("SELECT toString(hour) FROM dnma.hits_fingerprints ORDER BY hour").result_rows
+    return [r[0] for r in hits], [r[0] for r in hours]
+
+
+def test_a_century_keeps_the_hits_of_2026(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`ts + INTERVAL 1200 MONTH` wraps past 2106 (2026 + 100 years read as 1990): every hit expired."""
+    settings = Settings(data_dir=tmp_path, hits_ttl_months=1200)
+    migrate(client, settings)
+    assert apply_retention(client, renderer(settings), 1200) == ["hits", "hits_fingerprints"]
+    _insert_hits(client, "2026-05-28 10:00:00", "2026-11-19 08:30:00")
+    assert _kept(client) == (["2026-05-28 10:00:00", "2026-11-19 08:30:00"],
+                             ["2026-05-28 10:00:00", "2026-11-19 08:00:00"])
+
+
+def test_a_short_ttl_drops_old_hits_and_their_fingerprints(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(data_dir=tmp_path, hits_ttl_months=2)
+    migrate(client, settings)
+    apply_retention(client, renderer(settings), 2)
+    _insert_hits(client, "2020-01-15 10:00:00")
+    client.command("INSERT INTO dnma.hits (ts, received_at, site_id, visitor_id) SELECT now(), now(), 1, 9")
+    hits, hours = _kept(client)
+    assert len(hits) == len(hours) == 1 and hits[0] > "2020-02" and hours[0] > "2020-02"
+
+
+def test_fresh_and_existing_installs_converge_and_alter_only_once(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An install migrated before the TTL left the migrations has `ts + INTERVAL n MONTH`; a fresh
+    one has no TTL. After the loader's start step both have the same table, and a second start
+    alters nothing."""
+    fresh = Settings(data_dir=tmp_path, clickhouse_database="fresh")
+    old = Settings(data_dir=tmp_path, clickhouse_database="old")
+    for settings in (fresh, old):
+        migrate(client, settings)
+    assert current_ttl(client, renderer(fresh), "hits") == ""
+    client.command("ALTER TABLE old.hits MODIFY TTL ts + INTERVAL 13 MONTH")  # as m0001 shipped it
+    client.command("ALTER TABLE old.hits_fingerprints MODIFY TTL hour + INTERVAL 13 MONTH")
+    for settings in (fresh, old):
+        assert apply_retention(client, renderer(settings), 13) == ["hits", "hits_fingerprints"]
+        assert apply_retention(client, renderer(settings), 13) == []
+    for table in ("hits", "hits_fingerprints"):
+        created = [str(client.command(f"SHOW CREATE TABLE {db}.{table}")).replace(f"{db}.", "DB.") for db in ("fresh", "old")]
+        assert created[0] == created[1]
+        assert "TTL toDate32(" in created[0] and "toIntervalMonth(13)" in created[0]
+    assert apply_retention(client, renderer(fresh), 1200) == ["hits", "hits_fingerprints"]
+
+
+def test_a_zero_ttl_is_refused(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(data_dir=tmp_path, hits_ttl_months=0)
+    migrate(client, settings)
+    with pytest.raises(ValueError, match="at least 1"):
+        apply_retention(client, renderer(settings), 0)
+
+
+@pytest.mark.parametrize(("months", "today", "cutoff"), [
+    (13, date(2026, 3, 31), date(2025, 3, 2)),  # day clamped to 28, then the margin
+    (1200, date(2026, 11, 19), date(1926, 11, 21)),  # a century back, still a date
+    (1200, date(2026, 1, 5), date(1926, 1, 7)),
+    (10**6, date(2026, 11, 19), date.min),  # longer than the calendar: nothing expires
+])
+def test_the_sessionizer_cutoff_counts_months_back(months: int, today: date, cutoff: date) -> None:
+    assert _ttl_cutoff(Settings(hits_ttl_months=months), today) == cutoff
+
+
+def test_dnma_migrate_sets_the_ttl(tmp_path: Path) -> None:
+    """`dnma migrate` (its command function, in a process of its own like the command's)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DNMA_")}
+    env |= {"DNMA_DATA_DIR": str(tmp_path), "DNMA_CONFIG": str(tmp_path / "absent.toml"), "DNMA_HITS_TTL_MONTHS": "1200"}
+    run = [sys.executable, "-c", "import argparse, sys; from aggregator.migrate import run; "
+           "sys.exit(run(argparse.Namespace(print=False, record_digests=False)))"]
+    first = subprocess.run(run, env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "set on: ['hits', 'hits_fingerprints']" in first
+    again = subprocess.run(run, env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "none (up to date)" in again and "none (already set)" in again
