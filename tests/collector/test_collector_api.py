@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
 import orjson
-from ct_support import DEMO_TOKEN, SUPER_TOKEN, Collector
+import uvicorn
+from ct_support import DEMO_TOKEN, SUPER_TOKEN, Collector, collector_sites
+from harness import free_port
+
+from dnma.settings import Settings
+from dnma.sites import dump_sites
 
 
 def api(collector: Collector, how: str, **params: str) -> object:
@@ -73,15 +84,53 @@ def test_get_sites_id_from_site_url(collector: Collector) -> None:
     )
 
 
-def test_registry_accepts_new_methods(collector: Collector) -> None:
-    from collector.api import API_METHODS, api_method
+def test_api_methods_handed_to_a_collector_are_answered(tmp_path: Path) -> None:
+    """Methods handed to a collector (as the command line hands it the reporting API's) are answered
+    over HTTP like the built-in ones, token checks and API.getBulkRequest included; a collector
+    not handed them answers Matomo's unknown-method error."""
+    from collector.api import ApiRequest
+    from collector.app import Collector as CollectorApp
 
-    @api_method("Test.echo")
-    def echo(req):  # type: ignore[no-untyped-def]
-        return req.params.get("x")
+    dump_sites(collector_sites(), tmp_path / "sites.yaml")
+    settings = Settings(data_dir=tmp_path, sites_file=tmp_path / "sites.yaml", super_user_token=SUPER_TOKEN)
 
-    assert API_METHODS["Test.echo"] is echo
-    API_METHODS.pop("Test.echo")
+    def echo(req: ApiRequest) -> object:
+        return {"x": req.params.get("x"), "super_user": req.is_super_user()}
+
+    def serve(app: CollectorApp) -> tuple[uvicorn.Server, threading.Thread, int]:
+        port = free_port()
+        # In this process: the API needs no spool.
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.started
+        return server, thread, port
+
+    def call(port: int, token: str, **extra: str) -> Any:
+        params = {"module": "API", "format": "json", "method": "Test.echo", "x": "bonjour", "token_auth": token,
+                  **extra}
+        r = httpx.post(f"http://127.0.0.1:{port}/index.php", data=params, timeout=10)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+        return r.json()
+
+    for methods, expected in (({"Test.echo": echo}, True), ({}, False)):
+        server, thread, port = serve(CollectorApp(settings, api_methods=methods))
+        try:
+            if expected:
+                assert call(port, SUPER_TOKEN) == {"x": "bonjour", "super_user": True}
+                assert call(port, DEMO_TOKEN) == {"x": "bonjour", "super_user": False}
+                bulk = call(port, DEMO_TOKEN, method="API.getBulkRequest", **{"urls[0]": "method=Test.echo&x=a",
+                                                                              "urls[1]": "method=Nope.nope"})
+                assert bulk[0] == {"x": "a", "super_user": False} and bulk[1]["result"] == "error"
+            else:
+                gone = call(port, SUPER_TOKEN)
+                assert gone["result"] == "error" and "Test.echo" in gone["message"]
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
 
 
 def test_healthz(collector: Collector) -> None:

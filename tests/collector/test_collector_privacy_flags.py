@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
 import pytest
 from ct_support import DEMO_TOKEN, Collector, page
+
+from collector.pipeline import DropReason
 
 
 def test_no_raw_ip_or_uid_in_the_spooled_bytes(collector: Collector, marker: str) -> None:
@@ -26,6 +29,7 @@ def test_no_raw_ip_or_uid_in_the_spooled_bytes(collector: Collector, marker: str
     assert (r1.status_code, r2.status_code, r3.json()["tracked"]) == (200, 200, 1)
     assert len(collector.rows_with(marker)) == 3
     raw = collector.raw_spool()
+    assert page(marker).encode() in raw  # the scan below reads the bytes these hits were written to
     for secret in (uid, ip, cip, "203.0.113", "198.51.100.213", DEMO_TOKEN):
         assert secret.encode() not in raw, secret
     rows = collector.rows_with(marker)
@@ -39,7 +43,22 @@ def test_no_ip_or_query_string_in_the_collector_log(collector: Collector, marker
         headers={"X-Forwarded-For": "203.0.113.99"},
     )
     log = collector.stack.log_tail("collector", 200_000)
+    assert "collector worker ready" in log  # the scan reads the collector's own log
     assert "203.0.113.99" not in log and marker not in log
+
+
+def test_drop_reason_labels_carry_no_request_value(collector: Collector, marker: str) -> None:
+    """Dropped hits are counted under the fixed reason names, never under what the request sent."""
+    r = collector.http.get(
+        "/matomo.php",
+        params={"idsite": f"oops-{marker}", "rec": 1, "url": page(marker)},
+        headers={"X-Forwarded-For": "203.0.113.98"},
+    )
+    assert r.status_code == 400
+    metrics = collector.http.get("/metrics").text
+    assert 'dnma_collector_hits_dropped_total{reason="invalid_site"}' in metrics  # this hit's drop, counted
+    assert set(re.findall(r'reason="([^"]*)"', metrics)) <= {str(reason) for reason in DropReason}
+    assert "203.0.113.98" not in metrics and marker not in metrics
 
 
 def track(collector: Collector, marker: str, site: int = 1, **dims: Any) -> tuple[int, list[dict[str, Any]]]:

@@ -1,5 +1,8 @@
 """Clean synthetic traffic for the false-positive test: per site, hour and day a realistic count
-(weekday and hour profile, holidays lower, ±10 % noise), expanded to hits by INSERT ... SELECT."""
+(weekday and hour profile, holidays lower, ±10 % noise), expanded to hits by INSERT ... SELECT.
+
+The holidays that shape it are a literal table of their own, not the checks' SchoolCalendar: a bug
+there must make the checks disagree with this traffic, not shape both sides alike."""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from aggregator.checks.base import PARIS
-from aggregator.checks.calendar import SchoolCalendar, Territory
 from dnma.vocab import PROFILS, SERVICES
 
 WEEKDAY = (1.0, 1.0, 0.7, 1.0, 0.9, 0.35, 0.3)
@@ -16,14 +18,31 @@ WEEKDAY = (1.0, 1.0, 0.7, 1.0, 0.9, 0.35, 0.3)
 HOURS = {7: 2, 8: 6, 9: 6, 10: 6, 11: 5, 12: 5, 13: 5, 14: 6, 15: 6, 16: 7, 17: 9, 18: 10, 19: 9, 20: 7, 21: 4, 22: 2}
 _TOTAL = sum(HOURS.values())
 
+# The official calendar (education.gouv.fr, Légifrance), first and last day off, from the end of the
+# 2024 summer holidays to the eve of Christmas: the span COVERED, where this table is complete.
+COVERED = (date(2024, 9, 1), date(2024, 12, 20))
+SCHOOL_HOLIDAYS: dict[str, tuple[tuple[date, date], ...]] = {
+    zone: ((date(2024, 7, 6), date(2024, 9, 1)),  # summer: back to school on Monday 2 September
+           (date(2024, 10, 19), date(2024, 11, 3)))  # Toussaint, the same for the three zones
+    for zone in ("A", "B", "C")
+}
+PUBLIC_HOLIDAYS = frozenset({date(2024, 11, 1), date(2024, 11, 11)})  # Toussaint, Armistice
 
-def buckets(site_id: int, daily: int, first: date, last: date, territory: Territory, calendar: SchoolCalendar,
-            seed: int = 7) -> list[list[Any]]:
+
+def is_off(day: date, zone: str) -> bool:
+    """A public holiday, or a school-holiday day of `zone` (A, B or C)."""
+    if not COVERED[0] <= day <= COVERED[1]:
+        raise ValueError(f"{day} is outside the synthetic holiday table ({COVERED[0]} to {COVERED[1]})")
+    return day in PUBLIC_HOLIDAYS or any(first <= day <= last for first, last in SCHOOL_HOLIDAYS[zone])
+
+
+def buckets(site_id: int, daily: int, first: date, last: date, zone: str, seed: int = 7) -> list[list[Any]]:
+    """(site_id, hour, hits) rows from `first` to `last`, for pupils of school-holiday `zone`."""
     rng = random.Random(seed * 1000 + site_id)
     out: list[list[Any]] = []
     day = first
     while day <= last:
-        factor = WEEKDAY[day.weekday()] * (0.3 if calendar.is_off(day, territory) else 1.0)
+        factor = WEEKDAY[day.weekday()] * (0.3 if is_off(day, zone) else 1.0)
         for hour, weight in HOURS.items():
             n = round(daily * factor * weight / _TOTAL * rng.uniform(0.9, 1.1))
             if n:

@@ -51,7 +51,8 @@ def cycle(env: Any, check: str, faulty: list[dict[str, Any]], scope: tuple[str, 
     assert again == []
     assert rows_of(client, check) == 1
     row = [r for r in current_alerts(client, check) if (r[1], r[2]) == scope][0]
-    assert row[3] == "open" and row[9] > row[8] - 1  # last_seen moved on, first_seen kept
+    # The second run moved last_seen on; first_seen stays the first run's.
+    assert row[3] == "open" and (row[8], row[9]) == (NOW.timestamp(), (NOW + timedelta(minutes=20)).timestamp())
     later = NOW + timedelta(days=1)
     insert_hits(client, clean_hits(SITE_BZH, later - timedelta(hours=20), 300))
     assert scope in resolved(run_checks(client, settings, only=[check], now=later), check)

@@ -1,15 +1,24 @@
 """The visit rules of VISITS.md in plain Python, hit by hit: the oracle the SQL is compared with.
 
-Input hits are dicts already carrying their local `day` and content hash `h` (from ClickHouse).
+Input hits are dicts with `ts` in unix seconds and their content hash `h` (from ClickHouse); the
+reference finds each hit's local day itself, with zoneinfo, not with the production SQL.
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from itertools import groupby
 from typing import Any
+from zoneinfo import ZoneInfo
 
 GAP_S = 1800
 COUNTED = ("pageview", "download", "outlink", "search", "event")
+DEFAULT_TZ = "Europe/Paris"
+
+
+def local_day(site_id: int, ts: int, timezones: dict[int, str]) -> date:
+    """The calendar day of unix second `ts` where the site is (Paris unless the site says otherwise)."""
+    return datetime.fromtimestamp(ts, ZoneInfo(timezones.get(site_id, DEFAULT_TZ))).date()
 
 
 def _order(hit: dict[str, Any]) -> tuple[int, int, int]:
@@ -51,9 +60,9 @@ def _visit(hits: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def sessionize(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Visits of the hits, sorted by (site, day, visitor, start)."""
-    valid = [h for h in hits if "invalid_uai" not in h["flags"]]
+def sessionize(hits: list[dict[str, Any]], timezones: dict[int, str]) -> list[dict[str, Any]]:
+    """Visits of the hits, sorted by (site, day, visitor, start); `timezones` by site id."""
+    valid = [h | {"day": local_day(h["site_id"], h["ts"], timezones)} for h in hits if "invalid_uai" not in h["flags"]]
     key = lambda h: (h["site_id"], h["day"], h["visitor_id"])  # noqa: E731
     visits = []
     for _, group in groupby(sorted(valid, key=lambda h: (key(h), _order(h))), key=key):
