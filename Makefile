@@ -15,7 +15,7 @@ APT_STAMP := $(VENV)/.apt-installed
 NATIVE := collector/_native.json
 NATIVE_SRC := collector/build_native.py collector/protocol.py collector/pipeline.py collector/privacy.py collector/app.py
 
-.PHONY: up down status test lint typecheck pytest js bench golden readme clean install native system-deps \
+.PHONY: up down status test lint typecheck contracts pytest js bench golden readme clean install native system-deps \
 	superset-install superset-assets superset-screenshots lock
 
 install: $(STAMP) $(NATIVE)
@@ -99,13 +99,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy dnma collector aggregator
+	$(BIN)/mypy cli dnma collector aggregator
+
+# The architecture's import contracts (pyproject.toml [tool.importlinter]).
+contracts: $(STAMP)
+	$(BIN)/lint-imports
 
 pytest: $(STAMP) $(NATIVE) js system-deps superset-install
 	cd $(JS) && npm test --silent
 	$(BIN)/pytest -q
 
-test: lint typecheck pytest
+test: lint typecheck contracts pytest
 
 bench: $(STAMP) $(NATIVE) js system-deps
 	$(BIN)/python bench/run_all.py

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from aggregator.loader_state import Intent, LoaderState, Range
-from dnma import spool
+from dnma import clock, spool
 from dnma.settings import Settings, get_settings
 
 STATUS_FILE = "loader_status.json"  # read by the collector's /metrics (separate process)
@@ -333,7 +333,7 @@ class Loader:
         record instead, so one bad record never blocks the others."""
         oldest = _oldest_received_at(blocks)
         if oldest:
-            self.metrics.lag_seconds = max(0.0, time.time() - oldest)
+            self.metrics.lag_seconds = max(0.0, clock.time() - oldest)  # received_at is on DNMA's clock
         table = f"{self.settings.clickhouse_database}.hits"
         rejected = 0
 

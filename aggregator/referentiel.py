@@ -8,13 +8,13 @@ import csv
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from aggregator.geo_codes import departement_code, departement_iso, region_iso
 from aggregator.migrations.m0002_etablissements import ETABLISSEMENT_COLUMNS, STAGE, TABLE
+from dnma import clock
 from dnma.uai import normalise
 
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in ETABLISSEMENT_COLUMNS)
@@ -328,7 +328,7 @@ def load_files(client: Any, settings: Any, paths: list[Path], *, replace: bool =
             row.pop("loaded_at")
             ref.etablissements[uai] = row
     ref.add_files(paths)
-    loaded_at = datetime.now().replace(microsecond=0)
+    loaded_at = clock.now().replace(microsecond=0)
     rows = [[*(e[name] for name in COLUMN_NAMES[:-1]), loaded_at] for e in ref.etablissements.values()]
 
     on_cluster = r.on_cluster

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,6 +27,7 @@ from aggregator.rollups import (
     swap_partition,
 )
 from aggregator.visits_query import array_select, checked_timezones, fingerprints_select, site_days_select
+from dnma import clock
 from dnma.settings import Settings, get_settings
 
 log = logging.getLogger("dnma.sessionizer")
@@ -107,7 +108,7 @@ def dirty_fingerprints(client, settings: Settings, timezones: dict[int, str] | N
     tzs = site_timezones(settings) if timezones is None else timezones
     current = current_fingerprints(client, r, tzs)
     stored = stored_fingerprints(client, r)
-    cutoff = _ttl_cutoff(settings, date.today())
+    cutoff = _ttl_cutoff(settings, clock.today())
     return {d: fp for d, fp in sorted(current.items()) if fp != stored.get(d) and d > cutoff}
 
 
@@ -116,7 +117,7 @@ SiteFingerprints = dict[int, tuple[int, int]]  # site -> (hits, summed hash) of 
 
 def live_from(timezones: dict[int, str], now: datetime | None = None) -> date:
     """The earliest day still under way for some site: today in the sites' zone furthest behind."""
-    moment = now or datetime.now(tz=UTC)
+    moment = now or clock.now()
     return min(moment.astimezone(ZoneInfo(tz)).date() for tz in {"Europe/Paris", *timezones.values()})
 
 
@@ -232,7 +233,7 @@ def finish_day(client, r: Renderer, day: date, sites: SiteFingerprints,  # type:
     hits, digest = day_fingerprint(sites)
     client.insert(
         r.local_name("visits_fingerprints"),
-        [[day, hits, digest, datetime.now(), sorted((s, n, d) for s, (n, d) in sites.items())]],
+        [[day, hits, digest, clock.now(), sorted((s, n, d) for s, (n, d) in sites.items())]],
         column_names=["day", "hits", "hash", "built_at", "sites"],
     )
     count = client.query(

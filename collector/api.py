@@ -1,16 +1,18 @@
 """The collector's slow paths on FastAPI: /healthz, /metrics, the tracker script, and the Matomo
-`module=API` surface as a registry of method name → handler (the reporting API adds its own).
+`module=API` surface: a table of method name → handler, the sites methods of this module plus those
+handed to `create_api` (the reporting API's, wired by the command line; see collector/app.py).
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -51,23 +53,10 @@ class ApiRequest:
 
 
 ApiHandler = Callable[[ApiRequest], Any]
-API_METHODS: dict[str, ApiHandler] = {}
-
-
-def api_method(name: str) -> Callable[[ApiHandler], ApiHandler]:
-    """Register a Matomo API method (`Module.action`); other modules call this to add theirs."""
-
-    def register(fn: ApiHandler) -> ApiHandler:
-        API_METHODS[name] = fn
-        return fn
-
-    return register
-
 
 _NO_ACCESS = "You can't access this resource as it requires 'view' access for the website id = {}."
 
 
-@api_method("SitesManager.getSiteFromId")
 def get_site_from_id(req: ApiRequest) -> Any:
     site_id = req.int_param("idSite")
     site = req.sites.get(site_id)
@@ -77,7 +66,6 @@ def get_site_from_id(req: ApiRequest) -> Any:
     return site.as_matomo()
 
 
-@api_method("SitesManager.getSitesIdFromSiteUrl")
 def get_sites_id_from_site_url(req: ApiRequest) -> Any:
     url = req.params.get("url", "")
     if not url:
@@ -89,9 +77,45 @@ def get_sites_id_from_site_url(req: ApiRequest) -> Any:
     return [{"idsite": i} for i in visible]
 
 
-@api_method("API.getMatomoVersion")
 def get_matomo_version(req: ApiRequest) -> Any:
     return {"value": "5.0.0"}  # what Matomo clients check for compatibility; we speak the 5.x protocol
+
+
+SITE_METHODS: dict[str, ApiHandler] = {
+    "SitesManager.getSiteFromId": get_site_from_id,
+    "SitesManager.getSitesIdFromSiteUrl": get_sites_id_from_site_url,
+    "API.getMatomoVersion": get_matomo_version,
+}
+
+
+def bulk_request(methods: Mapping[str, ApiHandler]) -> ApiHandler:
+    """API.getBulkRequest over `methods`: urls[0]=<urlencoded query>, urls[1]=...; each answered in
+    order, an error never sinks the others. The bulk request's token applies to every sub-request
+    that does not carry its own."""
+
+    def get_bulk_request(req: ApiRequest) -> list[Any]:
+        indexed = []
+        for key, value in req.params.items():
+            if key.startswith("urls[") and key.endswith("]") and key[5:-1].isdigit():
+                indexed.append((int(key[5:-1]), value))
+        if not indexed:
+            raise ApiError("Parameter 'urls' missing (urls[0]=method%3D...)")
+        out: list[Any] = []
+        for _, query in sorted(indexed):
+            sub = dict(parse_qsl(query.lstrip("?"), keep_blank_values=True))
+            if req.token and "token_auth" not in sub:
+                sub["token_auth"] = req.token
+            method = sub.get("method", "")
+            handler = methods.get(method)
+            try:
+                if handler is None:
+                    raise ApiError(f"The method '{method}' does not exist or is not available in the module")
+                out.append(handler(ApiRequest(sub, req.sites, req.settings)))
+            except ApiError as exc:
+                out.append({"result": "error", "message": str(exc)})
+        return out
+
+    return get_bulk_request
 
 
 def _json(doc: Any) -> Response:
@@ -101,16 +125,15 @@ def _json(doc: Any) -> Response:
 TRACKER_SCRIPT = REPO_ROOT / "tagging-sdk" / "js" / "dist" / "dnma.iife.js"  # built by `make js`
 
 
-def create_api(collector: Collector) -> FastAPI:
+def create_api(collector: Collector, methods: Mapping[str, ApiHandler], routers: Sequence[APIRouter]) -> FastAPI:
+    """The slow paths of `collector`: `methods` are its Matomo API methods besides SITE_METHODS and
+    API.getBulkRequest, `routers` its other surfaces (quality, debug)."""
     settings = collector.settings
     app = FastAPI(title="DNMA collector", docs_url=None, redoc_url=None, openapi_url=None)
-    from collector import reporting_routes  # noqa: F401  (registers the reporting API's methods)
-    from collector.quality_routes import build_router
-
-    app.include_router(build_router(settings))
-    from collector import debug
-
-    app.include_router(debug.build_router(collector))
+    for router in routers:
+        app.include_router(router)
+    table: dict[str, ApiHandler] = {**SITE_METHODS, **methods}
+    table["API.getBulkRequest"] = bulk_request(dict(table))  # a bulk request never nests another
 
     @app.get("/healthz")
     async def healthz() -> Response:
@@ -163,7 +186,7 @@ def create_api(collector: Collector) -> FastAPI:
         try:
             if fmt not in ("json", "original"):
                 raise ApiError(f"format={fmt} is not supported; use format=json")
-            handler = API_METHODS.get(method)
+            handler = table.get(method)
             if handler is None:
                 raise ApiError(f"The method '{method}' does not exist or is not available in the module")
             # In a thread: reporting handlers wait on ClickHouse, tracking must not wait on them.

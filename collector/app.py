@@ -12,7 +12,7 @@ import hmac
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -32,6 +32,7 @@ from collector.protocol import (
     request_params,
 )
 from collector.useragent import UAClassifier
+from dnma import clock
 from dnma.settings import Settings, get_settings
 from dnma.sites import SiteRegistry
 from dnma.spool import SpoolFull
@@ -79,7 +80,9 @@ class ClientGone(Exception):
 class Collector:
     """One per worker process. Owns the spool writer, the site registry and the pipeline context."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, *, api_methods: Mapping[str, Any] | None = None) -> None:
+        """`api_methods`: Matomo API methods beyond the sites ones (name -> collector.api.ApiHandler),
+        e.g. the reporting API's, which the command line wires in (collector never imports aggregator)."""
         self.settings = settings or get_settings()
         s = self.settings
         self.sites = SiteRegistry.load(s.resolved_sites_file)
@@ -95,13 +98,16 @@ class Collector:
         )
         self.spool: Any = None  # dnma.spool.SpoolWriter once started
         self.started_at = time.time()
+        self.clock_offset = clock.configure(s.now)  # hits are timed on DNMA's clock (DNMA_NOW)
         self._flusher: asyncio.Task[None] | None = None
+        from collector import debug, quality_routes
         from collector.debug import DebugRecorder
 
-        self.debug = DebugRecorder(s.data_dir)  # records only while a /debug view is open
+        self.debug = DebugRecorder(s.data_dir, self.clock_offset)  # records only while a /debug view is open
         from collector.api import create_api  # FastAPI: only for the slow paths
 
-        self.api = create_api(self)
+        routers = [quality_routes.build_router(s), debug.build_router(self)]
+        self.api = create_api(self, api_methods or {}, routers)
 
     # --- ASGI entry point
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -245,7 +251,7 @@ class Collector:
         params = request_params(query, body)
         if not params:
             return (200 if is_get else 400), [_CT_TEXT], TEXT_PAGE
-        now = time.time()
+        now = time.time() + self.clock_offset
         hit = self._hit(scope, headers, params, "", now)
         reason = pipeline.run(hit, self.ctx)
         if self.debug.wants(hit):
@@ -312,7 +318,7 @@ class Collector:
         else:
             parsed = False
         bulk.raw_items = bulk.items = []
-        now = time.time()
+        now = time.time() + self.clock_offset
         ip = self._client_ip(scope, headers)
         token = bulk.token_auth
         shared: dict[Any, Any] = {}  # per-request memo: decoded headers, token checks, masked IP
@@ -404,9 +410,4 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def create_app() -> Collector:
-    """uvicorn factory (`collector.app:create_app`): one Collector per worker process."""
-    return Collector()
-
-
-__all__ = ["Collector", "DropReason", "create_app", "GIF", "TEXT_PAGE"]
+__all__ = ["Collector", "DropReason", "GIF", "TEXT_PAGE"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import html
 import os
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collector import pipeline
 from collector.pipeline import Context, DropReason, Hit
+from dnma import clock
 
 if TYPE_CHECKING:
     from collector.app import Collector
@@ -100,8 +100,9 @@ def mask_query(url: str) -> str:
 class DebugRecorder:
     """One per worker. `wants()` is the only call on the hot path: a clock compare and a set lookup."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, clock_offset: float = 0.0) -> None:
         self.dir = Path(data_dir) / "debug"
+        self.clock_offset = clock_offset  # hits are timed on DNMA's clock, files on the host's
         self._active: frozenset[int] = frozenset()
         self._next_refresh = 0.0
         self._seq = 0
@@ -127,7 +128,7 @@ class DebugRecorder:
                     name = entry.name
                     if name.startswith("site-") and name.endswith(".viewer"):
                         try:
-                            if entry.stat().st_mtime > now - VIEWER_TTL_S:
+                            if entry.stat().st_mtime + self.clock_offset > now - VIEWER_TTL_S:
                                 active.add(int(name[5:-7]))
                         except (OSError, ValueError):
                             continue
@@ -278,7 +279,7 @@ def build_router(collector: Collector) -> APIRouter:
         site_id = authorise(idsite, token_auth, authorization)
         recorder.mark_viewer(site_id)
         hits = await run_in_threadpool(recorder.read, site_id, since, limit)
-        doc = {"idsite": site_id, "now": time.time(), "recording_ttl_s": VIEWER_TTL_S, "hits": hits}
+        doc = {"idsite": site_id, "now": clock.time(), "recording_ttl_s": VIEWER_TTL_S, "hits": hits}
         return Response(orjson.dumps(doc), media_type="application/json", headers=_PRIVATE_HEADERS)
 
     return router

@@ -1,16 +1,34 @@
-"""The reporting API's Matomo methods (VisitsSummary.get, CustomDimensions, Events, Actions,
-API.getBulkRequest) registered in the collector's API registry; they read ClickHouse read-only."""
+"""The reporting API's Matomo methods (VisitsSummary.get, CustomDimensions, Events, Actions) as
+collector API handlers: the HTTP side (tokens, site ids, "today", errors) of the queries that the
+aggregator owns (aggregator.reporting), handed in as a `ReportingBackend` by the command line so
+that the collector never imports the aggregator. They read ClickHouse through the read-only
+endpoint."""
 
 from __future__ import annotations
 
 import threading
-from datetime import date, datetime
-from typing import Any
-from urllib.parse import parse_qsl
+from collections.abc import Collection, Mapping
+from datetime import date
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from collector.api import API_METHODS, ApiError, ApiRequest, api_method
+from collector.api import ApiError, ApiHandler, ApiRequest
+from dnma import clock
 from dnma.settings import Settings
+
+
+class ReportingBackend(Protocol):
+    """What the reporting methods need of the queries' owner (aggregator.reporting satisfies it)."""
+
+    @property
+    def METHODS(self) -> Collection[str]: ...  # noqa: N802 - a module constant
+
+    @property
+    def ReportError(self) -> type[Exception]: ...  # noqa: N802 - a module's exception class
+
+    def call(self, client: Any, method: str, params: Mapping[str, str], site_ids: tuple[int, ...], today: date,
+             *, slots: Mapping[int, str] | None = None, database: str = "dnma") -> Any: ...
+
 
 _NO_ACCESS = "You can't access this resource as it requires 'view' access for the website id = {}."
 _LOGIN = "You must be logged in to access this functionality (token_auth)."
@@ -60,19 +78,17 @@ def site_ids(req: ApiRequest) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _report(method: str) -> Any:
+def _report(backend: ReportingBackend, method: str) -> ApiHandler:
     def handler(req: ApiRequest) -> Any:
         from clickhouse_connect.driver.exceptions import ClickHouseError
-
-        from aggregator.reporting import ReportError, call
 
         ids = site_ids(req)
         first = req.sites.get(ids[0])
         assert first is not None  # site_ids checked it
         # "today" is the site's today, as in Matomo.
-        today: date = datetime.now(ZoneInfo(first.timezone)).date()
+        today: date = clock.today(ZoneInfo(first.timezone))
         try:
-            return call(
+            return backend.call(
                 _client(req.settings),
                 method,
                 req.params,
@@ -81,7 +97,7 @@ def _report(method: str) -> Any:
                 slots=first.dimensions,
                 database=req.settings.clickhouse_database,
             )
-        except ReportError as exc:
+        except backend.ReportError as exc:
             raise ApiError(str(exc)) from None
         except ClickHouseError as exc:
             _drop_client()  # the endpoint may have restarted: reconnect next time
@@ -94,37 +110,6 @@ def _report(method: str) -> Any:
     return handler
 
 
-def _register() -> None:
-    from aggregator.reporting import METHODS
-
-    for method in METHODS:
-        api_method(method)(_report(method))
-
-
-@api_method("API.getBulkRequest")
-def get_bulk_request(req: ApiRequest) -> list[Any]:
-    """urls[0]=<urlencoded query>, urls[1]=...; each answered in order, an error never sinks the others.
-    The bulk request's token applies to every sub-request that does not carry its own."""
-    indexed = []
-    for key, value in req.params.items():
-        if key.startswith("urls[") and key.endswith("]") and key[5:-1].isdigit():
-            indexed.append((int(key[5:-1]), value))
-    if not indexed:
-        raise ApiError("Parameter 'urls' missing (urls[0]=method%3D...)")
-    out: list[Any] = []
-    for _, query in sorted(indexed):
-        sub = dict(parse_qsl(query.lstrip("?"), keep_blank_values=True))
-        if req.token and "token_auth" not in sub:
-            sub["token_auth"] = req.token
-        method = sub.get("method", "")
-        handler = API_METHODS.get(method)
-        try:
-            if handler is None or method == "API.getBulkRequest":
-                raise ApiError(f"The method '{method}' does not exist or is not available in the module")
-            out.append(handler(ApiRequest(sub, req.sites, req.settings)))
-        except ApiError as exc:
-            out.append({"result": "error", "message": str(exc)})
-    return out
-
-
-_register()
+def report_methods(backend: ReportingBackend) -> dict[str, ApiHandler]:
+    """One API handler per reporting method of `backend`."""
+    return {method: _report(backend, method) for method in backend.METHODS}

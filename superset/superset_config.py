@@ -57,6 +57,30 @@ FEATURE_FLAGS = {
     "PLAYWRIGHT_REPORTS_AND_THUMBNAILS": False,
     "ENABLE_DASHBOARD_SCREENSHOT_ENDPOINTS": False,
 }
+
+
+def _load_clock():  # type: ignore[no-untyped-def]
+    """dnma/clock.py by its path: Superset's venv has no DNMA installed, and the module needs only
+    the standard library to read DNMA_NOW."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dnma_clock", _REPO / "dnma" / "clock.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.configure(os.environ.get("DNMA_NOW", ""))
+    return module
+
+
+_CLOCK = _load_clock()
+
+
+def _dnma_today() -> str:
+    """Today in Paris on DNMA's clock, for the datasets' SQL (`{{ dnma_today() }}`)."""
+    return _CLOCK.today().isoformat()
+
+
+JINJA_CONTEXT_ADDONS = {"dnma_today": _dnma_today}
 PREVENT_UNSAFE_DB_CONNECTIONS = False  # the embedded endpoint lives on 127.0.0.1
 # The 6.1 frontend always renders Scarf's telemetry pixel and links Google Fonts: a strict CSP
 # (same origin only) keeps the browser from calling out. No HTTPS redirect: a proxy terminates TLS.

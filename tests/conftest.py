@@ -1,4 +1,5 @@
-"""Makes tests/harness.py importable as `harness` from every test folder."""
+"""Makes tests/harness.py importable as `harness` from every test folder, and sets the session's
+clock (tests/clockpin.py: DNMA_TEST_NOW) before any test module reads it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import clockpin  # noqa: E402
+
+clockpin.install()
+
+
+def pytest_report_header(config: object) -> list[str]:
+    return [clockpin.describe()]
 
 
 import pytest  # noqa: E402

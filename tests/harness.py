@@ -11,9 +11,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import clockpin
 import httpx
 
 from dnma.sites import dump_sites, hash_token
@@ -58,7 +60,7 @@ def demo_sites() -> list[dict[str, Any]]:
 
 
 class Stack:
-    """One embedded stack in `root`. Processes are real: `python -m dnma.cli serve|loader`."""
+    """One embedded stack in `root`. Processes are real: `python -m cli serve|loader`."""
 
     def __init__(self, root: Path, *, sites: list[dict[str, Any]] | None = None, **config: Any):
         self.root = root
@@ -79,6 +81,7 @@ class Stack:
             "loader_poll_interval_ms": 50,
             "hits_ttl_months": 1200,  # a test's hits, whatever their date, are never expired
             "log_format": "text",
+            "now": clockpin.OFFSET,  # the session's clock (DNMA_TEST_NOW), the same in every process
         }
         self.config.update(config)
         self.config_path = self.data_dir / "dnma.toml"
@@ -115,7 +118,7 @@ class Stack:
     # --- processes
     def _start(self, name: str, args: list[str], ready: Callable[[], bool], timeout: float = 60) -> None:
         log = open(self.data_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen([sys.executable, "-m", "dnma.cli", *args], env=self.env, stdout=log, stderr=log)
+        proc = subprocess.Popen([sys.executable, "-m", "cli", *args], env=self.env, stdout=log, stderr=log)
         self.procs[name] = proc
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -190,3 +193,19 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop_all()
+
+
+def school_days_before(today: date, *, weekday: int, count: int, at_least: int) -> date:
+    """The latest day of `weekday` (0 Monday) at least `at_least` days before `today` that starts
+    `count` consecutive term-time school days in zones A, B and C (the simulator's own holiday
+    table): what a test sending "ordinary school traffic" needs, whatever today's date."""
+    from dnma_client.calendar import day_kind
+
+    day = today - timedelta(days=at_least)
+    day -= timedelta(days=(day.weekday() - weekday) % 7)
+    for _ in range(60):
+        span = [day + timedelta(days=i) for i in range(count)]
+        if all(day_kind(d, zone, "2D").school_day for d in span for zone in "ABC"):
+            return day
+        day -= timedelta(days=7)
+    raise AssertionError(f"no {count} school days starting on weekday {weekday} in the 60 weeks before {today}")

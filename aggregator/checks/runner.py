@@ -25,6 +25,7 @@ from aggregator.checks import (
 from aggregator.checks.base import PARIS, Check, Context
 from aggregator.checks.notify import post_webhook, write_status
 from aggregator.checks.store import Transition, apply, record_run
+from dnma import clock
 from dnma.settings import Settings
 
 CHECKS: dict[str, Check] = {
@@ -62,7 +63,7 @@ def run_checks(
 ) -> list[Transition]:
     """Run the checks once; returns the alerts that opened or resolved. One failing check is logged
     and recorded in `quality_check_runs`; the others still run."""
-    run_at = (now or datetime.now(PARIS)).astimezone(PARIS).replace(microsecond=0)
+    run_at = (now or clock.now(PARIS)).astimezone(PARIS).replace(microsecond=0)
     ctx = Context(client, settings, run_at, explicit_window=window)
     db = settings.clickhouse_database
     transitions: list[Transition] = []

@@ -47,6 +47,8 @@ DATABASE_UUID = uid("database", DATABASE_NAME)
 # merged by the metric with the tier's function (BY_TABLE[table].users_merge), never added.
 USER_KEY = "if(user_hash != 0, user_hash, visitor_id)"
 REF = f"'{DB}.etablissements_dict'"
+# Today on DNMA's clock (DNMA_NOW), from superset_config's Jinja addon: never ClickHouse's today().
+TODAY = "toDate('{{ dnma_today() }}')"
 
 
 def school_year(day: str = "day") -> str:
@@ -231,7 +233,7 @@ LEFT JOIN (SELECT DISTINCT departement, degre, projet FROM {DB}.visits_weekly
            WHERE projet != '' AND departement != '') AS p
   ON p.departement = e.departement AND p.degre = e.degre
 LEFT JOIN (SELECT uai, groupUniqArray(projet) AS projets FROM {DB}.visits_daily
-           WHERE day >= today() - 30 AND uai != '' GROUP BY uai) AS a
+           WHERE day >= {TODAY} - 30 AND uai != '' GROUP BY uai) AS a
   ON a.uai = e.uai""",
     "evenements": f"""SELECT toDate(ts) AS day, {school_year('toDate(ts)')} AS annee_scolaire, site_id, projet, uai, action,
   dictGetOrDefault({REF}, 'degre', tuple(uai), '') AS degre,
@@ -250,7 +252,7 @@ WHERE action IN ('event', 'download', 'outlink') AND NOT has(flags, 'invalid_uai
   quantileExact(0.5)(toInt64(received_at) - toInt64(ts)) AS delai_median_s,
   max(toInt64(received_at) - toInt64(ts)) AS delai_max_s
 FROM {DB}.hits
-WHERE toDate(ts) >= today() - {QUALITY_DAYS}
+WHERE toDate(ts) >= {TODAY} - {QUALITY_DAYS}
 GROUP BY day, site_id, projet""",
     "alertes_qualite": f"""SELECT `check` AS controle, scope_kind, scope_value, `window` AS fenetre, severity,
   status, message, observed, expected, first_seen, last_seen

@@ -3,14 +3,15 @@ past `cdt` with and without a token, properties mapped to dimension slots."""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
 from dnma_client import Tracker
 from dnma_client.client import encode_hit
 from harness import DEMO_SITE_ID, DEMO_TOKEN, SUPER_TOKEN, Stack
+
+from dnma import clock
 
 URL = "https://ent.demo.example/cahier_textes"
 
@@ -55,11 +56,11 @@ def test_bulk_answer_and_invalid_indices(collector_stack: Stack) -> None:
 
 
 def test_past_cdt_requires_a_token(collector_stack: Stack) -> None:
-    three_days_ago = datetime.now(UTC) - timedelta(days=3)
+    three_days_ago = clock.now() - timedelta(days=3)
     with Tracker(collector_stack.collector_url, DEMO_SITE_ID) as anonymous:
         assert anonymous.page(URL, cdt=three_days_ago).status_code == 400
         # Within 24 h no token is needed.
-        assert anonymous.page(URL, cdt=time.time() - 3600).status_code == 204
+        assert anonymous.page(URL, cdt=clock.time() - 3600).status_code == 204
         answer = anonymous.bulk([anonymous.page_hit(URL, cdt=three_days_ago)])
         assert answer["invalid"] == 1
     with Tracker(collector_stack.collector_url, DEMO_SITE_ID, DEMO_TOKEN) as site_token:

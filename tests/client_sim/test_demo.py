@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import timedelta
 
 from dnma_client.simulator import Simulation, send
-from harness import SUPER_TOKEN, Stack
+from harness import SUPER_TOKEN, Stack, school_days_before
 
-# Pinned school days, never the wall clock: a Thursday and a Friday in term time (zones A, B, C),
-# then the Tuesday after for `dnma demo`. Older than 24 h, so the simulator sends them with a token.
-START = date(2026, 11, 19)
-DEMO_DAY = date(2026, 11, 24)
+from dnma import clock
+
+# Ordinary school days, derived from the simulator's holiday table and DNMA's clock (never the
+# weekday of the day the suite runs): a Thursday and a Friday, then a Tuesday for `dnma demo`. Older
+# than 24 h, so the simulator sends them with a token.
+START = school_days_before(clock.today(), weekday=3, count=2, at_least=9)
+DEMO_DAY = school_days_before(clock.today(), weekday=1, count=1, at_least=2)
 
 
 def test_simulated_days_go_through_with_no_refusal(full_stack: Stack) -> None:
@@ -46,7 +49,7 @@ def test_dnma_demo_command(full_stack: Stack) -> None:
     """`dnma demo` as an operator runs it: settings from the stack's config, the super-user token."""
     day = DEMO_DAY
     out = subprocess.run(
-        [sys.executable, "-m", "dnma.cli", "demo", "--days", "1", "--scale", "0.05", "--start", day.isoformat(),
+        [sys.executable, "-m", "cli", "demo", "--days", "1", "--scale", "0.05", "--start", day.isoformat(),
          "--seed", "9", "--no-progress", "--sites-out", str(full_stack.root / "demo-sites.yaml")],
         env=full_stack.env, capture_output=True, text=True, timeout=120,
     )

@@ -4,7 +4,7 @@ shapes of the other methods, periods, auth and errors."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -13,8 +13,10 @@ import pytest
 from dnma_client import Tracker
 from harness import DEMO_TOKEN, SUPER_TOKEN, Stack
 
+from dnma import clock
+
 PARIS = ZoneInfo("Europe/Paris")
-DAY = date.today() - timedelta(days=6)
+DAY = clock.today() - timedelta(days=6)  # any weekday: the test sends its own visits
 SITE = 1  # the simulator's site 1, with the harness's DEMO_TOKEN as its write token
 HOST = "https://ent-bretagne.example"
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from e2e_support import PAGES, TAG, e2e_sites  # noqa: E402
 from harness import Stack  # noqa: E402
 
-from dnma.tagcheck import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
+from cli.tagcheck import CHROMEDRIVER, CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ navigator.sendBeacon = (url, body) => { keep(url, body); return beacon(url, body
 
 def tag_check(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dnma.cli", "tag-check", *args],
+        [sys.executable, "-m", "cli", "tag-check", *args],
         cwd=REPO, capture_output=True, text=True, timeout=90,
     )  # fmt: skip
 

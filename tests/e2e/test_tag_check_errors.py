@@ -12,7 +12,7 @@ from harness import REPO
 
 def tag_check(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "dnma.cli", "tag-check", *args],
+        [sys.executable, "-m", "cli", "tag-check", *args],
         cwd=REPO, capture_output=True, text=True, timeout=90, env={**os.environ, **env},
     )  # fmt: skip
 

@@ -36,7 +36,7 @@ insert_hits(c, clean_hits(1, now - timedelta(hours=20), 200) + clean_hits(2, now
 
 
 def _cli(stack: Stack, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "dnma.cli", *args], env=stack.env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "cli", *args], env=stack.env, capture_output=True, text=True,
                           timeout=120, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout

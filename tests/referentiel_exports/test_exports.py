@@ -151,7 +151,7 @@ def test_format_duree_roundtrip(seconds: int) -> None:
 
 def test_cli_export_writes_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import dnma.settings
-    from dnma.cli import main
+    from cli.main import main
 
     client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path / 'ch'}")
     settings = setup_database(client, tmp_path)

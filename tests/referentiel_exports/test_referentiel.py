@@ -208,7 +208,7 @@ def test_pupil_file_alone_completes_and_replace_starts_over(ch) -> None:  # type
 
 def test_cli_referentiel_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     import dnma.settings
-    from dnma.cli import main
+    from cli.main import main
 
     settings = Settings(data_dir=tmp_path, clickhouse_dsn=f"chdb://{tmp_path / 'ch'}")
     monkeypatch.setattr(dnma.settings, "get_settings", lambda: settings)

@@ -19,12 +19,13 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from dnma import clock  # noqa: E402
 from dnma.spool import SpoolWriter  # noqa: E402
 
 
 def record(n: int, now: int | None = None) -> bytes:
     """One hit row; the url is unique per n so duplicates and losses are countable."""
-    t = now or int(time.time())
+    t = now or int(clock.time())
     return orjson.dumps({"ts": t, "received_at": t, "site_id": 1, "url": f"https://t/{n}", "visitor_id": n,
                          "dimensions": {"dimension1": "x"}, "flags": ["missing_uai"]})
 
@@ -69,7 +70,7 @@ def loader_env(data_dir: Path, **overrides: Any) -> dict[str, str]:
 
 def start_loader(data_dir: Path, *args: str, **overrides: Any) -> subprocess.Popen[bytes]:
     log = open(data_dir / "loader.log", "ab")  # noqa: SIM115 - lives as long as the process
-    return subprocess.Popen([sys.executable, "-m", "dnma.cli", "loader", *args], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "cli", "loader", *args], cwd=REPO,
                             env=loader_env(data_dir, **overrides), stdout=log, stderr=log)
 
 

@@ -1,4 +1,4 @@
-"""The real loader process (`python -m dnma.cli loader`) on a real spool and a real chDB: exactly
+"""The real loader process (`python -m cli loader`) on a real spool and a real chDB: exactly
 once across kill -9 at random instants, ClickHouse unreachable, a writer killed mid-stream."""
 
 from __future__ import annotations

@@ -4,13 +4,13 @@ themselves (no command), while the loader keeps loading."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import httpx
 from harness import DEMO_SITE_ID, DEMO_TOKEN, Stack
 
 from aggregator.checks.runner import CHECKS
+from dnma import clock
 
 UA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
 
@@ -28,7 +28,7 @@ def test_loader_builds_visits_and_runs_checks_on_its_own(tmp_path: Path) -> None
                 })
                 assert res.status_code == 204
             # A hit of two days ago (a log import): its day is held back a pass, then built.
-            past = int(time.time()) - 2 * 86_400
+            past = int(clock.time()) - 2 * 86_400
             res = http.get("/matomo.php", params={
                 "idsite": DEMO_SITE_ID, "rec": 1, "_id": "00000000000000a2", "url": "https://ent.demo.example/old",
                 "cdt": past, "token_auth": DEMO_TOKEN, "send_image": 0,

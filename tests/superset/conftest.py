@@ -77,7 +77,7 @@ class Api:
 
 
 def _dnma(stack: Stack, *args: str, timeout: float = 600) -> None:
-    subprocess.run([sys.executable, "-m", "dnma.cli", *args], env=stack.env, check=True, timeout=timeout)
+    subprocess.run([sys.executable, "-m", "cli", *args], env=stack.env, check=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +98,7 @@ def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # The quality dashboard reads what the checks wrote: run them once (they write, so with the
         # loader stopped: one owner of chDB), then hand chDB back to the loader.
         stack.stop("loader")
-        subprocess.run([sys.executable, "-m", "dnma.cli", "checks", "run"], env=stack.env, timeout=300,
+        subprocess.run([sys.executable, "-m", "cli", "checks", "run"], env=stack.env, timeout=300,
                        check=False)
         stack.start_loader()
         yield stack
@@ -153,7 +153,7 @@ def superset(demo_stack: Stack) -> Iterator[SupersetHandle]:
 def provision(stack: Stack, url: str, admin_password: str, env_file: Path) -> str:
     """Run `dnma superset provision` for the stack; returns its JSON summary line."""
     out = subprocess.run(
-        [sys.executable, "-m", "dnma.cli", "superset", "provision", "--url", url, "--admin-password",
+        [sys.executable, "-m", "cli", "superset", "provision", "--url", url, "--admin-password",
          admin_password, "--env-file", str(env_file)],
         env=stack.env, check=True, capture_output=True, text=True, timeout=600,
     )

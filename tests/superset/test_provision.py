@@ -170,3 +170,22 @@ def test_native_filters_read_the_right_tier(superset: SupersetHandle) -> None:
               "ORDER BY count() DESC LIMIT 2)")
     got = _filtered(api, ids["nat_visites"], {"service": list(two)})[0]["visites"]
     assert got == one(f"SELECT count() FROM dnma.visits WHERE hasAny(services, {list(two)})")
+
+
+def test_datasets_count_days_back_from_dnma_clock(superset: SupersetHandle) -> None:
+    """The datasets that mean "the last N days" render DNMA's today (DNMA_NOW, the session's clock),
+    never ClickHouse's today(): their SQL, as Superset renders it for a chart, names the date."""
+    from dnma import clock
+
+    api = superset.client()
+    ids = _chart_ids(api)
+    relative = {"qualite_hits", "deploiement"}
+    charts = sorted(c.key for c in CHARTS.values() if c.dataset in relative)
+    assert charts
+    today = clock.today(clock.PARIS).isoformat()
+    for key in charts:
+        r = api.http.get(f"/api/v1/chart/{ids[key]}/data/", params={"type": "query", "format": "json"})
+        assert r.status_code == 200, r.text
+        sql = " ".join(q["query"] for q in r.json()["result"])
+        assert f"toDate('{today}')" in sql, (key, sql[:500])
+        assert "today()" not in sql and "now()" not in sql, key

@@ -131,7 +131,7 @@ def test_cli_aggregate_once_and_days(tmp_path: Path) -> None:
     db.client.close()  # one process owns a chDB directory at a time
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNMA_")}
     env.update(DNMA_DATA_DIR=str(tmp_path), DNMA_CLICKHOUSE_DSN=db.settings.resolved_dsn, DNMA_HITS_TTL_MONTHS="1200")
-    run = [sys.executable, "-m", "dnma.cli", "aggregate"]
+    run = [sys.executable, "-m", "cli", "aggregate"]
     once = subprocess.run([*run, "--once"], env=env, capture_output=True, text=True, timeout=120)
     assert once.returncode == 0, once.stderr
     assert '"days": ["2026-03-10", "2026-03-11"]' in once.stdout

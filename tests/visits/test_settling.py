@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 from aggregator.sessionizer import Settling, aggregate_once, live_from
+from dnma import clock
 
 from .conftest import Db, hit, paris
 
@@ -38,7 +39,7 @@ def test_a_past_day_is_rebuilt_once_a_pass_finds_it_unchanged(db: Db) -> None:
 
 def test_a_day_under_way_is_never_held_back(db: Db) -> None:
     settling = Settling()
-    now = datetime.now(tz=UTC).replace(microsecond=0)
+    now = clock.now().replace(microsecond=0)
     db.insert([hit(now), hit(paris(2026, 3, 10, 9, 0, 0))])
     assert _pass(db, settling) == {"days": [live_from({}, now).isoformat()], "held": ["2026-03-10"]}
     assert _visits_of(db, PAST) == (0, 0)

@@ -3,8 +3,7 @@ services and tools, devices, a little deliberately bad tagging; sent through the
 
 from __future__ import annotations
 
-import argparse
-import json
+import hashlib
 import random
 import sys
 import time
@@ -46,11 +45,10 @@ MAX_BATCH_BYTES = 900_000  # under the collector's 1 MiB body limit
 
 
 def demo_sites(token: str) -> list[dict[str, Any]]:
-    """Registrations of the simulated sites (for `dnma.sites.dump_sites`); every site accepts
-    `token` as its write token."""
-    from dnma.sites import hash_token
-
-    return [site_registration(s, hash_token(token)) for s in SITES]
+    """Registrations of the simulated sites (a server's sites.yaml entries); every site accepts
+    `token` as its write token, stored as its SHA-256 as the server expects (dnma/sites.py)."""
+    token_sha256 = hashlib.sha256(token.encode()).hexdigest()
+    return [site_registration(s, token_sha256) for s in SITES]
 
 
 def _cum(weights: Iterable[float]) -> list[float]:
@@ -318,47 +316,3 @@ def send(items: Iterable[str], collector: str, token: str, *, concurrency: int =
     bar.close()
     report.seconds = time.perf_counter() - t0
     return report
-
-
-# --- `dnma demo`
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--days", type=int, default=60, help="days of traffic (0: only write --sites-out)")
-    p.add_argument("--scale", type=float, default=1.0, help="1 ≈ 16,000 hits per school day")
-    p.add_argument("--start", type=date.fromisoformat, default=None, help="first day (default: DAYS days ago)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--collector", default="", help="collector base URL (default: from settings)")
-    p.add_argument("--token", default="", help="token_auth (default: settings.super_user_token)")
-    p.add_argument("--sites-out", type=Path, default=None, help="write the sites' registrations (YAML) here")
-    p.add_argument("--concurrency", type=int, default=4, help="bulk requests in flight")
-    p.add_argument("--no-progress", action="store_true")
-
-
-def run(args: argparse.Namespace) -> int:
-    from dnma.settings import get_settings
-    from dnma.sites import dump_sites
-
-    settings = get_settings()
-    token = args.token or settings.super_user_token
-    if not token:
-        print("dnma demo: no token (--token or DNMA_SUPER_USER_TOKEN): past dates need one", file=sys.stderr)
-        return 2
-    if args.sites_out:
-        dump_sites(demo_sites(token), args.sites_out)
-    if args.days <= 0:
-        return 0
-    host = settings.collector_host if settings.collector_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-    collector = args.collector or f"http://{host}:{settings.collector_port}"
-    today = datetime.now(PARIS).date()
-    # The last simulated day is yesterday at the latest: `cdt` in the future would become "now".
-    start = args.start or today - timedelta(days=args.days)
-    sim = Simulation(scale=args.scale, seed=args.seed)
-    items = (item for _, day_items in sim.days(start, args.days) for item in day_items)
-    expected = int(HITS_PER_SCHOOL_DAY * args.scale * args.days * 0.8)
-    report = send(items, collector, token, concurrency=args.concurrency, progress=not args.no_progress,
-                  total=expected)
-    print(json.dumps(report.as_dict()))
-    for sample in report.invalid_samples:
-        print(f"invalid: {sample[:300]}", file=sys.stderr)
-    return 0 if report.invalid == 0 and report.failed_batches == 0 else 1

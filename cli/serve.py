@@ -1,5 +1,6 @@
 """`dnma serve`: the collector under uvicorn (uvloop + httptools), settings.collector_workers
-worker processes sharing one port, Prometheus multiprocess metrics across them.
+worker processes sharing one port, Prometheus multiprocess metrics across them; `create_app`
+wires the aggregator's reporting queries into the collector's Matomo API.
 """
 
 from __future__ import annotations
@@ -8,7 +9,17 @@ import argparse
 import logging
 import os
 
+from collector.app import Collector
 from dnma.settings import get_settings
+
+
+def create_app() -> Collector:
+    """uvicorn factory (`cli.serve:create_app`): one Collector per worker process, answering the
+    reporting API with the aggregator's queries."""
+    from aggregator import reporting
+    from collector.reporting_routes import report_methods
+
+    return Collector(get_settings(), api_methods=report_methods(reporting))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     prepare_multiprocess_dir(settings.data_dir / "prometheus" / f"collector-{port}")
     os.environ.setdefault("DNMA_DATA_DIR", str(settings.data_dir))
     uvicorn.run(
-        "collector.app:create_app",
+        "cli.serve:create_app",
         factory=True,
         host=host,
         port=port,

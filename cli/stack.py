@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from dnma import clock
 from dnma.settings import REPO_ROOT, Settings
 from dnma.sites import dump_sites, hash_token
 
@@ -116,7 +117,7 @@ def _spawn(data_dir: Path, name: str, args: list[str], env: dict[str, str]) -> i
     (data_dir / "log").mkdir(parents=True, exist_ok=True)
     log = open(data_dir / "log" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dnma.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env=env,
         stdout=log,
         stderr=log,
@@ -142,7 +143,7 @@ def _wait_http(url: str, name: str, data_dir: Path, timeout: float = 120) -> Non
 
 
 def _run_cli(args: list[str], env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", "dnma.cli", *args], env=env, check=True)
+    subprocess.run([sys.executable, "-m", "cli", *args], env=env, check=True)
 
 
 def add_arguments_up(p: argparse.ArgumentParser) -> None:
@@ -157,6 +158,9 @@ def run_up(args: argparse.Namespace) -> int:
     values = ensure_config(data_dir)
     env = dict(os.environ, DNMA_DATA_DIR=str(data_dir), DNMA_CONFIG=str(data_dir / "dnma.toml"))
     settings = _settings_for(data_dir)
+    if settings.now:
+        # One offset for every process started below, whatever their start times (dnma/clock.py).
+        env["DNMA_NOW"] = clock.as_offset(settings.now)
 
     if running_pid(data_dir, "loader") is None:
         # Nobody owns chDB yet: migrate and load the referential from here, then hand over.
@@ -223,6 +227,8 @@ def _start_superset(data_dir: Path, values: dict[str, str], env: dict[str, str])
     log = data_dir / "log" / "superset.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     senv = server.environment(home, values["SUPERSET_SECRET_KEY"])
+    if env.get("DNMA_NOW"):
+        senv["DNMA_NOW"] = env["DNMA_NOW"]  # the datasets' "today" (superset_config.py)
     server.init_metadata(home, senv, "admin", values["SUPERSET_ADMIN_PASSWORD"], log)
     url = "http://127.0.0.1:8088"
     if running_pid(data_dir, "superset") is None:

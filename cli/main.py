@@ -1,0 +1,53 @@
+"""The `dnma` command line. Each command lives in a module exposing `add_arguments(parser)` and
+`run(args) -> int` (or `add_arguments_<name>` / `run_<name>` when a module serves several); this
+file only lists them, imported by name so that the architecture's contracts see every one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from types import ModuleType
+
+from dnma_superset import provision
+
+from aggregator import exports, loader, migrate, referentiel, sessionizer
+from aggregator.checks import cli as checks
+from cli import demo, serve, stack, tagcheck
+
+# command name -> (module, help). Modules import heavy libraries lazily inside run().
+COMMANDS: dict[str, tuple[ModuleType, str]] = {
+    "migrate": (migrate, "apply the ClickHouse migrations (idempotent)"),
+    "serve": (serve, "run the collector (tracking endpoints)"),
+    "loader": (loader, "run the loader (spool -> ClickHouse, read-only ClickHouse-HTTP endpoint)"),
+    "up": (stack, "start the embedded stack in the background"),
+    "down": (stack, "stop every process `dnma up` started"),
+    "status": (stack, "show the state of the embedded stack"),
+    "referentiel": (referentiel, "load the annuaire de l'éducation and pupil counts"),
+    "aggregate": (sessionizer, "compute visits and visit rollups (once or as a loop)"),
+    "export": (exports, "write an open-data export (CSV)"),
+    "demo": (demo, "send simulated ENT traffic through the collector"),
+    "checks": (checks, "run the data-quality checks, or list their status and open alerts"),
+    "tag-check": (tagcheck, "check the tracking requests of a page (URL) or HAR file: tagging plan"),
+    "superset": (provision, "Superset: `provision` imports the dashboards, roles, RLS and users"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dnma", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        adder = getattr(module, f"add_arguments_{name}", None) or getattr(module, "add_arguments", None)
+        if adder:
+            adder(p)
+        p.set_defaults(_module=module, _runner=f"run_{name}" if hasattr(module, f"run_{name}") else "run")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(getattr(args._module, args._runner)(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
