@@ -1,6 +1,6 @@
 """CPU of inserting spool records into `dnma.hits` on embedded chDB, by the two ways the loader can
 (prints JSON): `INSERT ... FORMAT JSONEachRow` (server mode) and the embedded loader's
-`INSERT ... SELECT ... FROM file()` into plain columns (aggregator.loader.file_insert_sql).
+`INSERT ... SELECT ... FROM file()` into plain columns (aggregator.loader_batches.file_insert_sql).
 
 The records are made by the collector's own pipeline from bench/collector_bench.py's bulk items
 (1,000 distinct pages, the demo site), `--rows` of them per insert. Each way inserts them `--repeat`
@@ -67,7 +67,7 @@ def main() -> None:
 
     import clickhouse_connect
 
-    from aggregator import loader
+    from aggregator import loader_batches
     from aggregator.migrate import migrate
     from dnma.settings import Settings
 
@@ -79,16 +79,16 @@ def main() -> None:
         settings = Settings(data_dir=tmp, hits_ttl_months=1200)
         client = clickhouse_connect.get_client(dsn=settings.resolved_dsn)
         migrate(client, settings)
-        path = tmp / loader.BATCH_FILE
-        head, tail = loader.file_insert_sql(client, "dnma", path)
+        path = tmp / loader_batches.BATCH_FILE
+        head, tail = loader_batches.file_insert_sql(client, "dnma", path)
 
         def direct(token: str) -> None:
             client.raw_insert("dnma.hits", insert_block=block, fmt="JSONEachRow",
-                              settings=loader.INSERT_SETTINGS | {"insert_deduplication_token": token})
+                              settings=loader_batches.INSERT_SETTINGS | {"insert_deduplication_token": token})
 
         def from_file(token: str) -> None:
             path.write_bytes(block)
-            client.command(head + loader._sql_string(token) + tail)
+            client.command(head + loader_batches._sql_string(token) + tail)
 
         spent: dict[str, list[float]] = {"json_each_row_direct": [], "file_plain_columns": []}
         for i in range(args.repeat):

@@ -27,7 +27,7 @@ from sl_support import (
     write_records,
 )
 
-from aggregator import loader
+from aggregator import loader_batches
 from dnma import spool
 from dnma.spool import SpoolWriter, iter_records
 
@@ -45,7 +45,7 @@ def test_loads_everything_once_and_retires_segments(tmp_path: Path) -> None:
     run_loader_once(tmp_path, loader_batch_rows=1000)
     assert hits_counts(tmp_path) | {"urls": []} == {"count": 3000, "uniq": 3000, "urls": []}
     assert spool.list_segments(tmp_path / "spool") == []  # every finished, loaded segment deleted
-    assert (tmp_path / "spool" / loader.BATCH_FILE).stat().st_size == 0  # chDB's copy of the batch emptied
+    assert (tmp_path / "spool" / loader_batches.BATCH_FILE).stat().st_size == 0  # chDB's copy of the batch emptied
     st = status(tmp_path)
     assert st["rows"] == 3000 and st["batches"] == 3 and st["backlog_bytes"] == 0
     # Logs are structured and carry no hit content: the scan finds the loader's events, not the urls.
@@ -174,9 +174,9 @@ def test_batches_take_whole_blocks_and_still_read_one_record_frames(tmp_path: Pa
     per frame (written before blocks existed) load the same way."""
     spool_dir = tmp_path / "spool"
     write_records(spool_dir, 900, per_append=300)  # 3 appends: 3 blocks of 300
-    intent, blocks, rows = loader.next_intent(spool_dir, {}, 100)
+    intent, blocks, rows = loader_batches.next_intent(spool_dir, {}, 100)
     assert (len(blocks), rows) == (1, 300)  # more than asked: a block is never split
-    intent, blocks, rows = loader.next_intent(spool_dir, {}, 700)
+    intent, blocks, rows = loader_batches.next_intent(spool_dir, {}, 700)
     assert (len(blocks), rows) == (2, 600)
     legacy = spool_dir / "legacy-1-0000-0.seg"
     legacy.write_bytes(spool.MAGIC + b"".join(spool.frame(record(n)) for n in range(900, 1000)))
@@ -191,7 +191,7 @@ _OLD_INSTALL_WITH_PENDING = """
 import json, sys
 from pathlib import Path
 import clickhouse_connect
-from aggregator.loader import INSERT_SETTINGS, read_range
+from aggregator.loader_batches import INSERT_SETTINGS, read_range
 from aggregator.loader_state import Intent, Range
 from aggregator.migrate import migrate, renderer
 from aggregator.migrations import m0007_hits_day_first
@@ -248,7 +248,7 @@ def test_the_day_first_rekey_settles_the_pending_batch_before_copying(tmp_path: 
     ],
 )
 def test_the_batch_structure_drops_only_low_cardinality(declared: str, plain: str) -> None:
-    assert loader._without_low_cardinality(declared) == plain
+    assert loader_batches._without_low_cardinality(declared) == plain
 
 
 def test_a_batch_read_from_file_stores_what_a_direct_insert_stores(tmp_path: Path) -> None:
@@ -278,11 +278,11 @@ def test_a_batch_read_from_file_stores_what_a_direct_insert_stores(tmp_path: Pat
         {"ts": ts + 240, "received_at": ts + 241, "site_id": 3, "action": "pageview", "visitor_id": 5},
     ]
     block = b"\n".join(json.dumps(r, ensure_ascii=False).encode() for r in records)
-    path = tmp_path / loader.BATCH_FILE
-    head, tail = loader.file_insert_sql(client, "dnma", path)
+    path = tmp_path / loader_batches.BATCH_FILE
+    head, tail = loader_batches.file_insert_sql(client, "dnma", path)
     path.write_bytes(block)
     for _ in range(2):  # the same token twice (a redo): stored once
-        client.command(head + loader._sql_string("token-1") + tail)
+        client.command(head + loader_batches._sql_string("token-1") + tail)
     client.command("CREATE TABLE dnma.hits_direct AS dnma.hits")
     client.raw_insert("dnma.hits_direct", insert_block=block, fmt="JSONEachRow")
 

@@ -1,0 +1,61 @@
+"""The loader's side duties, on their own thread and ClickHouse client so loading never waits for
+them: a sessionizer pass (visits) and the quality checks, each when due, both at once on a kick.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from typing import Any
+
+from aggregator.loader_logs import log_event
+from dnma.settings import Settings
+
+SIDE_DUTY_JOIN_S = 25.0  # how long a stopping loader waits for a sessionizer day or a check to end
+
+
+def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.Event) -> None:
+    """Visits every loader_aggregate_interval_s, quality checks every quality_checks_interval_s,
+    until `stop`; `kick` (SIGUSR1) runs both now."""
+    from aggregator.checks.runner import checks_due, run_checks
+    from aggregator.sessionizer import Settling, aggregate_once
+    from dnma.chclient import get_client
+
+    client = get_client(settings)
+    aggregated_at = time.monotonic()
+    checked_at: float | None = None
+    settling = Settling()
+    try:
+        while not stop.wait(1.0):
+            # SIGUSR1 (sent by `dnma up` after loading demo data): both duties now, in order.
+            kicked = kick.is_set()
+            kick.clear()
+            interval = settings.loader_aggregate_interval_s
+            if kicked or (interval > 0 and time.monotonic() - aggregated_at >= interval):
+                # A kick builds every dirty day; periodic passes hold back past days still changing.
+                _duty("aggregated", functools.partial(aggregate_once, client, settings, stop,
+                                                      None if kicked else settling))
+                # Counted from the end of the pass: a long pass (a large day) is followed by a
+                # full interval of loading, never by another pass straight away.
+                aggregated_at = time.monotonic()
+            if stop.is_set():
+                break
+            if kicked or checks_due(settings, checked_at):
+                checked_at = time.time()
+                _duty("checked", lambda: {"transitions": len(run_checks(client, settings))})
+    finally:
+        client.close()
+
+
+def _duty(name: str, fn: Any) -> None:
+    try:
+        t0 = time.perf_counter()
+        result = fn()
+        # Quiet (DEBUG): a pass that found nothing to do; its timings alone do not count.
+        quiet = isinstance(result, dict) and not any(v for k, v in result.items() if not k.endswith("seconds"))
+        log_event(name, logging.DEBUG if quiet else logging.INFO,
+                  ms=round((time.perf_counter() - t0) * 1000, 1), result=result if isinstance(result, dict) else None)
+    except Exception as exc:  # recomputed next time; loading must go on
+        log_event(f"{name}_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc)[:200])
