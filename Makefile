@@ -15,8 +15,8 @@ APT_STAMP := $(VENV)/.apt-installed
 NATIVE := collector/_native.json
 NATIVE_SRC := collector/build_native.py collector/protocol.py collector/pipeline.py collector/privacy.py collector/app.py
 
-.PHONY: up down status test lint typecheck contracts pytest js bench golden readme clean install native system-deps \
-	superset-install superset-assets superset-screenshots lock
+.PHONY: up down status test test-dates lint typecheck contracts pytest js bench golden readme clean install native system-deps \
+	superset-install superset-assets superset-assets-check superset-screenshots lock
 
 install: $(STAMP) $(NATIVE)
 
@@ -77,9 +77,13 @@ lock:
 	mv $(SUPERSET_CONSTRAINTS).new $(SUPERSET_CONSTRAINTS)
 	rm -rf $(LOCK_VENV)
 
-# The dashboards' YAML bundle, regenerated from superset/dnma_superset/bundle.py (review the diff).
+# The dashboards' YAML bundle, regenerated from its spec in superset/dnma_superset/ (review the diff);
+# the check (part of `make test`) fails, naming each file, when the committed YAML is not what the spec renders.
 superset-assets: $(STAMP)
 	$(BIN)/python superset/build_assets.py
+
+superset-assets-check: $(STAMP)
+	$(BIN)/python superset/build_assets.py --check
 
 # README screenshots: taken by the browser test into test-artifacts/superset/, copied here.
 superset-screenshots: $(STAMP) superset-install system-deps
@@ -105,11 +109,31 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
+# Tests run on DNMA's clock set to fixed instants (tests/clockpin.py: weekdays, holidays, summer,
+# both Paris DST changes, the year's end), never on the host's date alone: `make test` runs the
+# whole suite at two of them and the suites that read "now" (simulation, reporting, the loader's
+# passes, visits settling, checks, exports, the collector's cdt rule, the datasets' today) at all
+# the others; `make test-dates` runs the whole suite at every one.
+FULL_DATES := monday new-year-eve
+OTHER_DATES := sunday christmas august dst-spring-before dst-spring-after dst-spring-later \
+	dst-autumn-first dst-autumn-second
+ALL_DATES := $(FULL_DATES) $(OTHER_DATES)
+DATE_SUITES := tests/client_sim tests/stack tests/visits/test_settling.py tests/quality/test_checks.py \
+	tests/referentiel_exports/test_exports.py tests/collector/test_collector_responses.py \
+	tests/collector/test_collector_parameters.py tests/superset/test_clock_config.py
+
 pytest: $(STAMP) $(NATIVE) js system-deps superset-install
 	cd $(JS) && npm test --silent
-	$(BIN)/pytest -q
+	@for d in $(FULL_DATES); do echo "== whole suite at DNMA_TEST_NOW=$$d"; \
+		DNMA_TEST_NOW=$$d $(BIN)/pytest -q || exit 1; done
+	@for d in $(OTHER_DATES); do echo "== date-sensitive suites at DNMA_TEST_NOW=$$d"; \
+		DNMA_TEST_NOW=$$d $(BIN)/pytest -q $(DATE_SUITES) || exit 1; done
 
-test: lint typecheck contracts pytest
+test: lint typecheck contracts superset-assets-check pytest
+
+test-dates: $(STAMP) $(NATIVE) js system-deps superset-install
+	@for d in $(ALL_DATES); do echo "== whole suite at DNMA_TEST_NOW=$$d"; \
+		DNMA_TEST_NOW=$$d $(BIN)/pytest -q || exit 1; done
 
 bench: $(STAMP) $(NATIVE) js system-deps
 	$(BIN)/python bench/run_all.py
