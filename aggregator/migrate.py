@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -137,7 +138,11 @@ def run(args: argparse.Namespace) -> int:
     from dnma.chclient import get_client
 
     client = get_client(settings)
-    ran = migrate(client, settings)
+    try:
+        ran = migrate(client, settings)
+    except PendingBatch as exc:
+        print(f"dnma migrate: {exc}", file=sys.stderr)
+        return 1
     print(f"migrations applied: {[f'{m.number:04d}_{m.name}' for m in ran] or 'none (up to date)'}")
     altered = apply_retention(client, renderer(settings), settings.hits_ttl_months)
     print(f"hits TTL ({settings.hits_ttl_months} months) set on: {altered or 'none (already set)'}")
