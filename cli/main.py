@@ -12,7 +12,7 @@ from dnma_superset import provision
 
 from aggregator import exports, loader, migrate, referentiel, sessionizer
 from aggregator.checks import cli as checks
-from cli import demo, serve, stack, tagcheck
+from cli import access, demo, serve, stack, tagcheck
 
 # command name -> (module, help). Modules import heavy libraries lazily inside run().
 COMMANDS: dict[str, tuple[ModuleType, str]] = {
@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "demo": (demo, "send simulated ENT traffic through the collector"),
     "checks": (checks, "run the data-quality checks, or list their status and open alerts"),
     "tag-check": (tagcheck, "check the tracking requests of a page (URL) or HAR file: tagging plan"),
+    "access": (access, "perimeter tokens: `issue`, `revoke`, `list` (view only, across sites)"),
     "superset": (provision, "Superset: `provision` imports the dashboards, roles, RLS and users"),
 }
 

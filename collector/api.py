@@ -5,9 +5,9 @@ handed to `create_api` (the reporting API's, wired by the command line; see coll
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from collector.protocol import MAX_BODY_BYTES, request_params
+from dnma.access import Access, Grant, bearer
 from dnma.settings import REPO_ROOT, Settings
 from dnma.sites import Site, SiteRegistry
 
@@ -30,20 +31,33 @@ class ApiError(Exception):
 
 @dataclass
 class ApiRequest:
+    """One API call: its parameters, and what its token (`token_auth`, else the Bearer header)
+    may do according to `access`."""
+
     params: dict[str, str]
-    sites: SiteRegistry
+    access: Access
     settings: Settings
+    bearer: str = ""  # the token of an `Authorization: Bearer` header
+
+    @property
+    def sites(self) -> SiteRegistry:
+        return self.access.sites
 
     @property
     def token(self) -> str:
-        return self.params.get("token_auth", "")
+        return self.params.get("token_auth") or self.bearer
+
+    @cached_property
+    def grant(self) -> Grant | None:
+        return self.access.grant(self.token)
 
     def is_super_user(self) -> bool:
-        sup = self.settings.super_user_token
-        return bool(sup and self.token) and hmac.compare_digest(self.token.encode(), sup.encode())
+        grant = self.grant
+        return grant is not None and grant.is_super_user
 
     def can_view(self, site: Site) -> bool:
-        return self.is_super_user() or site.token_ok(self.token)
+        grant = self.grant
+        return grant is not None and grant.may_view(site.id)
 
     def int_param(self, name: str) -> int:
         raw = self.params.get(name, "").strip()
@@ -110,7 +124,7 @@ def bulk_request(methods: Mapping[str, ApiHandler]) -> ApiHandler:
             try:
                 if handler is None:
                     raise ApiError(f"The method '{method}' does not exist or is not available in the module")
-                out.append(handler(ApiRequest(sub, req.sites, req.settings)))
+                out.append(handler(ApiRequest(sub, req.access, req.settings)))
             except ApiError as exc:
                 out.append({"result": "error", "message": str(exc)})
         return out
@@ -182,7 +196,7 @@ def create_api(collector: Collector, methods: Mapping[str, ApiHandler], routers:
             return PlainTextResponse("DNMA collector: the Matomo API needs module=API\n", status_code=400)
         fmt = params.get("format", "json").lower()  # Matomo defaults to xml; we only speak json
         method = params.get("method", "")
-        req = ApiRequest(params, collector.sites, settings)
+        req = ApiRequest(params, collector.access, settings, bearer(request.headers.get("authorization", "")))
         try:
             if fmt not in ("json", "original"):
                 raise ApiError(f"format={fmt} is not supported; use format=json")

@@ -8,7 +8,6 @@ import asyncio
 import base64
 import contextlib
 import gc
-import hmac
 import logging
 import sys
 import time
@@ -33,8 +32,8 @@ from collector.protocol import (
 )
 from collector.useragent import UAClassifier
 from dnma import clock
+from dnma.access import Access, Grant
 from dnma.settings import Settings, get_settings
-from dnma.sites import SiteRegistry
 from dnma.spool import SpoolFull
 
 Scope = MutableMapping[str, Any]
@@ -78,19 +77,22 @@ class ClientGone(Exception):
 
 
 class Collector:
-    """One per worker process. Owns the spool writer, the site registry and the pipeline context."""
+    """One per worker process. Owns the spool writer, the access registry (tokens, and the sites as
+    sites.yaml says now) and the pipeline context (the sites as they were at start-up: its per-site
+    caches keep them)."""
 
     def __init__(self, settings: Settings | None = None, *, api_methods: Mapping[str, Any] | None = None) -> None:
         """`api_methods`: Matomo API methods beyond the sites ones (name -> collector.api.ApiHandler),
         e.g. the reporting API's, which the command line wires in (collector never imports aggregator)."""
         self.settings = settings or get_settings()
         s = self.settings
-        self.sites = SiteRegistry.load(s.resolved_sites_file)
+        self.access = Access(s)
+        self.sites = self.access.sites
         self.tally = Tally(pipeline.STEP_NAMES)
         self.ua = UAClassifier(s.ua_cache_size, self.tally)
         self.ctx = Context(
             sites=self.sites,
-            super_user_token=s.super_user_token,
+            access=self.access,
             honour_dnt_default=s.honour_dnt_default,
             ua=self.ua,
             pseudo=Pseudonymiser(s.uid_secret),
@@ -106,7 +108,7 @@ class Collector:
         self.debug = DebugRecorder(s.data_dir, self.clock_offset)  # records only while a /debug view is open
         from collector.api import create_api  # FastAPI: only for the slow paths
 
-        routers = [quality_routes.build_router(s), debug.build_router(self)]
+        routers = [quality_routes.build_router(s, access=self.access), debug.build_router(self)]
         self.api = create_api(self, api_methods or {}, routers)
 
     # --- ASGI entry point
@@ -363,19 +365,14 @@ class Collector:
         if not bulk.send_image:
             return 204, extra, b""
         answer: dict[str, Any] = {"status": "success", "tracked": tracked, "invalid": len(invalid)}
-        if self._is_super(token):
+        if self.access.is_super_user(token):
             answer["invalid_indices"] = invalid
         return 200, [_CT_JSON, *extra], orjson.dumps(answer)
 
-    def _is_super(self, token: str) -> bool:
-        sup = self.settings.super_user_token
-        return bool(token and sup) and hmac.compare_digest(token.encode(), sup.encode())
-
     def _bulk_authenticated(self, bulk: BulkRequest) -> bool:
-        """Every item carries (or inherits) a token valid for its site. Items naming no known
+        """Every item carries (or inherits) a token that may write its site. Items naming no known
         site are left to the pipeline, which answers them as invalid."""
-        if self._is_super(bulk.token_auth):
-            return True
+        grants: dict[str, Grant | None] = {}  # a batch holds one token or a few
         seen = False
         for params in bulk.items:
             if params is None:
@@ -386,7 +383,10 @@ class Collector:
             if site is None:
                 continue
             seen = True
-            if not (self._is_super(token) or site.token_ok(token)):
+            if token not in grants:
+                grants[token] = self.access.grant(token)
+            grant = grants[token]
+            if grant is None or not grant.may_write(site.id):
                 return False
         return seen or bool(bulk.token_auth)
 

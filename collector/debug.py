@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from collector import pipeline
 from collector.pipeline import Context, DropReason, Hit
 from dnma import clock
+from dnma.access import request_token
 
 if TYPE_CHECKING:
     from collector.app import Collector
@@ -239,19 +240,18 @@ def build_router(collector: Collector) -> APIRouter:
     recorder: DebugRecorder = collector.debug
 
     def authorise(idsite: str, token: str, authorization: str) -> int:
-        """The site id the token may watch: 401 without a known token, 403 for another site."""
-        if not token and authorization.lower().startswith("bearer "):
-            token = authorization[7:].strip()
+        """The site id the token may watch (dnma.access: a site's token or the super user, never a
+        perimeter token): 401 without a known token, 403 for another site."""
+        token = request_token(token, authorization)
         if not token:
             raise HTTPException(status_code=401, detail="token_auth manquant")
-        is_super = collector._is_super(token)
-        if not is_super and not any(s.token_ok(token) for s in collector.sites.all()):
+        grant = collector.access.grant(token)
+        if grant is None:
             raise HTTPException(status_code=401, detail="token_auth invalide")
         site_id = pipeline._int(idsite)
         if site_id is None or site_id <= 0:
             raise HTTPException(status_code=400, detail="idsite manquant ou invalide")
-        site = collector.sites.get(site_id)
-        if site is None or not (is_super or site.token_ok(token)):
+        if collector.access.sites.get(site_id) is None or not grant.may_operate(site_id):
             raise HTTPException(status_code=403, detail=f"pas d'accès au site {site_id}")
         return site_id
 
@@ -263,7 +263,7 @@ def build_router(collector: Collector) -> APIRouter:
     ) -> Response:
         site_id = authorise(idsite, token_auth, authorization)
         recorder.mark_viewer(site_id)
-        site = collector.sites.get(site_id)
+        site = collector.access.sites.get(site_id)
         name = html.escape(site.name if site else str(site_id))
         page = _PAGE.replace("{{SITE}}", f"{site_id} — {name}")
         return HTMLResponse(page, headers=_PRIVATE_HEADERS)

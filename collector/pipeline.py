@@ -14,7 +14,6 @@ per-value normalisations cached in the `Context` (bounded dicts).
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import math
 import time
@@ -31,6 +30,7 @@ from collector.protocol import bytes_to_str, parse_qs_into
 from collector.useragent import UNKNOWN, UAClasses, UAClassifier
 from dnma import uai as uai_rules
 from dnma import vocab
+from dnma.access import Access
 from dnma.sites import Site, SiteRegistry
 
 
@@ -118,7 +118,7 @@ class Context:
     """Per-worker state the steps read: sites, secrets, caches. Built once at startup."""
 
     sites: SiteRegistry
-    super_user_token: str
+    access: Access
     honour_dnt_default: bool
     ua: UAClassifier
     pseudo: Pseudonymiser
@@ -366,10 +366,8 @@ def authenticate(hit: Hit, ctx: Context) -> DropReason | None:
         key = (site.id, token)
         ok = hit.shared.get(key)  # checked once per request (a bulk request's items share it)
         if ok is None:
-            sup = ctx.super_user_token
-            ok = hit.shared[key] = bool(
-                sup and hmac.compare_digest(token.encode(), sup.encode())
-            ) or site.token_ok(token)
+            grant = ctx.access.grant(token)  # one SHA-256 and a dict lookup of it
+            ok = hit.shared[key] = grant is not None and grant.may_write(site.id)
         hit.authenticated = ok
     params = hit.params
     if not hit.authenticated and hit.special and not params.keys().isdisjoint(AUTH_ONLY_KEYS):

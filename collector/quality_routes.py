@@ -1,5 +1,6 @@
 """The ops surface of the quality checks in the collector: GET /api/quality/alerts (super-user
-token: every alert; a site's token: that site's alerts) and the gauges of quality_status.json."""
+token: every alert; a site or perimeter token: the alerts of the sites it may view, dnma.access)
+and the gauges of quality_status.json."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from typing import Any
 
 from fastapi import APIRouter, Header, HTTPException, Query
 
+from dnma.access import Access, request_token
 from dnma.settings import Settings
-from dnma.sites import SiteRegistry
 
 _COLUMNS = (
     "check",
@@ -31,10 +32,14 @@ _COLUMNS = (
 )
 
 
-def build_router(settings: Settings, client_factory: Callable[[], Any] | None = None) -> APIRouter:
-    """`client_factory` defaults to the read-only client (the loader's endpoint in embedded mode)."""
+def build_router(
+    settings: Settings, client_factory: Callable[[], Any] | None = None, *, access: Access | None = None
+) -> APIRouter:
+    """`client_factory` defaults to the read-only client (the loader's endpoint in embedded mode);
+    `access` to a registry of its own over `settings`' files."""
     router = APIRouter(tags=["quality"])
     clients: list[Any] = []
+    registry = access or Access(settings)
 
     def client() -> Any:
         if not clients:  # created on first use: the loader may start after the collector
@@ -43,14 +48,15 @@ def build_router(settings: Settings, client_factory: Callable[[], Any] | None = 
             clients.append(client_factory() if client_factory else get_reader_client(settings))
         return clients[0]
 
-    def allowed_site(token: str) -> int | None:
-        """None for the super user, the site id for a site token; 401 otherwise."""
-        if settings.super_user_token and token == settings.super_user_token:
+    def viewable_sites(token: str) -> list[str] | None:
+        """None for the super user (every alert), the ids of the sites the token may view; 401 for
+        no token or an unknown one."""
+        grant = registry.grant(token)
+        if grant is None:
+            raise HTTPException(status_code=401, detail="token_auth invalide")
+        if grant.is_super_user:
             return None
-        for site in SiteRegistry.load(settings.resolved_sites_file).all():
-            if site.token_ok(token):
-                return site.id
-        raise HTTPException(status_code=401, detail="token_auth invalide")
+        return [str(s.id) for s in registry.sites.all() if grant.may_view(s.id)]
 
     @router.get("/api/quality/alerts")
     def alerts(
@@ -59,8 +65,9 @@ def build_router(settings: Settings, client_factory: Callable[[], Any] | None = 
         check: str = Query(default=""),
         authorization: str = Header(default=""),
     ) -> dict[str, Any]:
-        token = token_auth or authorization.removeprefix("Bearer ").strip()
-        site_id = allowed_site(token)
+        site_ids = viewable_sites(request_token(token_auth, authorization))
+        if site_ids == []:
+            return {"count": 0, "alerts": []}
         where = ["1"]
         params: dict[str, Any] = {}
         if status != "all":
@@ -69,9 +76,9 @@ def build_router(settings: Settings, client_factory: Callable[[], Any] | None = 
         if check:
             where.append("`check` = {check:String}")
             params["check"] = check
-        if site_id is not None:
-            where.append("scope_kind = 'site' AND scope_value = {site:String}")
-            params["site"] = str(site_id)
+        if site_ids is not None:
+            where.append("scope_kind = 'site' AND has({sites:Array(String)}, scope_value)")
+            params["sites"] = site_ids
         cols = ", ".join(
             f"toString(`{c}`)" if c.startswith(("window_", "first_", "last_")) else f"`{c}`" for c in _COLUMNS
         )

@@ -56,7 +56,9 @@ def _drop_client() -> None:
 
 
 def site_ids(req: ApiRequest) -> tuple[int, ...]:
-    """idSite=N, N,M or all; every site must be viewable with the request's token."""
+    """idSite=N, N,M or all; every site must be viewable with the request's token (dnma.access:
+    a site's token, a perimeter token whose perimeter overlaps the site, the super user). A
+    perimeter token's establishment filter (`req.grant.establishments`) does not cut the rows yet."""
     if not req.token:
         raise ApiError(_LOGIN)
     raw = req.params.get("idSite", req.params.get("idsite", "")).strip()

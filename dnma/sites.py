@@ -1,13 +1,13 @@
 """The registry of sites (ENT platforms), read from the sites YAML file.
 
-A site: id, name, main URL, time zone, write token (stored as a SHA-256), the custom-dimension
-mapping, fixed PROJET/EXPLOITANT/PLATEFORME, perimeter, exclusions, DNT policy.
+A site: id, name, main URL, time zone, write token (stored as a SHA-256; what a token may do is
+dnma.access's), the custom-dimension mapping, fixed PROJET/EXPLOITANT/PLATEFORME, perimeter,
+exclusions, DNT policy.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,9 +50,6 @@ class Site:
     excluded_ips: tuple[str, ...] = ()
     excluded_user_agents: tuple[str, ...] = ()
     honour_dnt: bool = False
-
-    def token_ok(self, token: str) -> bool:
-        return bool(token) and bool(self.token_sha256) and hmac.compare_digest(hash_token(token), self.token_sha256)
 
     def ua_excluded(self, ua: str) -> bool:
         low = ua.lower()

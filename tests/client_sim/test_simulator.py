@@ -14,6 +14,8 @@ from dnma_client.calendar import day_kind
 from dnma_client.simulator import SILENT_DAYS, Simulation, batches, demo_sites
 
 from dnma import uai as uai_rules
+from dnma.access import Access
+from dnma.settings import Settings
 from dnma.sites import SiteRegistry, dump_sites
 from dnma.vocab import SERVICES
 
@@ -166,7 +168,10 @@ def test_demo_sites_registry_and_batches(tmp_path: pytest.TempPathFactory) -> No
     dump_sites(demo_sites("secret"), path)
     registry = SiteRegistry.load(path)
     assert [s.id for s in registry.all()] == [1, 2, 3, 4, 5]
-    assert all(s.token_ok("secret") and not s.token_ok("other") for s in registry.all())
+    access = Access(Settings(data_dir=path.parent, sites_file=path))
+    grant = access.grant("secret")
+    assert grant is not None and all(grant.may_write(s.id) for s in registry.all())
+    assert access.grant("other") is None
     items = Simulation(scale=0.2, seed=1).day(WEEK)
     chunks = list(batches(items))
     assert sum(len(c) for c in chunks) == len(items)
