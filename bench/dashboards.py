@@ -138,13 +138,13 @@ def data_set_stack(data_dir: Path, stack_dir: Path | None, warm: bool = True) ->
 
 
 def measure(url: str, user: str, password: str, runs: int) -> dict[str, object]:
-    from dnma_superset import bundle
     from dnma_superset.browser import Browser
+    from dnma_superset.dashboards import DASHBOARDS
 
     out: dict[str, object] = {}
     with Browser(url) as browser:
         browser.login(user, password)
-        for d in bundle.DASHBOARDS:
+        for d in DASHBOARDS:
             loads = [browser.open_dashboard(d.slug, len(d.charts())) for _ in range(runs)]
             times = [x.seconds for x in loads]
             out[d.slug] = {

@@ -23,9 +23,13 @@ from urllib.parse import quote
 import httpx
 import yaml
 
-from dnma_superset import bundle
+from dnma_superset import assets_yaml
+from dnma_superset.charts import query_context
+from dnma_superset.dashboards import DASHBOARDS
+from dnma_superset.datasets import DATASETS, Dataset
+from dnma_superset.identity import DATABASE_NAME
 
-PERIMETERS_FILE = bundle.HERE / "perimeters.yaml"
+PERIMETERS_FILE = Path(__file__).resolve().parent.parent / "perimeters.yaml"
 ROLE_PREFIX = "DNMA — "
 READER_ROLE = "DNMA lecteur"  # dataset access shared by every perimeter role (rows then cut by RLS)
 DENY_ALL = "1 = 0"
@@ -83,7 +87,7 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def rls_clause(dataset: bundle.Dataset, perimeter: Perimeter) -> str:
+def rls_clause(dataset: Dataset, perimeter: Perimeter) -> str:
     template = dataset.perimeter.get(perimeter.level)
     return template.format(value=sql_literal(perimeter.value)) if template else DENY_ALL
 
@@ -102,8 +106,8 @@ def database_uri(settings: Any) -> tuple[str, str]:
 
 
 def bundle_zip(uri: str) -> bytes:
-    files = bundle.render()
-    files[f"databases/{bundle._file(bundle.DATABASE_NAME)}.yaml"] = bundle.dump(bundle.database_yaml(uri))
+    files = assets_yaml.render()
+    files[assets_yaml.DATABASE_FILE] = assets_yaml.dump(assets_yaml.database_yaml(uri))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         # Superset wants one top folder; timestamp is fixed so the same bundle gives the same bytes.
@@ -167,14 +171,14 @@ class Superset:
 
     # --- steps
     def import_assets(self, uri: str, password: str) -> None:
-        db_file = f"dnma_bundle/databases/{bundle._file(bundle.DATABASE_NAME)}.yaml"
+        db_file = f"dnma_bundle/{assets_yaml.DATABASE_FILE}"
         self.call("POST", "/api/v1/assets/import/",
                   files={"bundle": ("dnma_bundle.zip", bundle_zip(uri), "application/zip")},
                   data={"passwords": json.dumps({db_file.split("/", 1)[1]: password})})
 
     def datasets(self) -> dict[str, int]:
         """table_name -> id of the bundle's datasets."""
-        wanted = {d.uuid: d.name for d in bundle.DATASETS.values()}
+        wanted = {d.uuid: d.name for d in DATASETS.values()}
         rows = self.list_all("/api/v1/dataset/", columns="!(id,uuid,table_name)")
         found = {wanted[r["uuid"]]: r["id"] for r in rows if r.get("uuid") in wanted}
         missing = set(wanted.values()) - set(found)
@@ -185,18 +189,18 @@ class Superset:
     def charts(self) -> dict[str, dict[str, Any]]:
         """chart uuid -> {id, query_context} of the bundle's charts."""
         rows = self.list_all("/api/v1/chart/", columns="!(id,uuid,slice_name)")
-        uuids = {c.uuid for d in bundle.DASHBOARDS for c in d.charts()}
+        uuids = {c.uuid for d in DASHBOARDS for c in d.charts()}
         return {r["uuid"]: r for r in rows if r.get("uuid") in uuids}
 
     def fix_query_contexts(self, dataset_ids: dict[str, int]) -> None:
         """The saved query context names its datasource by id, which only exists after import."""
         by_uuid = self.charts()
-        for dash in bundle.DASHBOARDS:
+        for dash in DASHBOARDS:
             for c in dash.charts():
                 row = by_uuid.get(c.uuid)
                 if row is None:
                     raise RuntimeError(f"chart {c.key} missing after import")
-                qc = bundle.query_context(c)
+                qc = query_context(c)
                 ds_id = dataset_ids[c.dataset]
                 qc["datasource"] = {"id": ds_id, "type": "table"}
                 qc["form_data"]["datasource"] = f"{ds_id}__table"
@@ -226,14 +230,14 @@ class Superset:
     def permission_ids(self, dataset_ids: dict[str, int]) -> tuple[list[int], list[int]]:
         """(datasource_access on the territorial datasets, database_access on the DNMA database)."""
         rows = self.list_all("/api/v1/security/permissions-resources/")
-        territorial = {f"[{bundle.DATABASE_NAME}].[{name}](id:{i})" for name, i in dataset_ids.items()
-                       if bundle.DATASETS[name].perimeter}
+        territorial = {f"[{DATABASE_NAME}].[{name}](id:{i})" for name, i in dataset_ids.items()
+                       if DATASETS[name].perimeter}
         ds, db = [], []
         for r in rows:
             perm, view = r["permission"]["name"], r["view_menu"]["name"]
             if perm == "datasource_access" and view in territorial:
                 ds.append(r["id"])
-            elif perm == "database_access" and view.startswith(f"[{bundle.DATABASE_NAME}].(id:"):
+            elif perm == "database_access" and view.startswith(f"[{DATABASE_NAME}].(id:"):
                 db.append(r["id"])
         if len(ds) != len(territorial) or not db:
             raise RuntimeError(f"permissions not found: {len(ds)}/{len(territorial)} datasets, database {db}")
@@ -287,7 +291,7 @@ def rls_rules(perimeters: Perimeters, dataset_ids: dict[str, int], roles: dict[s
             continue
         by_clause: dict[str, list[int]] = {}
         for name, ds_id in sorted(dataset_ids.items()):
-            by_clause.setdefault(rls_clause(bundle.DATASETS[name], p), []).append(ds_id)
+            by_clause.setdefault(rls_clause(DATASETS[name], p), []).append(ds_id)
         for i, (clause, tables) in enumerate(sorted(by_clause.items())):
             rules.append({
                 "name": f"{RLS_PREFIX}{p.name}" + (f" #{i + 1}" if i else ""),
@@ -352,7 +356,7 @@ def warm_caches(url: str, username: str, password: str) -> list[str]:
     try:
         with Browser(url) as browser:
             browser.login(username, password)
-            for d in bundle.DASHBOARDS:
+            for d in DASHBOARDS:
                 load = browser.open_dashboard(d.slug, len(d.charts()), timeout=300)
                 if load.rendered == load.charts and not load.errors:
                     warmed.append(d.slug)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from dnma_superset import bundle
 from dnma_superset.browser import Browser
+from dnma_superset.dashboards import DASHBOARDS, Dashboard
 
 from .conftest import ADMIN, ARTIFACTS, SupersetHandle
 
@@ -19,8 +19,8 @@ def admin_browser(superset: SupersetHandle) -> Iterator[Browser]:
         yield b
 
 
-@pytest.mark.parametrize("dashboard", bundle.DASHBOARDS, ids=lambda d: d.slug)
-def test_dashboard_renders(admin_browser: Browser, dashboard: bundle.Dashboard) -> None:
+@pytest.mark.parametrize("dashboard", DASHBOARDS, ids=lambda d: d.slug)
+def test_dashboard_renders(admin_browser: Browser, dashboard: Dashboard) -> None:
     load = admin_browser.open_dashboard(dashboard.slug, len(dashboard.charts()))
     admin_browser.screenshot(ARTIFACTS / f"{dashboard.slug}.png")
     assert load.charts == len(dashboard.charts()), load
@@ -30,7 +30,7 @@ def test_dashboard_renders(admin_browser: Browser, dashboard: bundle.Dashboard) 
 
 
 def test_rendered_dashboard_respects_rls(superset: SupersetHandle) -> None:
-    territoires = next(d for d in bundle.DASHBOARDS if d.slug == "dnma-territoires")
+    territoires = next(d for d in DASHBOARDS if d.slug == "dnma-territoires")
     with Browser(superset.url) as b:
         b.login("dnma_academie_rennes", superset.users()["dnma_academie_rennes"])
         load = b.open_dashboard(territoires.slug, len(territoires.charts()))

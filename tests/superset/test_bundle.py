@@ -7,14 +7,16 @@ from __future__ import annotations
 import re
 
 import pytest
-from dnma_superset import bundle
+from dnma_superset.dashboards import DASHBOARDS
+from dnma_superset.dataset_sql import SQL
+from dnma_superset.datasets import DATASETS, Dataset
 from dnma_superset.provision import LEVELS, Perimeter, rls_clause
 
 from aggregator.rollups import BY_TABLE
 
 
-@pytest.mark.parametrize("dataset", [d for d in bundle.DATASETS.values() if d.perimeter], ids=lambda d: d.name)
-def test_rls_columns_exist_in_dataset(dataset: bundle.Dataset) -> None:
+@pytest.mark.parametrize("dataset", [d for d in DATASETS.values() if d.perimeter], ids=lambda d: d.name)
+def test_rls_columns_exist_in_dataset(dataset: Dataset) -> None:
     columns = {c[0] for c in dataset.columns}
     for level in LEVELS:
         if level == "national":
@@ -31,10 +33,10 @@ ROLLUP_DATASETS = ("visites", "visites_territoires", "visites_etablissements", "
 
 @pytest.mark.parametrize("name", ROLLUP_DATASETS)
 def test_rollup_datasets_merge_user_states(name: str) -> None:
-    sql = bundle.SQL[name]
+    sql = SQL[name]
     tables = set(re.findall(r"FROM dnma\.(\w+)", sql))
     assert tables - {"visits", "etablissements"} <= set(BY_TABLE), tables
-    users = next(m for m in bundle.DATASETS[name].metrics if m[0] == "utilisateurs")[2]
+    users = next(m for m in DATASETS[name].metrics if m[0] == "utilisateurs")[2]
     merges = {BY_TABLE[t].users_merge for t in tables if t in BY_TABLE}
     assert all(f"{m}(etats_utilisateurs)" in users for m in merges), users
     assert "sum(" not in users and "uniqExact" not in users
@@ -46,7 +48,7 @@ def test_rollup_datasets_merge_user_states(name: str) -> None:
 
 
 def test_charts_use_rollups_where_one_fits() -> None:
-    by_key = {c.key: c for d in bundle.DASHBOARDS for c in d.charts()}
+    by_key = {c.key: c for d in DASHBOARDS for c in d.charts()}
     for key, chart in by_key.items():
         if key.startswith(("nat_", "ter_")) or key in ("eta_visites", "eta_utilisateurs", "eta_duree",
                                                        "eta_tendance", "eta_profils", "eta_appareils",

@@ -7,12 +7,13 @@ import json
 from typing import Any
 
 import pytest
-from dnma_superset import bundle
+from dnma_superset.dashboards import DASHBOARDS
+from dnma_superset.identity import DATABASE_NAME
 from dnma_superset.provision import Perimeters
 
 from .conftest import SupersetHandle, provision
 
-CHARTS = {c.uuid: c for d in bundle.DASHBOARDS for c in d.charts()}
+CHARTS = {c.uuid: c for d in DASHBOARDS for c in d.charts()}
 
 
 def _chart_ids(api: Any) -> dict[str, int]:
@@ -32,10 +33,10 @@ def _data(api: Any, chart_id: int) -> list[dict[str, Any]]:
 def test_bundle_imported(superset: SupersetHandle) -> None:
     api = superset.client()
     dashboards = {r["slug"]: r for r in api.rows("/api/v1/dashboard/")}
-    assert {d.slug for d in bundle.DASHBOARDS} <= set(dashboards)
+    assert {d.slug for d in DASHBOARDS} <= set(dashboards)
     assert len(_chart_ids(api)) == len(CHARTS)
     databases = api.rows("/api/v1/database/")
-    assert [d["database_name"] for d in databases] == [bundle.DATABASE_NAME]
+    assert [d["database_name"] for d in databases] == [DATABASE_NAME]
 
 
 def test_every_chart_returns_rows(superset: SupersetHandle) -> None:

@@ -1,0 +1,145 @@
+"""The bundle's charts: one builder per kind (KPI, trend, bars, pie, tables, map) filling Superset's
+viz params, and the query context each chart's viz plugin would save.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from dnma_superset.identity import NS, uid
+
+
+@dataclass
+class Chart:
+    key: str  # stable identity (uuid source), unique in the bundle
+    title: str
+    viz: str
+    dataset: str
+    params: dict[str, Any]
+    width: int = 4
+    height: int = 50
+
+    @property
+    def uuid(self) -> str:
+        return uid("chart", self.key)
+
+
+def kpi(key: str, title: str, dataset: str, metric: str, fmt: str = "SMART_NUMBER",
+        filters: list[dict[str, Any]] | None = None) -> Chart:
+    return Chart(key, title, "big_number_total", dataset, {
+        "metric": metric, "adhoc_filters": filters or [], "header_font_size": 0.4, "subheader_font_size": 0.15,
+        "y_axis_format": fmt, "subheader": "",
+    }, width=3, height=25)
+
+
+def trend(key: str, title: str, dataset: str, metrics: list[str], x: str = "debutsemaine", grain: str = "P1W",
+          width: int = 12) -> Chart:
+    return Chart(key, title, "echarts_timeseries_line", dataset, {
+        "x_axis": x, "time_grain_sqla": grain, "metrics": metrics, "groupby": [], "adhoc_filters": [],
+        "row_limit": 10000, "truncate_metric": True, "show_legend": True, "rich_tooltip": True,
+        "x_axis_time_format": "smart_date", "y_axis_format": "SMART_NUMBER", "markerEnabled": True,
+        "order_desc": True, "comparison_type": "values", "annotation_layers": [],
+    }, width=width)
+
+
+def bars(key: str, title: str, dataset: str, x: str, metrics: list[str], groupby: list[str] | None = None,
+         width: int = 4, limit: int = 30) -> Chart:
+    return Chart(key, title, "echarts_timeseries_bar", dataset, {
+        "x_axis": x, "metrics": metrics, "groupby": groupby or [], "adhoc_filters": [], "row_limit": limit,
+        "orientation": "horizontal", "x_axis_sort": metrics[0], "x_axis_sort_asc": True,
+        "x_axis_sort_series": "sum", "x_axis_sort_series_ascending": False,
+        "show_legend": bool(groupby), "stack": "Stack" if groupby else None, "y_axis_format": "SMART_NUMBER",
+        "truncate_metric": True, "order_desc": True, "annotation_layers": [], "rich_tooltip": True,
+        "show_value": not groupby,
+    }, width=width)
+
+
+def pie(key: str, title: str, dataset: str, groupby: str, metric: str = "visites", width: int = 4) -> Chart:
+    return Chart(key, title, "pie", dataset, {
+        "groupby": [groupby], "metric": metric, "adhoc_filters": [], "row_limit": 100, "sort_by_metric": True,
+        "show_labels": True, "label_type": "key_percent", "number_format": "SMART_NUMBER", "show_legend": True,
+        "legendOrientation": "top", "innerRadius": 30, "donut": True, "outerRadius": 70, "labels_outside": True,
+    }, width=width)
+
+
+def table(key: str, title: str, dataset: str, groupby: list[str], metrics: list[str], width: int = 6,
+          height: int = 50, order_by: str | None = None, filters: list[dict[str, Any]] | None = None) -> Chart:
+    return Chart(key, title, "table", dataset, {
+        "query_mode": "aggregate", "groupby": groupby, "metrics": metrics, "all_columns": [],
+        "percent_metrics": [], "adhoc_filters": filters or [], "row_limit": 1000, "order_desc": True,
+        "timeseries_limit_metric": order_by or metrics[0], "server_pagination": False, "include_search": True,
+        "table_timestamp_format": "smart_date", "show_cell_bars": True, "color_pn": True,
+    }, width=width, height=height)
+
+
+def raw_table(key: str, title: str, dataset: str, columns: list[str], order: str, width: int = 12,
+              filters: list[dict[str, Any]] | None = None) -> Chart:
+    return Chart(key, title, "table", dataset, {
+        "query_mode": "raw", "all_columns": columns, "groupby": [], "metrics": [], "percent_metrics": [],
+        "order_by_cols": [json.dumps([order, False])], "adhoc_filters": filters or [], "row_limit": 1000,
+        "server_pagination": False, "include_search": True, "table_timestamp_format": "%Y-%m-%d %H:%M",
+    }, width=width)
+
+
+def france_map(key: str, title: str, dataset: str, level: str, metric: str, width: int = 6) -> Chart:
+    country, entity = ("france", "departement_iso") if level == "departement" else ("france_regions", "region_iso")
+    return Chart(key, title, "country_map", dataset, {
+        "select_country": country, "entity": entity, "metric": metric, "adhoc_filters": [],
+        "linear_color_scheme": "superset_seq_1", "number_format": "SMART_NUMBER", "row_limit": 1000,
+    }, width=width, height=80)
+
+
+def where(sql: str) -> dict[str, Any]:
+    return {"clause": "WHERE", "expressionType": "SQL", "sqlExpression": sql, "subject": None, "operator": None,
+            "comparator": None, "filterOptionName": f"filter_{uuid.uuid5(NS, sql).hex[:12]}", "isExtra": False,
+            "isNew": False}
+
+
+# --- query contexts (what /api/v1/chart/<id>/data/ runs; datasource id filled in at import) ---
+def _metric_list(params: dict[str, Any]) -> list[Any]:
+    if "metrics" in params:
+        return list(params["metrics"])
+    return [params["metric"]] if "metric" in params else []
+
+
+def query_context(chart: Chart) -> dict[str, Any]:
+    """The query the chart's viz plugin builds, as the frontend would save it."""
+    p = chart.params
+    q: dict[str, Any] = {
+        "filters": [], "extras": {"having": "", "where": ""}, "applied_time_extras": {}, "columns": [],
+        "metrics": _metric_list(p), "orderby": [], "annotation_layers": [], "row_limit": p.get("row_limit", 1000),
+        "series_limit": 0, "order_desc": True, "url_params": {}, "custom_params": {}, "custom_form_data": {},
+    }
+    wheres = [f["sqlExpression"] for f in p.get("adhoc_filters", []) if f.get("expressionType") == "SQL"]
+    if wheres:
+        q["extras"]["where"] = " AND ".join(f"({w})" for w in wheres)
+    viz = chart.viz
+    if viz in ("echarts_timeseries_line", "echarts_timeseries_bar"):
+        x = p["x_axis"]
+        if "time_grain_sqla" in p:
+            q["columns"] = [{"timeGrain": p["time_grain_sqla"], "columnType": "BASE_AXIS", "sqlExpression": x,
+                             "label": x, "expressionType": "SQL"}, *p["groupby"]]
+            q["orderby"] = [[x, True]]
+        else:
+            q["columns"] = [x, *p["groupby"]]
+            q["orderby"] = [[q["metrics"][0], False]]
+        q["series_columns"] = list(p["groupby"])
+    elif viz == "pie":
+        q["columns"] = list(p["groupby"])
+        q["orderby"] = [[p["metric"], False]]
+    elif viz == "country_map":
+        q["columns"] = [p["entity"]]
+    elif viz == "table" and p["query_mode"] == "raw":
+        q["columns"] = list(p["all_columns"])
+        q["metrics"] = []
+        q["orderby"] = [json.loads(o) for o in p["order_by_cols"]]
+    elif viz == "table":
+        q["columns"] = list(p["groupby"])
+        q["orderby"] = [[p["timeseries_limit_metric"], False]]
+    return {
+        "datasource": {"id": 0, "type": "table"}, "force": False, "queries": [q],
+        "form_data": {**p, "viz_type": viz}, "result_format": "json", "result_type": "full",
+    }

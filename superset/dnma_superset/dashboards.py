@@ -1,0 +1,141 @@
+"""The six DNMA dashboards: their charts row by row, and the native filters of each (every filter
+listing its values from a dataset that holds them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnma_superset.charts import Chart, bars, france_map, kpi, pie, raw_table, table, trend, where
+from dnma_superset.dataset_sql import QUALITY_DAYS
+from dnma_superset.datasets import DATASETS
+from dnma_superset.identity import uid
+
+
+@dataclass
+class Filter:
+    name: str
+    dataset: str
+    column: str
+    multi: bool = True
+    time: bool = False
+
+    def config(self, dashboard: str) -> dict[str, Any]:
+        fid = "NATIVE_FILTER-" + uid("filter", f"{dashboard}:{self.column}")[:12]
+        return {
+            "id": fid, "name": self.name, "type": "NATIVE_FILTER", "description": "",
+            "filterType": "filter_select",
+            "targets": [{"datasetUuid": DATASETS[self.dataset].uuid, "column": {"name": self.column}}],
+            "controlValues": {"enableEmptyFilter": False, "defaultToFirstItem": False, "multiSelect": self.multi,
+                              "searchAllOptions": False, "inverseSelection": False, "sortAscending": True},
+            "defaultDataMask": {"extraFormData": {}, "filterState": {}, "ownState": {}},
+            "cascadeParentIds": [], "scope": {"rootPath": ["ROOT_ID"], "excluded": []}, "tabsInScope": [],
+        }
+
+
+@dataclass
+class Dashboard:
+    slug: str
+    title: str
+    rows: list[list[Chart]]
+    filters: list[Filter] = field(default_factory=list)
+    description: str = ""
+
+    @property
+    def uuid(self) -> str:
+        return uid("dashboard", self.slug)
+
+    def charts(self) -> list[Chart]:
+        return [c for row in self.rows for c in row]
+
+
+# Each filter lists its values from the smallest dataset holding them (it applies by column name to
+# every chart in scope whose dataset has the column).
+TERRITORY_FILTERS = [
+    Filter("Année scolaire", "visites", "annee_scolaire"),
+    Filter("Degré", "visites", "degre"),
+    Filter("Académie", "visites_territoires", "academie"),
+    Filter("Département", "visites_territoires", "departement"),
+    Filter("Projet ENT", "visites_etablissements", "projet"),
+]
+NATIONAL_FILTERS = [
+    *TERRITORY_FILTERS,
+    Filter("Profil", "visites", "profil"),
+    Filter("Service", "visites_services", "service"),
+]
+
+DASHBOARDS: list[Dashboard] = [
+    Dashboard("dnma-vue-nationale", "DNMA — Vue nationale", [
+        [kpi("nat_visites", "Visites", "visites", "visites"),
+         kpi("nat_utilisateurs", "Utilisateurs", "visites", "utilisateurs"),
+         kpi("nat_pages_vues", "Pages vues", "visites", "pages_vues"),
+         kpi("nat_duree", "Durée moyenne par visite (s)", "visites", "duree_moyenne", ",.0f")],
+        [trend("nat_tendance", "Visites et utilisateurs par semaine", "visites", ["visites", "utilisateurs"])],
+        [bars("nat_profils", "Visites par profil", "visites", "profil", ["visites"]),
+         bars("nat_services", "Visites par service", "visites_services", "service", ["visites"]),
+         pie("nat_appareils", "Visites par appareil", "visites", "device")],
+    ], NATIONAL_FILTERS),
+    Dashboard("dnma-territoires", "DNMA — Territoires", [
+        [france_map("ter_carte_dep", "Visites par département", "visites_territoires", "departement", "visites"),
+         france_map("ter_carte_reg", "Visites par région", "visites_territoires", "region", "visites")],
+        [table("ter_academies", "Académies : visites et taux de visite", "visites_territoires",
+               ["region", "academie"],
+               ["visites", "utilisateurs", "taux_visite"], width=12)],
+    ], TERRITORY_FILTERS),
+    Dashboard("dnma-deploiement", "DNMA — Déploiement", [
+        [france_map("dep_carte", "Part d'établissements actifs sur 30 jours", "deploiement", "departement",
+                    "taux_actifs"),
+         table("dep_departements", "Déploiement par département", "deploiement",
+               ["academie", "departement"],
+               ["etablissements", "etablissements_actifs", "taux_actifs", "classe_deploiement"],
+               order_by="taux_actifs")],
+        [table("dep_couverture", "Couverture du marquage par ENT (30 jours)", "deploiement", ["projet", "degre"],
+               ["etablissements", "couverture_marquage"], order_by="couverture_marquage", width=12, height=40,
+               filters=[where("projet != ''")])],
+    ], [Filter("Degré", "visites", "degre"), Filter("Académie", "visites_territoires", "academie"),
+        Filter("Projet ENT", "visites_etablissements", "projet")]),
+    Dashboard("dnma-services-outils", "DNMA — Services et outils", [
+        [pie("svc_types", "Services natifs et tiers", "visites_types", "type_service", width=4),
+         bars("svc_outils", "Outils les plus utilisés", "visites_outils", "outil", ["visites"], width=8, limit=15)],
+        [bars("svc_profils", "Usage des services par profil", "visites_services", "service", ["visites"],
+              groupby=["profil"], width=12)],
+    ], [*TERRITORY_FILTERS, Filter("Profil", "visites", "profil")]),
+    Dashboard("dnma-etablissement", "DNMA — Établissement", [
+        [kpi("eta_visites", "Visites", "visites", "visites"),
+         kpi("eta_utilisateurs", "Utilisateurs", "visites", "utilisateurs"),
+         kpi("eta_telechargements", "Téléchargements", "evenements", "evenements",
+             filters=[where("action = 'download'")]),
+         kpi("eta_duree", "Durée moyenne par visite (s)", "visites", "duree_moyenne", ",.0f")],
+        [trend("eta_tendance", "Visites et utilisateurs par jour", "visites", ["visites", "utilisateurs"],
+               x="day", grain="P1D")],
+        [pie("eta_profils", "Profils", "visites", "profil"),
+         bars("eta_services", "Services", "visites_services", "service", ["visites"]),
+         pie("eta_appareils", "Appareils", "visites", "device")],
+        [table("eta_evenements", "Événements locaux (téléchargements, engagement)", "evenements",
+               ["action", "event_category", "event_action"], ["evenements", "utilisateurs"], width=12, height=40)],
+    ], [Filter("Établissement (UAI)", "visites_etablissements", "uai", multi=False),
+        Filter("Projet ENT", "visites_etablissements", "projet"),
+        Filter("Année scolaire", "visites", "annee_scolaire")]),
+    Dashboard("dnma-qualite", "DNMA — Qualité des données", [
+        [kpi("qua_alertes", "Alertes ouvertes", "alertes_qualite", "alertes_ouvertes"),
+         kpi("qua_uai_invalide", f"Taux d'UAI invalides ({QUALITY_DAYS} j)", "qualite_hits", "taux_uai_invalide", ".2%"),
+         kpi("qua_uai_inconnu", f"Taux d'UAI inconnus ({QUALITY_DAYS} j)", "qualite_hits", "taux_uai_inconnu", ".2%"),
+         kpi("qua_delai", f"Délai médian d'ingestion ({QUALITY_DAYS} j, s)", "qualite_hits", "delai_median", ",.0f")],
+        [raw_table("qua_alertes_ouvertes", "Alertes ouvertes", "alertes_qualite",
+                   ["severity", "controle", "scope_kind", "scope_value", "message", "first_seen", "last_seen"],
+                   "last_seen", width=8, filters=[where("status = 'open'")]),
+         raw_table("qua_controles", "État des contrôles", "controles_qualite",
+                   ["controle", "etat", "alertes_ouvertes", "dernier_passage", "erreur"], "controle", width=4)],
+        [raw_table("qua_silence", "Sites silencieux", "alertes_qualite",
+                   ["scope_value", "message", "first_seen", "last_seen"], "last_seen", width=6,
+                   filters=[where("status = 'open' AND controle = 'silence'")]),
+         raw_table("qua_ingestion", "Ingestion : retard du loader et requêtes refusées", "alertes_qualite",
+                   ["scope_value", "severity", "observed", "expected", "message", "last_seen"], "last_seen", width=6,
+                   filters=[where("controle = 'ingestion'")])],
+        [trend("qua_taux", "Taux d'UAI invalides et inconnus par jour", "qualite_hits",
+               ["taux_uai_invalide", "taux_uai_inconnu"], x="day", grain="P1D", width=6),
+         trend("qua_delais", "Délai d'ingestion par jour", "qualite_hits", ["delai_median", "delai_max"],
+               x="day", grain="P1D", width=6)],
+    ], [Filter("Projet ENT", "visites_etablissements", "projet")]),
+]

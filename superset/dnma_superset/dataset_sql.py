@@ -1,0 +1,246 @@
+"""The SQL of the bundle's virtual datasets: which visit rollup (or dnma.visits, dnma.hits) each reads,
+picked in Jinja by the filters and the user's perimeter, and the tier-dependent "utilisateurs" metric.
+
+Measures follow spec/INDICATORS.md: "utilisateurs" is always a distinct count over the rows
+asked for, never a sum of daily figures: on the rollup-backed datasets it merges the distinct-user
+states of the tier read (aggregator/rollups.py), on the per-visit and per-hit ones it is the
+uniqExact of the uid hash, else the visitor id.
+"""
+
+from __future__ import annotations
+
+from aggregator.rollups import BY_TABLE, rollup_for
+
+DB = "dnma"
+
+# Dashboards read the visit rollups of aggregator/rollups.py, not one row per visit, except where no
+# rollup holds what a chart needs (tools, native/third-party type, one establishment's services, a
+# "service" filter on visit charts: dnma.visits). Which tier a query reads is decided when Superset
+# renders the dataset's Jinja: the coarsest tier holding every column filtered on, by the native
+# filters or by the user's row-level-security perimeter (`current_user_rls_rules()`), as
+# rollup_for() picks it. Every branch of a dataset exposes the same columns; those a tier lacks are
+# '' there, and that tier is never picked when they are filtered on. Distinct users are states,
+# merged by the metric with the tier's function (BY_TABLE[table].users_merge), never added.
+USER_KEY = "if(user_hash != 0, user_hash, visitor_id)"
+REF = f"'{DB}.etablissements_dict'"
+# Today on DNMA's clock (DNMA_NOW), from superset_config's Jinja addon: never ClickHouse's today().
+TODAY = "toDate('{{ dnma_today() }}')"
+
+
+def school_year(day: str = "day") -> str:
+    return (f"concat(toString(toYear({day}) - (toMonth({day}) < 8)), '-', "
+            f"toString(toYear({day}) - (toMonth({day}) < 8) + 1))")
+
+
+def period(day: str = "day") -> str:
+    """The "année scolaire" filter also prunes partitions inside the dataset (Jinja): ` AND (...)`."""
+    return ("{% for y in filter_values('annee_scolaire') %}{{ ' AND (' if loop.first else ' OR ' }}"
+            f"{day} BETWEEN makeDate({{{{ y[:4] | int }}}}, 8, 1) AND makeDate({{{{ y[:4] | int + 1 }}}}, 7, 31)"
+            "{{ ')' if loop.last }}{% endfor %}")
+
+
+def _filtered(columns: tuple[str, ...]) -> str:
+    return " or ".join(f"filter_values('{c}')" for c in columns)
+
+
+NATIONAL, TERRITOIRES, DETAIL = "visits_national_daily", "visits_territoires_daily", "visits_daily"
+SVC_NATIONAL, SVC_TERRITOIRES = "visits_services_national_daily", "visits_services_daily"
+GEO_COLUMNS = ("region", "academie", "departement")
+VISIT_FINE = ("uai", "site_id", "projet")  # among visit rollups, only the per-UAI detail has them
+SERVICE_FINE = ("uai", "site_id")  # no services rollup has them: dnma.visits
+# The tiers as aggregator.rollups.rollup_for picks them (a rollup change breaks the build, not a chart).
+assert rollup_for({"degre", "profil", "device"}) == NATIONAL
+assert rollup_for({"degre", *GEO_COLUMNS, "profil", "device"}) == TERRITOIRES
+assert rollup_for({"degre", *GEO_COLUMNS, *VISIT_FINE, "profil", "device"}) == DETAIL
+assert rollup_for({"degre", "profil", "service"}) == SVC_NATIONAL
+assert rollup_for({"degre", *GEO_COLUMNS, "projet", "profil", "service"}) == SVC_TERRITOIRES
+assert BY_TABLE[NATIONAL].users == BY_TABLE[TERRITOIRES].users == BY_TABLE[SVC_NATIONAL].users \
+    == BY_TABLE[SVC_TERRITOIRES].users
+
+# Jinja flags rendered before a dataset's SQL, and again before a metric depending on the tier.
+# dnma_rls: the user's RLS clauses ("academie = 'Rennes'", "projet = 'ENT_BRETAGNE'"), '' for national.
+VISIT_FLAGS = (
+    "{%- set dnma_rls = (current_user_rls_rules() or []) | join(' ') -%}\n"
+    f"{{%- set dnma_detail = {_filtered(VISIT_FINE)} or 'projet' in dnma_rls -%}}\n"
+    f"{{%- set dnma_geo = dnma_detail or {_filtered(GEO_COLUMNS)} or dnma_rls -%}}\n"
+)
+SERVICE_FLAGS = (
+    "{%- set dnma_rls = (current_user_rls_rules() or []) | join(' ') -%}\n"
+    f"{{%- set dnma_detail = {_filtered(SERVICE_FINE)} -%}}\n"
+    f"{{%- set dnma_geo = dnma_detail or {_filtered((*GEO_COLUMNS, 'projet'))} or dnma_rls -%}}\n"
+)
+# A visit counts once whatever services it touched: the "service" filter on a visit chart keeps the
+# visits that touched one of the chosen services (dnma.visits), and leaves the outer query.
+SERVICE_FILTER = "filter_values('service', remove_filter=True)"
+SERVICE_WHERE = (" AND arrayExists(s -> s IN {{ filter_values('service', remove_filter=True) | where_in }},"
+                 " services)")
+
+
+def visit_flags(base: str) -> str:
+    """VISIT_FLAGS of a dataset reading at least tier `base` (dnma_detail: the per-UAI tier is read)."""
+    return VISIT_FLAGS + ("{%- set dnma_detail = true -%}\n" if base == DETAIL else "")
+
+
+def users_metric(base: str) -> str:
+    """Distinct users of a visits dataset: the read tier's states merged with its function."""
+    if base == DETAIL:
+        return f"{BY_TABLE[DETAIL].users_merge}(etats_utilisateurs)"
+    return (visit_flags(base) + "{%- if dnma_detail -%}" + BY_TABLE[DETAIL].users_merge + "(etats_utilisateurs)"
+            "{%- else -%}" + BY_TABLE[base].users_merge + "(etats_utilisateurs){%- endif -%}")
+
+
+SERVICE_USERS_METRIC = BY_TABLE[SVC_NATIONAL].users_merge + "(etats_utilisateurs)"
+
+ROLLUP_MEASURES = ("t.visites AS nb_visites, t.utilisateurs AS etats_utilisateurs, t.duree AS duree_s,\n  "
+                   "t.pages_vues AS nb_pages_vues, t.actions AS nb_actions, t.rebonds AS nb_rebonds")
+
+
+def visits_measures(users_state: str) -> str:
+    return (f"toUInt64(count()) AS nb_visites, {users_state}(toUInt64({USER_KEY})) AS etats_utilisateurs,\n  "
+            "toUInt64(sum(duration)) AS duree_s, toUInt64(sum(pageviews)) AS nb_pages_vues,\n  "
+            "toUInt64(sum(actions)) AS nb_actions, toUInt64(sum(is_bounce)) AS nb_rebonds")
+
+
+# Small lookups on a territory (a few hundred rows), joined by the map and académie charts' dataset.
+TERRITORY_JOINS = f"""
+LEFT JOIN (SELECT departement, any(departement_iso) AS departement_iso FROM {DB}.etablissements FINAL
+           WHERE departement != '' GROUP BY departement) AS di ON di.departement = t.departement
+LEFT JOIN (SELECT region, any(region_iso) AS region_iso FROM {DB}.etablissements FINAL
+           WHERE region != '' GROUP BY region) AS ri ON ri.region = t.region
+LEFT JOIN (SELECT academie, sum(eleves) AS eleves FROM {DB}.etablissements FINAL GROUP BY academie) AS ea
+  ON ea.academie = t.academie"""
+TERRITORY_COLUMNS = "di.departement_iso AS departement_iso, ri.region_iso AS region_iso, ea.eleves AS eleves_academie"
+NO_TERRITORY_COLUMNS = "'' AS departement_iso, '' AS region_iso, toUInt64(0) AS eleves_academie"
+
+
+def _period_columns() -> list[str]:
+    """The period columns and the degree every visit and service dataset starts with."""
+    return ["t.day AS day", "toMonday(t.day) AS debutsemaine", f"{school_year('t.day')} AS annee_scolaire",
+            "t.degre AS degre"]
+
+
+def _dimensions(geo: bool, fine: bool, extra: str) -> str:
+    cols = _period_columns()
+    cols += [f"t.{c} AS {c}" if geo else f"'' AS {c}" for c in GEO_COLUMNS]
+    if fine:
+        cols += ["t.projet AS projet", "t.uai AS uai", "t.site_id AS site_id",
+                 f"dictGetOrDefault({REF}, 'nom', tuple(t.uai), '') AS etablissement"]
+    else:
+        cols += ["'' AS projet", "'' AS uai", "toUInt32(0) AS site_id", "'' AS etablissement"]
+    cols += ["t.profil AS profil", extra]
+    return ",\n  ".join(cols)
+
+
+def visit_sql(base: str, territories: bool = False) -> str:
+    """A visits dataset reading at least tier `base` (NATIONAL, TERRITOIRES or DETAIL); finer ones when
+    the filters or the RLS perimeter ask for it, dnma.visits under a service filter."""
+    terr_cols = TERRITORY_COLUMNS if territories else NO_TERRITORY_COLUMNS
+    joins = TERRITORY_JOINS if territories else ""
+
+    def rollup(table: str, geo: bool, fine: bool) -> str:
+        return (f"SELECT {_dimensions(geo, fine, 't.device AS device')},\n  {terr_cols},\n  {ROLLUP_MEASURES}\n"
+                f"FROM {DB}.{table} AS t{joins}\nWHERE 1{period('t.day')}")
+
+    from_visits = (
+        f"SELECT {_dimensions(True, True, 't.device AS device')},\n  {terr_cols},\n  "
+        "{% if dnma_detail %}" + visits_measures(BY_TABLE[DETAIL].users_state) + "{% else %}"
+        + visits_measures(BY_TABLE[NATIONAL].users_state) + "{% endif %}\n"
+        f"FROM {DB}.visits AS t{joins}\nWHERE 1{period('t.day')}{SERVICE_WHERE}\n"
+        "GROUP BY day, degre, region, academie, departement, projet, uai, site_id, profil, device"
+        + (", departement_iso, region_iso, eleves_academie" if territories else "")
+    )
+    levels = [(DETAIL, "dnma_detail", True, True), (TERRITOIRES, "dnma_geo", True, False),
+              (NATIONAL, "", False, False)]
+    levels = levels[:[lv[0] for lv in levels].index(base) + 1]
+    out = visit_flags(base) + "{%- if " + SERVICE_FILTER + " %}\n" + from_visits + "\n"
+    for table, flag, geo, fine in levels:
+        head = "{%- elif " + flag + " %}\n" if flag and table != base else "{%- else %}\n"
+        out += head + rollup(table, geo, fine) + "\n"
+    return out + "{%- endif %}"
+
+
+def services_sql() -> str:
+    """Visits per service: the services rollups, or dnma.visits for one establishment (or site)."""
+    def rollup(table: str, geo: bool) -> str:
+        cols = [*_period_columns(), *[f"t.{c} AS {c}" if geo else f"'' AS {c}" for c in (*GEO_COLUMNS, "projet")],
+                "'' AS uai", "toUInt32(0) AS site_id", "t.profil AS profil", "t.service AS service"]
+        return (f"SELECT {', '.join(cols)},\n  {ROLLUP_MEASURES}\nFROM {DB}.{table} AS t\n"
+                f"WHERE 1{period('t.day')}")
+
+    cols = [*_period_columns(), *[f"t.{c} AS {c}" for c in (*GEO_COLUMNS, "projet", "uai", "site_id", "profil")],
+            "service"]
+    from_visits = (f"SELECT {', '.join(cols)},\n  {visits_measures(BY_TABLE[SVC_NATIONAL].users_state)}\n"
+                   f"FROM {DB}.visits AS t ARRAY JOIN t.services AS service\nWHERE 1{period('t.day')}\n"
+                   "GROUP BY day, degre, region, academie, departement, projet, uai, site_id, profil, service")
+    return (SERVICE_FLAGS + "{%- if dnma_detail %}\n" + from_visits + "\n{%- elif dnma_geo %}\n"
+            + rollup(SVC_TERRITOIRES, True) + "\n{%- else %}\n" + rollup(SVC_NATIONAL, False) + "\n{%- endif %}")
+
+
+# Raw hits hold the quality columns (flags, reception delay) no rollup keeps: the quality
+# dashboard reads the last QUALITY_DAYS days only (an ops view; the checks judge 24 hours).
+QUALITY_DAYS = 14
+
+# Datasets without a rollup: per visit (tools, native/third-party type), per hit (local events).
+VISIT_ROW = f"""day, toMonday(day) AS debutsemaine, {school_year()} AS annee_scolaire,
+  site_id, projet, uai, degre, academie, departement, region, profil, device,
+  duration, pageviews, actions, is_bounce, {USER_KEY} AS utilisateur"""
+VISIT_ROW_WHERE = "WHERE 1" + period() + "{% if " + SERVICE_FILTER + " %}" + SERVICE_WHERE + "{% endif %}"
+
+SQL = {
+    "visites": visit_sql(NATIONAL),
+    "visites_territoires": visit_sql(TERRITOIRES, territories=True),
+    "visites_etablissements": visit_sql(DETAIL),
+    "visites_services": services_sql(),
+    "visites_outils": f"SELECT {VISIT_ROW},\n  outil\nFROM {DB}.visits\nARRAY JOIN outils AS outil\n{VISIT_ROW_WHERE}",
+    "visites_types": f"SELECT {VISIT_ROW},\n  type_service\nFROM {DB}.visits\n"
+    "ARRAY JOIN arrayFilter(t -> t != '', [if(type_natif = 1, 'Natif', ''), if(type_tiers = 1, 'Tiers', '')])"
+    f" AS type_service\n{VISIT_ROW_WHERE}",
+    # One row per establishment of the referential × ENT project present on its département and
+    # degree (projet '' when none): the seed's deployment classes and the per-ENT coverage. Its
+    # native filters list their values from the visit datasets (the same, cheaper, shared queries).
+    "deploiement": f"""SELECT e.uai AS uai, e.nom AS etablissement, e.degre AS degre, e.region AS region,
+  e.academie AS academie, e.departement AS departement, e.departement_iso AS departement_iso,
+  e.region_iso AS region_iso, p.projet AS projet,
+  toUInt8(a.uai != '') AS actif,
+  toUInt8(p.projet != '' AND has(a.projets, p.projet)) AS actif_projet
+FROM (SELECT uai, nom, degre, region, academie, departement, departement_iso, region_iso
+      FROM {DB}.etablissements FINAL WHERE degre != '') AS e
+LEFT JOIN (SELECT DISTINCT departement, degre, projet FROM {DB}.visits_weekly
+           WHERE projet != '' AND departement != '') AS p
+  ON p.departement = e.departement AND p.degre = e.degre
+LEFT JOIN (SELECT uai, groupUniqArray(projet) AS projets FROM {DB}.visits_daily
+           WHERE day >= {TODAY} - 30 AND uai != '' GROUP BY uai) AS a
+  ON a.uai = e.uai""",
+    "evenements": f"""SELECT toDate(ts) AS day, {school_year('toDate(ts)')} AS annee_scolaire, site_id, projet, uai, action,
+  dictGetOrDefault({REF}, 'degre', tuple(uai), '') AS degre,
+  dictGetOrDefault({REF}, 'academie', tuple(uai), '') AS academie,
+  dictGetOrDefault({REF}, 'departement', tuple(uai), '') AS departement,
+  dictGetOrDefault({REF}, 'region', tuple(uai), '') AS region,
+  profil, service, event_category, event_action, event_name, url,
+  {USER_KEY} AS utilisateur
+FROM {DB}.hits
+WHERE action IN ('event', 'download', 'outlink') AND NOT has(flags, 'invalid_uai')""" + period('toDate(ts)'),
+    "qualite_hits": f"""SELECT toDate(ts) AS day, site_id, projet,
+  count() AS hits,
+  countIf(has(flags, 'invalid_uai')) AS hits_uai_invalide,
+  countIf(uai != '' AND NOT has(flags, 'invalid_uai') AND NOT dictHas({REF}, tuple(uai))) AS hits_uai_inconnu,
+  countIf(uai != '' AND NOT has(flags, 'invalid_uai')) AS hits_uai_valide,
+  quantileExact(0.5)(toInt64(received_at) - toInt64(ts)) AS delai_median_s,
+  max(toInt64(received_at) - toInt64(ts)) AS delai_max_s
+FROM {DB}.hits
+WHERE toDate(ts) >= {TODAY} - {QUALITY_DAYS}
+GROUP BY day, site_id, projet""",
+    "alertes_qualite": f"""SELECT `check` AS controle, scope_kind, scope_value, `window` AS fenetre, severity,
+  status, message, observed, expected, first_seen, last_seen
+FROM {DB}.quality_alerts_current""",
+    "controles_qualite": f"""SELECT r.controle AS controle, r.dernier_passage AS dernier_passage,
+  r.duree_ms AS duree_ms, r.constats AS constats, r.erreur AS erreur,
+  a.ouvertes AS alertes_ouvertes,
+  multiIf(r.erreur != '', 'erreur', a.ouvertes > 0, 'alerte', 'ok') AS etat
+FROM (SELECT `check` AS controle, max(ran_at) AS dernier_passage, argMax(duration_ms, ran_at) AS duree_ms,
+             argMax(findings, ran_at) AS constats, argMax(error, ran_at) AS erreur
+      FROM {DB}.quality_check_runs GROUP BY `check`) AS r
+LEFT JOIN (SELECT `check` AS controle, count() AS ouvertes FROM {DB}.quality_alerts_current
+           WHERE status = 'open' GROUP BY `check`) AS a
+  ON a.controle = r.controle""",
+}

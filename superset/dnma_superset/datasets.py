@@ -1,0 +1,203 @@
+"""The bundle's datasets: for each, its columns and French labels, its metrics, its main time
+column and its row-level-security perimeter; their SQL is dataset_sql's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dnma_superset.dataset_sql import (
+    DETAIL,
+    NATIONAL,
+    QUALITY_DAYS,
+    SERVICE_USERS_METRIC,
+    TERRITOIRES,
+    users_metric,
+)
+from dnma_superset.identity import uid
+
+# (column, French label, ClickHouse type, is_dttm)
+C = tuple[str, str, str, bool]
+DIMENSION_COLUMNS: list[C] = [
+    ("day", "Jour", "Date", True),
+    ("debutsemaine", "Début de semaine", "Date", True),
+    ("annee_scolaire", "Année scolaire", "String", False),
+    ("degre", "Degré", "String", False),
+    ("region", "Région académique", "String", False),
+    ("academie", "Académie", "String", False),
+    ("departement", "Département", "String", False),
+    ("projet", "Projet ENT", "String", False),
+    ("uai", "UAI", "String", False),
+    ("site_id", "Site", "UInt32", False),
+]
+# Rollup-backed visit datasets: measures are per row of a rollup (or of visits grouped alike); the
+# distinct-user states (etats_utilisateurs) are only read by the "utilisateurs" metric.
+ROLLUP_MEASURE_COLUMNS: list[C] = [
+    ("nb_visites", "Visites", "UInt64", False),
+    ("duree_s", "Durée totale (s)", "UInt64", False),
+    ("nb_pages_vues", "Pages vues", "UInt64", False),
+    ("nb_actions", "Actions", "UInt64", False),
+    ("nb_rebonds", "Rebonds", "UInt64", False),
+]
+ROLLUP_VISIT_COLUMNS: list[C] = [
+    *DIMENSION_COLUMNS,
+    ("etablissement", "Établissement", "String", False),
+    ("profil", "Profil", "String", False),
+    ("device", "Appareil", "String", False),
+    ("departement_iso", "Département (ISO)", "String", False),
+    ("region_iso", "Région (ISO)", "String", False),
+    ("eleves_academie", "Élèves de l'académie", "UInt64", False),
+    *ROLLUP_MEASURE_COLUMNS,
+]
+ROLLUP_SERVICE_COLUMNS: list[C] = [
+    *DIMENSION_COLUMNS, ("profil", "Profil", "String", False), ("service", "Service", "String", False),
+    *ROLLUP_MEASURE_COLUMNS,
+]
+# Per-visit datasets (dnma.visits: no rollup holds tools or the native/third-party type).
+VISIT_COLUMNS: list[C] = [
+    *DIMENSION_COLUMNS,
+    ("profil", "Profil", "String", False),
+    ("device", "Appareil", "String", False),
+    ("duration", "Durée (s)", "UInt32", False),
+    ("pageviews", "Pages vues", "UInt32", False),
+    ("actions", "Actions", "UInt32", False),
+    ("is_bounce", "Rebond", "UInt8", False),
+    ("utilisateur", "Utilisateur (clé)", "UInt64", False),
+]
+# (metric, French label, SQL, d3 format)
+M = tuple[str, str, str, str]
+VISIT_METRICS: list[M] = [
+    ("visites", "Visites", "count()", ",d"),
+    ("utilisateurs", "Utilisateurs", "uniqExact(utilisateur)", ",d"),
+    ("pages_vues", "Pages vues", "sum(pageviews)", ",d"),
+    ("actions", "Actions", "sum(actions)", ",d"),
+    ("duree_moyenne", "Durée moyenne par visite (s)", "avg(duration)", ",.0f"),
+    ("taux_rebond", "Taux de rebond", "avg(is_bounce)", ".1%"),
+]
+
+
+def rollup_metrics(users: str) -> list[M]:
+    return [
+        ("visites", "Visites", "sum(nb_visites)", ",d"),
+        ("utilisateurs", "Utilisateurs", users, ",d"),
+        ("pages_vues", "Pages vues", "sum(nb_pages_vues)", ",d"),
+        ("actions", "Actions", "sum(nb_actions)", ",d"),
+        ("duree_moyenne", "Durée moyenne par visite (s)", "sum(duree_s) / nullIf(sum(nb_visites), 0)", ",.0f"),
+        ("taux_rebond", "Taux de rebond", "sum(nb_rebonds) / nullIf(sum(nb_visites), 0)", ".1%"),
+    ]
+
+
+@dataclass
+class Dataset:
+    name: str
+    label: str
+    columns: list[C]
+    metrics: list[M]
+    main_dttm: str | None = "day"
+    # Row-level security: perimeter level -> SQL clause template ({value} quoted by provision).
+    # A level missing here means perimeter users of that level see nothing of this dataset.
+    perimeter: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def uuid(self) -> str:
+        return uid("dataset", self.name)
+
+
+VISIT_PERIMETER = {
+    "region": "region = {value}",
+    "academie": "academie = {value}",
+    "departement": "departement = {value}",
+    "projet": "projet = {value}",
+}
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in [
+        Dataset("visites", "Visites (agrégats : national, territoires ou établissements selon les filtres)",
+                ROLLUP_VISIT_COLUMNS, rollup_metrics(users_metric(NATIONAL)), perimeter=VISIT_PERIMETER),
+        Dataset("visites_territoires", "Visites par territoire (agrégats territoriaux ou établissements)",
+                ROLLUP_VISIT_COLUMNS,
+                [*rollup_metrics(users_metric(TERRITOIRES)),
+                 ("taux_visite", "Taux de visite (visites par élève)",
+                  "sum(nb_visites) / nullIf(max(eleves_academie), 0)", ",.4f")],
+                perimeter=VISIT_PERIMETER),
+        Dataset("visites_etablissements", "Visites par établissement (agrégat par UAI)",
+                ROLLUP_VISIT_COLUMNS, rollup_metrics(users_metric(DETAIL)), perimeter=VISIT_PERIMETER),
+        Dataset("visites_services", "Visites par service", ROLLUP_SERVICE_COLUMNS,
+                rollup_metrics(SERVICE_USERS_METRIC), perimeter=VISIT_PERIMETER),
+        Dataset("visites_outils", "Visites par outil", [*VISIT_COLUMNS, ("outil", "Outil", "String", False)],
+                VISIT_METRICS, perimeter=VISIT_PERIMETER),
+        Dataset("visites_types", "Visites par type de service",
+                [*VISIT_COLUMNS, ("type_service", "Type de service", "String", False)],
+                VISIT_METRICS, perimeter=VISIT_PERIMETER),
+        Dataset(
+            "deploiement", "Déploiement (établissements du référentiel)",
+            [("uai", "UAI", "String", False), ("etablissement", "Établissement", "String", False),
+             ("degre", "Degré", "String", False), ("region", "Région académique", "String", False),
+             ("academie", "Académie", "String", False), ("departement", "Département", "String", False),
+             ("departement_iso", "Département (ISO)", "String", False), ("region_iso", "Région (ISO)", "String", False),
+             ("projet", "Projet ENT", "String", False), ("actif", "Actif sur 30 jours", "UInt8", False),
+             ("actif_projet", "Marqué par le projet sur 30 jours", "UInt8", False)],
+            [("etablissements", "Établissements du référentiel", "uniqExact(uai)", ",d"),
+             ("etablissements_actifs", "Établissements actifs (30 j)", "uniqExactIf(uai, actif = 1)", ",d"),
+             ("taux_actifs", "Part d'établissements actifs (30 j)",
+              "uniqExactIf(uai, actif = 1) / nullIf(uniqExact(uai), 0)", ".0%"),
+             ("classe_deploiement", "Classe de déploiement",
+              "multiIf(countIf(projet != '') = 0, 'Aucun projet',"
+              " uniqExactIf(uai, actif = 1) >= 0.9 * uniqExact(uai), 'Généralisation massive (≥ 90 %)',"
+              " uniqExactIf(uai, actif = 1) >= 0.5 * uniqExact(uai), 'Généralisation partielle (≥ 50 %)',"
+              " uniqExactIf(uai, actif = 1) >= 0.2 * uniqExact(uai), 'Déploiement 20–50 %', 'Déploiement < 20 %')",
+              ""),
+             ("couverture_marquage", "Couverture du marquage (30 j)",
+              "uniqExactIf(uai, actif_projet = 1) / nullIf(uniqExact(uai), 0)", ".0%")],
+            main_dttm=None, perimeter=VISIT_PERIMETER),
+        Dataset(
+            "evenements", "Événements locaux (téléchargements, engagement)",
+            [("day", "Jour", "Date", True), ("annee_scolaire", "Année scolaire", "String", False),
+             ("site_id", "Site", "UInt32", False), ("projet", "Projet ENT", "String", False),
+             ("uai", "UAI", "String", False), ("action", "Type d'action", "String", False),
+             ("degre", "Degré", "String", False), ("academie", "Académie", "String", False),
+             ("departement", "Département", "String", False), ("region", "Région académique", "String", False),
+             ("profil", "Profil", "String", False), ("service", "Service", "String", False),
+             ("event_category", "Catégorie d'événement", "String", False),
+             ("event_action", "Action d'événement", "String", False), ("event_name", "Nom d'événement", "String", False),
+             ("url", "URL", "String", False), ("utilisateur", "Utilisateur (clé)", "UInt64", False)],
+            [("evenements", "Événements", "count()", ",d"),
+             ("utilisateurs", "Utilisateurs", "uniqExact(utilisateur)", ",d")],
+            perimeter=VISIT_PERIMETER),
+        Dataset(
+            "qualite_hits", f"Qualité des hits (UAI, délais), {QUALITY_DAYS} derniers jours",
+            [("day", "Jour", "Date", True), ("site_id", "Site", "UInt32", False), ("projet", "Projet ENT", "String", False),
+             ("hits", "Hits", "UInt64", False), ("hits_uai_invalide", "Hits à UAI invalide", "UInt64", False),
+             ("hits_uai_inconnu", "Hits à UAI inconnu", "UInt64", False),
+             ("hits_uai_valide", "Hits à UAI valide", "UInt64", False),
+             ("delai_median_s", "Délai médian d'ingestion (s)", "Float64", False),
+             ("delai_max_s", "Délai maximal d'ingestion (s)", "Int64", False)],
+            [("hits", "Hits", "sum(hits)", ",d"),
+             ("taux_uai_invalide", "Taux d'UAI invalides", "sum(hits_uai_invalide) / nullIf(sum(hits), 0)", ".2%"),
+             ("taux_uai_inconnu", "Taux d'UAI inconnus du référentiel",
+              "sum(hits_uai_inconnu) / nullIf(sum(hits_uai_valide), 0)", ".2%"),
+             ("delai_median", "Délai médian d'ingestion (s)", "median(delai_median_s)", ",.0f"),
+             ("delai_max", "Délai maximal d'ingestion (s)", "max(delai_max_s)", ",.0f")],
+            perimeter={"projet": "projet = {value}"}),
+        Dataset(
+            "alertes_qualite", "Alertes de qualité",
+            [("controle", "Contrôle", "String", False), ("scope_kind", "Portée", "String", False),
+             ("scope_value", "Valeur", "String", False), ("fenetre", "Fenêtre", "String", False),
+             ("severity", "Gravité", "String", False), ("status", "Statut", "String", False),
+             ("message", "Message", "String", False), ("observed", "Observé", "Float64", False),
+             ("expected", "Attendu", "Float64", False), ("first_seen", "Première détection", "DateTime", True),
+             ("last_seen", "Dernière détection", "DateTime", True)],
+            [("alertes", "Alertes", "count()", ",d"),
+             ("alertes_ouvertes", "Alertes ouvertes", "countIf(status = 'open')", ",d")],
+            main_dttm="last_seen"),
+        Dataset(
+            "controles_qualite", "État des contrôles",
+            [("controle", "Contrôle", "String", False), ("dernier_passage", "Dernier passage", "DateTime", True),
+             ("duree_ms", "Durée (ms)", "Float64", False), ("constats", "Constats", "UInt32", False),
+             ("erreur", "Erreur", "String", False), ("alertes_ouvertes", "Alertes ouvertes", "UInt64", False),
+             ("etat", "État", "String", False)],
+            [("controles", "Contrôles", "count()", ",d")],
+            main_dttm="dernier_passage"),
+    ]
+}
