@@ -11,9 +11,10 @@ from zoneinfo import ZoneInfo
 
 from aggregator.ddl import Renderer
 from aggregator.migrations.m0003_visits import VISIT_COLUMN_NAMES
+from dnma import clock
 from dnma.vocab import COUNTED_ACTIONS
 
-PARIS = "Europe/Paris"
+PARIS_ZONE_NAME = clock.PARIS.key  # the zone name, for SQL
 VISIT_GAP_S = 1800  # 30 minutes: a gap of 1799 s continues the visit, 1800 s starts a new one
 INVALID_FLAG = "invalid_uai"  # INDICATORS.md: hits flagged invalid are excluded from indicators
 
@@ -83,7 +84,7 @@ def checked_timezones(timezones: dict[int, str]) -> dict[int, str]:
         ZoneInfo(tz)  # raises on an unknown name
         if "'" in tz or "\\" in tz:
             raise ValueError(f"bad time zone {tz!r}")
-        if tz != PARIS:
+        if tz != PARIS_ZONE_NAME:
             out[int(site_id)] = tz
     return out
 
@@ -246,8 +247,8 @@ SELECT
   site_id,
   day,
   toUInt32({_get('ts', 'v[1]')}) AS start_ts,
-  toDateTime(start_ts, '{PARIS}') AS start,
-  toDateTime({_get('ts', 'v[-1]')}, '{PARIS}') AS `end`,
+  toDateTime(start_ts, '{PARIS_ZONE_NAME}') AS start,
+  toDateTime({_get('ts', 'v[-1]')}, '{PARIS_ZONE_NAME}') AS `end`,
   toUInt32({_get('ts', 'v[-1]')} - start_ts + 1) AS duration,
   arrayMap(x -> {_get('kind', 'x')}, v) AS kinds,
   toUInt32(arrayCount(k -> k > 0, kinds)) AS actions,
@@ -351,8 +352,8 @@ SELECT
   cityHash64(site_id, visitor_id, min(t), argMin(h, (t, ping, h))) AS visit_id,
   site_id,
   day,
-  toDateTime(min(t), '{PARIS}') AS start,
-  toDateTime(max(t), '{PARIS}') AS `end`,
+  toDateTime(min(t), '{PARIS_ZONE_NAME}') AS start,
+  toDateTime(max(t), '{PARIS_ZONE_NAME}') AS `end`,
   toUInt32(max(t) - min(t) + 1) AS duration,
   toUInt32(countIf(kind > 0)) AS actions,
   toUInt32(countIf(kind = {KIND['pageview']})) AS pageviews,

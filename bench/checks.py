@@ -26,9 +26,9 @@ def main() -> None:
 def run(data_dir: Path, n_hits: int, n_sites: int, days: int) -> dict[str, object]:
     import clickhouse_connect
 
-    from aggregator.checks.base import PARIS
     from aggregator.checks.runner import CHECKS, run_checks
     from aggregator.migrate import migrate
+    from dnma.clock import PARIS
     from dnma.settings import Settings
     from dnma.sites import dump_sites
     from dnma.uai import check_letter

@@ -9,9 +9,8 @@ import hmac
 import ipaddress
 import time
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
-PARIS = ZoneInfo("Europe/Paris")
+from dnma.clock import PARIS
 
 
 def mask_ip(ip: str) -> str:

@@ -8,13 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from aggregator.checks.calendar import SchoolCalendar, Territory
 from dnma.settings import Settings
 from dnma.sites import Site, SiteRegistry
 
-PARIS = ZoneInfo("Europe/Paris")
 SEVERITIES = ("info", "warning", "critical")
 Scope = tuple[str, str]  # (scope_kind, scope_value)
 
@@ -52,7 +50,7 @@ class CheckResult:
 class Check:
     name: str
     description: str  # French, shown by `dnma checks list` and the dashboard
-    run: Callable[[Context], CheckResult]
+    run: Callable[[CheckContext], CheckResult]
 
 
 def share_severity(share: float, threshold: float) -> str:
@@ -65,7 +63,7 @@ def pct(x: float) -> str:
 
 
 @dataclass
-class Context:
+class CheckContext:
     client: Any
     settings: Settings
     now: datetime  # aware, Europe/Paris

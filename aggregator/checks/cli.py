@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _parse(value: str) -> datetime:
-    from aggregator.checks.base import PARIS
+    from dnma.clock import PARIS
 
     dt = datetime.fromisoformat(value)
     return dt if dt.tzinfo else dt.replace(tzinfo=PARIS)

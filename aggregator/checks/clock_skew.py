@@ -3,12 +3,12 @@ own reception, beyond a tolerance): a wrong server clock or a wrong `cdt`."""
 
 from __future__ import annotations
 
-from aggregator.checks.base import Check, CheckResult, Context, pct
+from aggregator.checks.base import Check, CheckContext, CheckResult, pct
 from aggregator.checks.lateness import LOOKBACK_S, RECEIVED_IN_WINDOW
 from aggregator.checks.shares import per_site_shares, seuil
 
 
-def run(ctx: Context) -> CheckResult:
+def run(ctx: CheckContext) -> CheckResult:
     limit = ctx.settings.quality_lateness_max_share
     skew = ctx.settings.quality_clock_skew_s
     return per_site_shares(

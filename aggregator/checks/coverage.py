@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from aggregator.checks.base import Check, CheckResult, Context, Finding, pct, ts
+from aggregator.checks.base import Check, CheckContext, CheckResult, Finding, pct, ts
 from aggregator.checks.calendar import Territory
 from aggregator.checks.perimeter import declared, outside
 from dnma.sites import Perimeter
 
 
-def run(ctx: Context) -> CheckResult:
+def run(ctx: CheckContext) -> CheckResult:
     days = ctx.settings.quality_coverage_days
     label, start, end = ctx.window(24 * days, f"{days}d")
     result = CheckResult(label, start, end)

@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from aggregator.checks.base import Check, CheckResult, Context, Finding, pct, share_severity, ts
+from aggregator.checks.base import Check, CheckContext, CheckResult, Finding, pct, share_severity, ts
 from aggregator.checks.shares import HITS_IN_WINDOW, seuil
 
 _IDENTITY = "visitor_id, action, url, title, service, type, profil, uai, event_category, event_action, event_name"
 _PAGEVIEW = "action = 'pageview' AND pv_id != ''"
 
 
-def run(ctx: Context) -> CheckResult:
+def run(ctx: CheckContext) -> CheckResult:
     label, start, end = ctx.share_window()
     result = CheckResult(label, start, end)
     limit = ctx.settings.quality_duplicates_max_share

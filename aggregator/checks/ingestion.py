@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aggregator.checks.base import Check, CheckResult, Context, Finding, pct
+from aggregator.checks.base import Check, CheckContext, CheckResult, Finding, pct
 
 STATE_FILE = "quality_ingestion_state.json"  # the collector counters seen at the previous run
 MIN_REQUESTS = 100  # below this many requests between two runs, shares mean nothing
@@ -45,7 +45,7 @@ def collector_counters(url: str, timeout: float = 2.0) -> dict[str, float] | Non
     return out
 
 
-def run(ctx: Context) -> CheckResult:
+def run(ctx: CheckContext) -> CheckResult:
     s = ctx.settings
     now = ctx.now
     result = CheckResult("now", now, now)
@@ -73,7 +73,7 @@ def run(ctx: Context) -> CheckResult:
     return result
 
 
-def _refusals(ctx: Context, result: CheckResult) -> None:
+def _refusals(ctx: CheckContext, result: CheckResult) -> None:
     s = ctx.settings
     counters = collector_counters(f"http://{s.collector_host}:{s.collector_port}/metrics")
     state_path = s.data_dir / STATE_FILE

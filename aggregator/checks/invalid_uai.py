@@ -3,11 +3,11 @@ wrong check letter (the collector's `invalid_uai` flag), above a threshold."""
 
 from __future__ import annotations
 
-from aggregator.checks.base import Check, CheckResult, Context, pct
+from aggregator.checks.base import Check, CheckContext, CheckResult, pct
 from aggregator.checks.shares import per_site_shares, seuil
 
 
-def run(ctx: Context) -> CheckResult:
+def run(ctx: CheckContext) -> CheckResult:
     limit = ctx.settings.quality_invalid_uai_max_share
     return per_site_shares(
         ctx,

@@ -3,7 +3,7 @@ after their own time (replays, queued trackers, log imports), above a threshold.
 
 from __future__ import annotations
 
-from aggregator.checks.base import Check, CheckResult, Context, pct
+from aggregator.checks.base import Check, CheckContext, CheckResult, pct
 from aggregator.checks.shares import per_site_shares, seuil
 
 # Hits received in the window but dated up to this long before: bounds the partitions scanned.
@@ -14,7 +14,7 @@ RECEIVED_IN_WINDOW = (
 )
 
 
-def run(ctx: Context) -> CheckResult:
+def run(ctx: CheckContext) -> CheckResult:
     limit = ctx.settings.quality_lateness_max_share
     hours = ctx.settings.quality_lateness_hours
     late_s = int(hours * 3600)

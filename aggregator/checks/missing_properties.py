@@ -3,13 +3,13 @@ properties every DNMA indicator is broken down by), above a threshold."""
 
 from __future__ import annotations
 
-from aggregator.checks.base import Check, CheckResult, Context, pct
+from aggregator.checks.base import Check, CheckContext, CheckResult, pct
 from aggregator.checks.shares import HITS_IN_WINDOW, per_site_shares, seuil
 
 _PROPS = ("uai", "service", "type", "profil")
 
 
-def run(ctx: Context) -> CheckResult:
+def run(ctx: CheckContext) -> CheckResult:
     limit = ctx.settings.quality_missing_properties_max_share
     missing = " OR ".join(f"{p} = ''" for p in _PROPS)
     per_prop = ", ".join(f"countIf({p} = '')" for p in _PROPS)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
-from aggregator.checks.base import Check, CheckResult, Context, Finding, pct, share_severity, top, ts
+from aggregator.checks.base import Check, CheckContext, CheckResult, Finding, pct, share_severity, top, ts
 from aggregator.checks.calendar import _departement, _key
 from aggregator.checks.shares import HITS_IN_WINDOW, seuil
 from dnma import uai as uai_rules
@@ -63,7 +63,7 @@ def outside(perimeter: Perimeter, uai: str, ref: RefRow | None) -> str:
     return "territoire"
 
 
-def run(ctx: Context) -> CheckResult:
+def run(ctx: CheckContext) -> CheckResult:
     label, start, end = ctx.share_window()
     result = CheckResult(label, start, end)
     limit = ctx.settings.quality_perimeter_max_share

@@ -22,10 +22,11 @@ from aggregator.checks import (
     vocabulary,
     volume,
 )
-from aggregator.checks.base import PARIS, Check, Context
+from aggregator.checks.base import Check, CheckContext
 from aggregator.checks.notify import post_webhook, write_status
 from aggregator.checks.store import Transition, apply, record_run
 from dnma import clock
+from dnma.clock import PARIS
 from dnma.settings import Settings
 
 CHECKS: dict[str, Check] = {
@@ -64,7 +65,7 @@ def run_checks(
     """Run the checks once; returns the alerts that opened or resolved. One failing check is logged
     and recorded in `quality_check_runs`; the others still run."""
     run_at = (now or clock.now(PARIS)).astimezone(PARIS).replace(microsecond=0)
-    ctx = Context(client, settings, run_at, explicit_window=window)
+    ctx = CheckContext(client, settings, run_at, explicit_window=window)
     db = settings.clickhouse_database
     transitions: list[Transition] = []
     runs: dict[str, dict[str, Any]] = {}

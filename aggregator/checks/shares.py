@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from aggregator.checks.base import CheckResult, Context, Finding, pct, share_severity, ts
+from aggregator.checks.base import CheckContext, CheckResult, Finding, pct, share_severity, ts
 
 HITS_IN_WINDOW = "ts >= toDateTime({start:UInt32}) AND ts < toDateTime({end:UInt32})"
 
 
 def per_site_shares(
-    ctx: Context,
+    ctx: CheckContext,
     *,
     faulty: str,
     total: str = "count()",

@@ -6,7 +6,8 @@ from __future__ import annotations
 import statistics
 from datetime import datetime, timedelta
 
-from aggregator.checks.base import PARIS, Check, CheckResult, Context, Finding, ts
+from aggregator.checks.base import Check, CheckContext, CheckResult, Finding, ts
+from dnma.clock import PARIS
 
 WEEK_S = 7 * 86400
 
@@ -16,7 +17,7 @@ def _duree(seconds: int) -> str:
     return f"{h} h {m:02d}" if h else f"{m} min"
 
 
-def run(ctx: Context) -> CheckResult:
+def run(ctx: CheckContext) -> CheckResult:
     s = ctx.settings
     now = ctx.window_end if ctx.explicit_window else ctx.now
     result = CheckResult(ctx.window(0, "now")[0], now, now)

@@ -10,8 +10,9 @@ from typing import Any
 
 import orjson
 
-from aggregator.checks.base import PARIS, CheckResult, Scope
+from aggregator.checks.base import CheckResult, Scope
 from aggregator.migrations.m0010_quality_alerts import ALERT_COLUMN_NAMES
+from dnma.clock import PARIS
 
 _DATETIMES = ("window_start", "window_end", "first_seen", "last_seen")
 

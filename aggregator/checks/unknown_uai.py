@@ -3,13 +3,13 @@ does not know, above a threshold. Skipped while no referential is loaded."""
 
 from __future__ import annotations
 
-from aggregator.checks.base import Check, CheckResult, Context, pct
+from aggregator.checks.base import Check, CheckContext, CheckResult, pct
 from aggregator.checks.shares import HITS_IN_WINDOW, per_site_shares, seuil
 
 _VALID = "uai != '' AND NOT has(flags, 'invalid_uai')"
 
 
-def run(ctx: Context) -> CheckResult:
+def run(ctx: CheckContext) -> CheckResult:
     limit = ctx.settings.quality_unknown_uai_max_share
     if ctx.referential_size == 0:
         label, start, end = ctx.share_window()

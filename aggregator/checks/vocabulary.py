@@ -3,14 +3,14 @@ per site with their counts; fires from a minimum number of hits."""
 
 from __future__ import annotations
 
-from aggregator.checks.base import Check, CheckResult, Context, Finding
+from aggregator.checks.base import Check, CheckContext, CheckResult, Finding
 from aggregator.checks.shares import HITS_IN_WINDOW
 from dnma import vocab
 
 _LISTS = {"service": vocab.SERVICES, "profil": vocab.PROFILS, "type": vocab.TYPES}
 
 
-def run(ctx: Context) -> CheckResult:
+def run(ctx: CheckContext) -> CheckResult:
     label, start, end = ctx.share_window()
     result = CheckResult(label, start, end)
     branches = " UNION ALL ".join(

@@ -6,19 +6,20 @@ from __future__ import annotations
 import statistics
 from datetime import date, datetime, time, timedelta
 
-from aggregator.checks.base import PARIS, Check, CheckResult, Context, Finding
+from aggregator.checks.base import Check, CheckContext, CheckResult, Finding
 from aggregator.checks.calendar import NATIONAL, Territory
+from dnma.clock import PARIS
 
 Series = dict[tuple[str, str], dict[date, int]]
 
 
-def _day(ctx: Context) -> date:
+def _day(ctx: CheckContext) -> date:
     if ctx.explicit_window:
         return (ctx.window_end - timedelta(seconds=1)).date()
     return ctx.window_end.date() - timedelta(days=1)
 
 
-def _series(ctx: Context, days: list[date]) -> tuple[Series, str]:
+def _series(ctx: CheckContext, days: list[date]) -> tuple[Series, str]:
     """Daily counts per scope; visits when the sessionizer built the day judged, else hits."""
     params = {"days": days, "d": days[0]}
     unit = "hits"
@@ -53,7 +54,7 @@ def _series(ctx: Context, days: list[date]) -> tuple[Series, str]:
     return series, unit
 
 
-def _territory(ctx: Context, kind: str, value: str) -> Territory:
+def _territory(ctx: CheckContext, kind: str, value: str) -> Territory:
     if kind == "site":
         return ctx.site_territory(int(value))
     if kind == "academie":
@@ -71,7 +72,7 @@ def _nombre(x: float) -> str:
     return f"{x:,.0f}".replace(",", "\u202f")
 
 
-def run(ctx: Context) -> CheckResult:
+def run(ctx: CheckContext) -> CheckResult:
     s = ctx.settings
     day = _day(ctx)
     start = datetime.combine(day, time(0), PARIS)

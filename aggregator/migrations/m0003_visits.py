@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aggregator.ddl import Renderer
 
-PARIS = "DateTime('Europe/Paris')"
+PARIS_DATETIME = "DateTime('Europe/Paris')"
 LC = "LowCardinality(String)"
 # Codecs (types and names are the public contract, codecs are not): times and visitor ids are
 # sorted within a site × uai, small counters keep their low bytes only (10 -> 7.5 bytes a hit).
@@ -21,8 +21,8 @@ VISIT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("visit_id", "UInt64"),  # cityHash64(site, visitor, start, first hit's content hash): stable
     ("site_id", "UInt32"),
     ("day", "Date"),  # the day in the site's time zone (Europe/Paris unless the registry says)
-    ("start", PARIS + DELTA),
-    ("end", PARIS + DELTA),
+    ("start", PARIS_DATETIME + DELTA),
+    ("end", PARIS_DATETIME + DELTA),
     ("duration", "UInt32" + SMALL),  # seconds, last - first + 1
     ("actions", "UInt32" + SMALL),  # pageviews + downloads + outlinks + searches + events
     ("pageviews", "UInt32" + SMALL),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aggregator.ddl import Renderer
 
-PARIS = "DateTime('Europe/Paris')"
+PARIS_DATETIME = "DateTime('Europe/Paris')"
 
 ALERT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("check", "LowCardinality(String)"),
@@ -15,10 +15,10 @@ ALERT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("severity", "LowCardinality(String)"),  # info / warning / critical
     ("observed", "Float64"),
     ("expected", "Float64"),
-    ("window_start", PARIS),
-    ("window_end", PARIS),
-    ("first_seen", PARIS),
-    ("last_seen", PARIS),
+    ("window_start", PARIS_DATETIME),
+    ("window_end", PARIS_DATETIME),
+    ("first_seen", PARIS_DATETIME),
+    ("last_seen", PARIS_DATETIME),
     ("status", "LowCardinality(String)"),  # open / resolved
     ("message", "String"),  # short French text for the dashboard
     ("details", "String"),  # JSON: top values, band, per-property shares

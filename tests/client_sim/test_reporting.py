@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -14,8 +13,8 @@ from dnma_client import Tracker
 from harness import DEMO_TOKEN, SUPER_TOKEN, Stack
 
 from dnma import clock
+from dnma.clock import PARIS
 
-PARIS = ZoneInfo("Europe/Paris")
 DAY = clock.today() - timedelta(days=6)  # any weekday: the test sends its own visits
 SITE = 1  # the simulator's site 1, with the harness's DEMO_TOKEN as its write token
 HOST = "https://ent-bretagne.example"

@@ -7,7 +7,6 @@ from collections import Counter
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from urllib.parse import parse_qsl
-from zoneinfo import ZoneInfo
 
 import pytest
 from dnma_client.calendar import day_kind
@@ -15,11 +14,11 @@ from dnma_client.simulator import SILENT_DAYS, Simulation, batches, demo_sites
 
 from dnma import uai as uai_rules
 from dnma.access import Access
+from dnma.clock import PARIS
 from dnma.settings import Settings
 from dnma.sites import SiteRegistry, dump_sites
 from dnma.vocab import SERVICES
 
-PARIS = ZoneInfo("Europe/Paris")
 WEEK = date(2025, 11, 17)  # a Monday, outside holidays in every zone
 
 

@@ -11,8 +11,8 @@ from typing import Any
 import clickhouse_connect
 import pytest
 
-from aggregator.checks.base import PARIS
 from aggregator.migrate import migrate
+from dnma.clock import PARIS
 from dnma.hits import HIT_COLUMNS
 from dnma.settings import Settings
 from dnma.sites import dump_sites, hash_token

@@ -10,7 +10,7 @@ import random
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from aggregator.checks.base import PARIS
+from dnma.clock import PARIS
 from dnma.vocab import PROFILS, SERVICES
 
 WEEKDAY = (1.0, 1.0, 0.7, 1.0, 0.9, 0.35, 0.3)

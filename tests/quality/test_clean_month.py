@@ -7,8 +7,9 @@ from datetime import date, datetime
 from typing import Any
 
 from aggregator.checks import silence, volume
-from aggregator.checks.base import PARIS, Context
+from aggregator.checks.base import CheckContext
 from aggregator.checks.runner import run_checks, selected
+from dnma.clock import PARIS
 from tests.quality.conftest import SITE_BZH, SITE_CRE, SITE_UAIS, current_alerts
 from tests.quality.synth import buckets, insert_clean
 
@@ -43,10 +44,10 @@ def test_clean_traffic_opens_no_alert(env: Any) -> None:
         assert {(c, t, e) for c, t, e in last_runs} == {(c, int(now.timestamp()), "") for c in checks}, now
     assert current_alerts(client) == []
     # And on a term-time day every scope was judged (none skipped) and found normal.
-    result = volume.run(Context(client, settings, datetime(2024, 11, 13, 6, tzinfo=PARIS)))
+    result = volume.run(CheckContext(client, settings, datetime(2024, 11, 13, 6, tzinfo=PARIS)))
     assert result.findings == [] and result.skipped == set()
-    assert silence.run(Context(client, settings, datetime(2024, 11, 12, 16, 30, tzinfo=PARIS))).findings == []
+    assert silence.run(CheckContext(client, settings, datetime(2024, 11, 12, 16, 30, tzinfo=PARIS))).findings == []
     # The moments span days the checks' calendar holds off, and days back at school.
-    ctx = Context(client, settings, LAST)
+    ctx = CheckContext(client, settings, LAST)
     assert ctx.calendar.is_off(date(2024, 10, 21), ctx.site_territory(SITE_BZH))
     assert not ctx.calendar.is_off(date(2024, 11, 5), ctx.site_territory(SITE_BZH))

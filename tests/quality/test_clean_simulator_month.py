@@ -12,10 +12,10 @@ from pathlib import Path
 from dnma_client.simulator import SITES, Simulation, demo_sites, send
 from harness import SHARED, SUPER_TOKEN, Stack
 
-from aggregator.checks.base import PARIS
 from aggregator.checks.runner import run_checks
 from aggregator.migrate import migrate
 from aggregator.referentiel import load_files
+from dnma.clock import PARIS
 from dnma.settings import Settings
 
 START, DAYS = date(2025, 9, 29), 38  # to 5 November: the Toussaint holidays (18 Oct - 3 Nov) inside

@@ -7,18 +7,16 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from aggregator.migrate import migrate, renderer
 from aggregator.migrations.m0003_visits import VISIT_COLUMN_NAMES
 from aggregator.sessionizer import rebuild_days
+from dnma.clock import PARIS
 from dnma.hits import HIT_COLUMN_NAMES, HIT_DEFAULTS
 from dnma.settings import Settings
 from dnma.sites import dump_sites
-
-PARIS = ZoneInfo("Europe/Paris")
 
 
 def paris(*args: int) -> datetime:

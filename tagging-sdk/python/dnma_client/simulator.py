@@ -29,7 +29,7 @@ from dnma_client.population import (
     site_registration,
 )
 
-PARIS = ZoneInfo("Europe/Paris")
+PARIS = ZoneInfo("Europe/Paris")  # the SDK imports nothing of the server (dnma.clock.PARIS)
 HITS_PER_SCHOOL_DAY = 16_000  # at scale 1: 60 days is then about a million hits
 HITS_PER_VISIT = 5.0  # hits a visit makes on average, weighted by the weekday mix: calibrates the scale
 CHECK_LETTERS = "ABCDEFGHJKLMNPRSTUVWXYZ"
