@@ -126,8 +126,8 @@ def data_set_stack(data_dir: Path, stack_dir: Path | None, warm: bool = True) ->
         procs.append(server.start(home, senv, superset_port, log))
         url = f"http://127.0.0.1:{superset_port}"
         server.wait_ready(url, procs[-1], timeout=300)
-        subprocess.run([sys.executable, "-m", "cli", "superset", "provision", "--url", url, "--admin-password",
-                        keys["admin"], "--env-file", str(root / "stack.env"), *([] if warm else ["--no-warm"])],
+        subprocess.run([sys.executable, "-m", "cli", "superset", "provision", "--url", url,
+                        f"--admin-password={keys['admin']}", "--env-file", str(root / "stack.env"), *([] if warm else ["--no-warm"])],
                        env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL, timeout=900)
         yield {"url": url, "user": "admin", "password": keys["admin"]}
     finally:

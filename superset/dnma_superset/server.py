@@ -64,7 +64,7 @@ def init_metadata(home: Path, env: dict[str, str], admin_user: str, admin_passwo
             shutil.copyfile(db, tmp)
             tmp.replace(TEMPLATE_DB)
         run("fab", "create-admin", "--username", admin_user, "--firstname", "Admin", "--lastname", "DNMA",
-            "--email", f"{admin_user}@dnma.invalid", "--password", admin_password)
+            "--email", f"{admin_user}@dnma.invalid", f"--password={admin_password}")  # may start with "-"
 
 
 def start(home: Path, env: dict[str, str], port: int, log: Path, *, host: str = "127.0.0.1",

@@ -153,8 +153,8 @@ def superset(demo_stack: Stack) -> Iterator[SupersetHandle]:
 def provision(stack: Stack, url: str, admin_password: str, env_file: Path) -> str:
     """Run `dnma superset provision` for the stack; returns its JSON summary line."""
     out = subprocess.run(
-        [sys.executable, "-m", "cli", "superset", "provision", "--url", url, "--admin-password",
-         admin_password, "--env-file", str(env_file)],
+        [sys.executable, "-m", "cli", "superset", "provision", "--url", url, f"--admin-password={admin_password}",
+         "--env-file", str(env_file)],
         env=stack.env, check=True, capture_output=True, text=True, timeout=600,
     )
     return out.stdout.strip().splitlines()[-1]
