@@ -61,7 +61,7 @@ MEASURES: tuple[str, ...] = ("visites", "utilisateurs", "duree")
 
 
 @dataclass(frozen=True)
-class Dataset:
+class ExportDataset:
     name: str
     # (suffix, ClickHouse condition on a visit), in column order
     breakdowns: tuple[tuple[str, str], ...]
@@ -76,18 +76,18 @@ def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-DATASETS: dict[str, Dataset] = {
+DATASETS: dict[str, ExportDataset] = {
     d.name: d
     for d in (
-        Dataset(
+        ExportDataset(
             "fr-en-dnma-par-uai-profils",
             (("globales", "1"), *((s, f"profil = {_quote(p)}") for s, p in PROFILS.items())),
         ),
-        Dataset(
+        ExportDataset(
             "fr-en-dnma-par-uai-services",
             tuple((s, f"has(services, {_quote(s)})") for s in SERVICES),
         ),
-        Dataset(
+        ExportDataset(
             "fr-en-dnma-par-uai-profils-appareils",
             tuple(
                 (f"{s}_{d}", f"profil = {_quote(p)} AND device = {_quote(d)}")
@@ -95,7 +95,7 @@ DATASETS: dict[str, Dataset] = {
                 for d in DEVICES
             ),
         ),
-        Dataset(
+        ExportDataset(
             "fr-en-dnma-par-uai-appareils",
             (
                 *((d, f"device = {_quote(d)}") for d in DEVICES),
@@ -114,7 +114,7 @@ def format_duree(seconds: int) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-def query(dataset: Dataset, database: str = "dnma") -> str:
+def query(dataset: ExportDataset, database: str = "dnma") -> str:
     """The export's SELECT; parameters {debut:Date} and {fin:Date} (inclusive)."""
     user = "if(user_hash != 0, user_hash, visitor_id)"
     measures = []
@@ -139,7 +139,7 @@ def query(dataset: Dataset, database: str = "dnma") -> str:
 
 
 def rows(
-    client: Any, dataset: Dataset, debut: date, fin: date, database: str = "dnma"
+    client: Any, dataset: ExportDataset, debut: date, fin: date, database: str = "dnma"
 ) -> Iterator[list[str]]:
     """The export's rows as CSV fields, header excluded."""
     n_shared = len(SHARED_COLUMNS)
@@ -151,7 +151,7 @@ def rows(
         yield out
 
 
-def write(client: Any, dataset: Dataset, debut: date, fin: date, out: IO[str], database: str = "dnma") -> int:
+def write(client: Any, dataset: ExportDataset, debut: date, fin: date, out: IO[str], database: str = "dnma") -> int:
     """Header then rows, `;`-separated, '\\n' line ends, UTF-8 without BOM. Returns the row count."""
     writer = csv.writer(out, delimiter=";", lineterminator="\n")
     writer.writerow(dataset.columns)

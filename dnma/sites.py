@@ -22,7 +22,7 @@ def hash_token(token: str) -> str:
 
 
 @dataclass(frozen=True)
-class Perimeter:
+class SitePerimeter:
     """Where a site is expected to send UAIs from: degrees ('1D', '2D') and territory codes.
 
     Territory codes are département codes as the annuaire writes them ('035', '2A', '974'),
@@ -46,7 +46,7 @@ class Site:
     projet: str = ""
     exploitant: str = ""
     plateforme: str = ""
-    perimeter: Perimeter = Perimeter()
+    perimeter: SitePerimeter = SitePerimeter()
     excluded_ips: tuple[str, ...] = ()
     excluded_user_agents: tuple[str, ...] = ()
     honour_dnt: bool = False
@@ -83,7 +83,7 @@ def _site_from_dict(raw: dict[str, Any]) -> Site:
         projet=str(raw.get("projet", "")),
         exploitant=str(raw.get("exploitant", "")),
         plateforme=str(raw.get("plateforme", "")),
-        perimeter=Perimeter(
+        perimeter=SitePerimeter(
             degrees=tuple(str(d).upper() for d in perim.get("degrees", ())),
             departements=tuple(str(d) for d in perim.get("departements", ())),
             academies=tuple(str(d) for d in perim.get("academies", ())),

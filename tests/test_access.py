@@ -112,7 +112,7 @@ def test_superset_perimeters_speak_the_access_vocabulary() -> None:
     from dnma_superset import provision
 
     assert provision.LEVELS == access.KINDS
-    for p in provision.Perimeters.load().perimeters:
+    for p in provision.RolePerimeters.load().perimeters:
         assert PerimeterFilter.parse(f"{p.level}:{p.value}" if p.value else p.level) == PerimeterFilter(p.level, p.value)
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from aggregator.checks.base import Check, CheckContext, CheckResult, Finding, pct, ts
 from aggregator.checks.calendar import Territory
 from aggregator.checks.perimeter import declared, outside
-from dnma.sites import Perimeter
+from dnma.sites import SitePerimeter
 
 
 def run(ctx: CheckContext) -> CheckResult:
@@ -29,7 +29,7 @@ def run(ctx: CheckContext) -> CheckResult:
     )
     for site_id, uais in ctx.rows(sql, start=ts(start), end=ts(end)):
         seen[site_id] = set(uais)
-    expected_by_perimeter: dict[Perimeter, set[str]] = {}
+    expected_by_perimeter: dict[SitePerimeter, set[str]] = {}
     school_days_by_territory: dict[Territory, int] = {}
     n_days = (end - start).days
     for site in sites:

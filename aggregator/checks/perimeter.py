@@ -10,12 +10,12 @@ from aggregator.checks.base import Check, CheckContext, CheckResult, Finding, pc
 from aggregator.checks.calendar import _departement, _key
 from aggregator.checks.shares import HITS_IN_WINDOW, seuil
 from dnma import uai as uai_rules
-from dnma.sites import Perimeter
+from dnma.sites import SitePerimeter
 
 RefRow = tuple[str, str, str, str]  # degre, departement_code, academie, region_code
 
 
-def declared(perimeter: Perimeter) -> bool:
+def declared(perimeter: SitePerimeter) -> bool:
     return bool(perimeter.degrees or perimeter.departements or perimeter.academies or perimeter.regions)
 
 
@@ -34,7 +34,7 @@ class _Rules:
 
 
 @lru_cache(maxsize=4096)
-def _rules(perimeter: Perimeter) -> _Rules:
+def _rules(perimeter: SitePerimeter) -> _Rules:
     return _Rules(
         frozenset(perimeter.degrees),
         frozenset(_departement(d) for d in perimeter.departements),
@@ -43,7 +43,7 @@ def _rules(perimeter: Perimeter) -> _Rules:
     )
 
 
-def outside(perimeter: Perimeter, uai: str, ref: RefRow | None) -> str:
+def outside(perimeter: SitePerimeter, uai: str, ref: RefRow | None) -> str:
     """Why a valid UAI is outside the perimeter ('degre', 'territoire'), '' when inside or unknowable."""
     rules = _rules(perimeter)
     if rules.degrees and ref is not None and ref[0] and ref[0] not in rules.degrees:

@@ -17,8 +17,8 @@ from dnma_superset.dataset_sql import (
 from dnma_superset.identity import uid
 
 # (column, French label, ClickHouse type, is_dttm)
-C = tuple[str, str, str, bool]
-DIMENSION_COLUMNS: list[C] = [
+DatasetColumn = tuple[str, str, str, bool]
+DIMENSION_COLUMNS: list[DatasetColumn] = [
     ("day", "Jour", "Date", True),
     ("debutsemaine", "Début de semaine", "Date", True),
     ("annee_scolaire", "Année scolaire", "String", False),
@@ -32,14 +32,14 @@ DIMENSION_COLUMNS: list[C] = [
 ]
 # Rollup-backed visit datasets: measures are per row of a rollup (or of visits grouped alike); the
 # distinct-user states (etats_utilisateurs) are only read by the "utilisateurs" metric.
-ROLLUP_MEASURE_COLUMNS: list[C] = [
+ROLLUP_MEASURE_COLUMNS: list[DatasetColumn] = [
     ("nb_visites", "Visites", "UInt64", False),
     ("duree_s", "Durée totale (s)", "UInt64", False),
     ("nb_pages_vues", "Pages vues", "UInt64", False),
     ("nb_actions", "Actions", "UInt64", False),
     ("nb_rebonds", "Rebonds", "UInt64", False),
 ]
-ROLLUP_VISIT_COLUMNS: list[C] = [
+ROLLUP_VISIT_COLUMNS: list[DatasetColumn] = [
     *DIMENSION_COLUMNS,
     ("etablissement", "Établissement", "String", False),
     ("profil", "Profil", "String", False),
@@ -49,12 +49,12 @@ ROLLUP_VISIT_COLUMNS: list[C] = [
     ("eleves_academie", "Élèves de l'académie", "UInt64", False),
     *ROLLUP_MEASURE_COLUMNS,
 ]
-ROLLUP_SERVICE_COLUMNS: list[C] = [
+ROLLUP_SERVICE_COLUMNS: list[DatasetColumn] = [
     *DIMENSION_COLUMNS, ("profil", "Profil", "String", False), ("service", "Service", "String", False),
     *ROLLUP_MEASURE_COLUMNS,
 ]
 # Per-visit datasets (dnma.visits: no rollup holds tools or the native/third-party type).
-VISIT_COLUMNS: list[C] = [
+VISIT_COLUMNS: list[DatasetColumn] = [
     *DIMENSION_COLUMNS,
     ("profil", "Profil", "String", False),
     ("device", "Appareil", "String", False),
@@ -65,8 +65,8 @@ VISIT_COLUMNS: list[C] = [
     ("utilisateur", "Utilisateur (clé)", "UInt64", False),
 ]
 # (metric, French label, SQL, d3 format)
-M = tuple[str, str, str, str]
-VISIT_METRICS: list[M] = [
+DatasetMetric = tuple[str, str, str, str]
+VISIT_METRICS: list[DatasetMetric] = [
     ("visites", "Visites", "count()", ",d"),
     ("utilisateurs", "Utilisateurs", "uniqExact(utilisateur)", ",d"),
     ("pages_vues", "Pages vues", "sum(pageviews)", ",d"),
@@ -76,7 +76,7 @@ VISIT_METRICS: list[M] = [
 ]
 
 
-def rollup_metrics(users: str) -> list[M]:
+def rollup_metrics(users: str) -> list[DatasetMetric]:
     return [
         ("visites", "Visites", "sum(nb_visites)", ",d"),
         ("utilisateurs", "Utilisateurs", users, ",d"),
@@ -91,8 +91,8 @@ def rollup_metrics(users: str) -> list[M]:
 class Dataset:
     name: str
     label: str
-    columns: list[C]
-    metrics: list[M]
+    columns: list[DatasetColumn]
+    metrics: list[DatasetMetric]
     main_dttm: str | None = "day"
     # Row-level security: perimeter level -> SQL clause template ({value} quoted by provision).
     # A level missing here means perimeter users of that level see nothing of this dataset.

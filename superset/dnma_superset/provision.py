@@ -39,7 +39,9 @@ LEVELS = ("national", "region", "academie", "departement", "projet")
 
 # --- configuration ----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Perimeter:
+class RolePerimeter:
+    """A Superset role's perimeter: its rows are those at `level` = `value` (RLS)."""
+
     name: str
     level: str
     value: str = ""
@@ -50,7 +52,9 @@ class Perimeter:
 
 
 @dataclass(frozen=True)
-class User:
+class SupersetUser:
+    """A Superset login provisioned with the roles of its perimeters (names of RolePerimeter)."""
+
     username: str
     name: str
     perimeters: tuple[str, ...]
@@ -58,14 +62,16 @@ class User:
 
 
 @dataclass(frozen=True)
-class Perimeters:
-    perimeters: tuple[Perimeter, ...]
-    users: tuple[User, ...]
+class RolePerimeters:
+    """superset/perimeters.yaml: the role perimeters and the Superset users holding them."""
+
+    perimeters: tuple[RolePerimeter, ...]
+    users: tuple[SupersetUser, ...]
 
     @classmethod
-    def load(cls, path: Path = PERIMETERS_FILE) -> Perimeters:
+    def load(cls, path: Path = PERIMETERS_FILE) -> RolePerimeters:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        perimeters = tuple(Perimeter(p["name"], p["level"], str(p.get("value", ""))) for p in doc["perimeters"])
+        perimeters = tuple(RolePerimeter(p["name"], p["level"], str(p.get("value", ""))) for p in doc["perimeters"])
         for p in perimeters:
             if p.level not in LEVELS:
                 raise ValueError(f"perimeter {p.name!r}: unknown level {p.level!r} (one of {LEVELS})")
@@ -73,7 +79,8 @@ class Perimeters:
                 raise ValueError(f"perimeter {p.name!r}: a {p.level} perimeter needs a value")
         names = {p.name for p in perimeters}
         users = tuple(
-            User(u["username"], u.get("name", u["username"]), tuple(u.get("perimeters", [])), bool(u.get("example")))
+            SupersetUser(u["username"], u.get("name", u["username"]), tuple(u.get("perimeters", [])),
+                         bool(u.get("example")))
             for u in doc.get("users", [])
         )
         for u in users:
@@ -87,7 +94,7 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def rls_clause(dataset: Dataset, perimeter: Perimeter) -> str:
+def rls_clause(dataset: Dataset, perimeter: RolePerimeter) -> str:
     template = dataset.perimeter.get(perimeter.level)
     return template.format(value=sql_literal(perimeter.value)) if template else DENY_ALL
 
@@ -264,7 +271,7 @@ class Superset:
             self.call("DELETE", f"/api/v1/rowlevelsecurity/{stale['id']}")
             self.changes.append(f"rls {stale['name']} (removed)")
 
-    def ensure_user(self, user: User, password: str, role_ids: list[int]) -> None:
+    def ensure_user(self, user: SupersetUser, password: str, role_ids: list[int]) -> None:
         found = self.list_all("/api/v1/security/users/",
                           filters=f"!((col:username,opr:eq,value:{user.username}))")
         first, _, last = user.name.partition(" ")
@@ -281,7 +288,7 @@ class Superset:
             self.changes.append(f"roles of user {user.username}")
 
 
-def rls_rules(perimeters: Perimeters, dataset_ids: dict[str, int], roles: dict[str, int],
+def rls_rules(perimeters: RolePerimeters, dataset_ids: dict[str, int], roles: dict[str, int],
               exempt_roles: list[int]) -> list[dict[str, Any]]:
     """One Regular rule per territorial perimeter and clause; one Base rule denying every row of
     every DNMA dataset to anyone not holding a perimeter role (or Admin)."""
@@ -311,7 +318,7 @@ def env_key(username: str) -> str:
     return "SUPERSET_USER_" + username.upper().replace("-", "_") + "_PASSWORD"
 
 
-def provision(sup: Superset, settings: Any, perimeters: Perimeters, passwords: dict[str, str]) -> dict[str, str]:
+def provision(sup: Superset, settings: Any, perimeters: RolePerimeters, passwords: dict[str, str]) -> dict[str, str]:
     """Everything; returns the users' passwords (existing ones kept) keyed by env variable name."""
     uri, ch_password = database_uri(settings)
     sup.import_assets(uri, ch_password)
@@ -406,7 +413,7 @@ def run(args: argparse.Namespace) -> int:
     sup = Superset(args.url, args.admin_user, password)
     sup.wait(args.timeout)
     sup.login()
-    perimeters = Perimeters.load(args.perimeters)
+    perimeters = RolePerimeters.load(args.perimeters)
     users = provision(sup, settings, perimeters, env)
     env = read_env(env_file)  # `dnma up` may have written meanwhile
     env.update(users)

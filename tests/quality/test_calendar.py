@@ -10,19 +10,19 @@ from hypothesis import strategies as st
 
 from aggregator.checks.calendar import NATIONAL, SchoolCalendar
 from dnma.settings import Settings
-from dnma.sites import Perimeter
+from dnma.sites import SitePerimeter
 
 CAL = SchoolCalendar(Settings())
 
 
 def test_zones_from_perimeters() -> None:
-    assert CAL.territory_of_perimeter(Perimeter(departements=("035",))).zones == {"B"}
-    assert CAL.territory_of_perimeter(Perimeter(academies=("academie:Créteil",))).zones == {"C"}
-    assert CAL.territory_of_perimeter(Perimeter(regions=("84",))).zones == {"A"}
-    assert CAL.territory_of_perimeter(Perimeter(departements=("974",))).subdivisions == {"974"}
-    assert CAL.territory_of_perimeter(Perimeter(departements=("67",))).subdivisions == {"6AE"}
+    assert CAL.territory_of_perimeter(SitePerimeter(departements=("035",))).zones == {"B"}
+    assert CAL.territory_of_perimeter(SitePerimeter(academies=("academie:Créteil",))).zones == {"C"}
+    assert CAL.territory_of_perimeter(SitePerimeter(regions=("84",))).zones == {"A"}
+    assert CAL.territory_of_perimeter(SitePerimeter(departements=("974",))).subdivisions == {"974"}
+    assert CAL.territory_of_perimeter(SitePerimeter(departements=("67",))).subdivisions == {"6AE"}
     assert CAL.territory_of_perimeter(None) == NATIONAL
-    assert CAL.territory_of_perimeter(Perimeter(degrees=("1D",))) == NATIONAL
+    assert CAL.territory_of_perimeter(SitePerimeter(degrees=("1D",))) == NATIONAL
 
 
 def test_holidays_per_zone() -> None:
@@ -32,7 +32,7 @@ def test_holidays_per_zone() -> None:
     assert CAL.is_off(date(2024, 2, 12), c) and not CAL.is_off(date(2024, 2, 12), b)  # winter, zone C only
     assert CAL.is_off(date(2024, 11, 11), b)  # Armistice
     assert CAL.is_off(date(2025, 5, 30), b)  # the Friday after Ascension
-    assert CAL.is_off(date(2025, 12, 26), CAL.territory_of_perimeter(Perimeter(departements=("057",))))
+    assert CAL.is_off(date(2025, 12, 26), CAL.territory_of_perimeter(SitePerimeter(departements=("057",))))
     assert not CAL.is_off(date(2025, 12, 19), b) and CAL.is_off(date(2025, 12, 22), b)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from dnma_superset import server
-from dnma_superset.provision import Perimeters, read_env
+from dnma_superset.provision import RolePerimeters, read_env
 from harness import REPO, SHARED, Stack, free_port
 
 DEMO_TOKEN = "superset-demo-token"
@@ -42,7 +42,7 @@ class SupersetHandle:
         """username -> password of the provisioned perimeter users."""
         env = read_env(self.env_file)
         out = {}
-        for u in Perimeters.load().users:
+        for u in RolePerimeters.load().users:
             out[u.username] = env["SUPERSET_USER_" + u.username.upper() + "_PASSWORD"]
         return out
 

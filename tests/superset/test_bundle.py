@@ -10,7 +10,7 @@ import pytest
 from dnma_superset.dashboards import DASHBOARDS
 from dnma_superset.dataset_sql import SQL
 from dnma_superset.datasets import DATASETS, Dataset
-from dnma_superset.provision import LEVELS, Perimeter, rls_clause
+from dnma_superset.provision import LEVELS, RolePerimeter, rls_clause
 
 from aggregator.rollups import BY_TABLE
 
@@ -21,7 +21,7 @@ def test_rls_columns_exist_in_dataset(dataset: Dataset) -> None:
     for level in LEVELS:
         if level == "national":
             continue
-        clause = rls_clause(dataset, Perimeter("x", level, "v"))
+        clause = rls_clause(dataset, RolePerimeter("x", level, "v"))
         if clause == "1 = 0":
             continue
         column = clause.split(" = ")[0]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from dnma_superset.dashboards import DASHBOARDS
 from dnma_superset.identity import DATABASE_NAME
-from dnma_superset.provision import Perimeters
+from dnma_superset.provision import RolePerimeters
 
 from .conftest import SupersetHandle, provision
 
@@ -114,7 +114,7 @@ def test_rls_project_and_no_perimeter(superset: SupersetHandle) -> None:
 
 
 def test_perimeters_file_is_consistent() -> None:
-    p = Perimeters.load()
+    p = RolePerimeters.load()
     levels = {x.level for x in p.perimeters}
     assert levels == {"national", "region", "academie", "departement", "projet"}
     assert any(not u.perimeters for u in p.users)

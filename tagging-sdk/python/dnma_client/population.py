@@ -101,7 +101,7 @@ def site_etablissements(site: SiteSpec, referentiel_dir: Path = REFERENTIEL_DIR)
 
 
 @dataclass
-class User:
+class SimulatedUser:
     site_id: int
     profil: str
     uai: str
@@ -115,10 +115,10 @@ class User:
 class Population:
     """Users by (site, profil), with cumulative weights ready for `random.choices`."""
 
-    users: dict[tuple[int, str], list[User]] = field(default_factory=dict)
+    users: dict[tuple[int, str], list[SimulatedUser]] = field(default_factory=dict)
     cum_weights: dict[tuple[int, str], list[float]] = field(default_factory=dict)
 
-    def pick(self, rng: random.Random, site_id: int, profil: str) -> User:
+    def pick(self, rng: random.Random, site_id: int, profil: str) -> SimulatedUser:
         users = self.users[(site_id, profil)]
         return rng.choices(users, cum_weights=self.cum_weights[(site_id, profil)])[0]
 
@@ -143,14 +143,14 @@ def build_population(seed: int, visits_per_school_day: float, referentiel_dir: P
         for profil, pct in catalog.PROFILE_MIX[site.degree].items():
             visits = visits_per_school_day * site.share * pct / 100
             n = max(5, round(visits / catalog.VISITS_PER_USER_DAY[profil]))
-            users: list[User] = []
+            users: list[SimulatedUser] = []
             for i in range(n):
                 if foreign and rng.random() < site.foreign_share:
                     etab = rng.choices(foreign, weights=foreign_w)[0]
                 else:
                     etab = rng.choices(home, weights=home_w)[0]
                 key = f"{seed}:{site.id}:{profil}:{i}"
-                users.append(User(
+                users.append(SimulatedUser(
                     site_id=site.id,
                     profil=profil,
                     uai=etab.uai,

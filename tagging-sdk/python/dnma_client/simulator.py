@@ -23,8 +23,8 @@ from dnma_client.population import (
     REFERENTIEL_DIR,
     SITES,
     Population,
+    SimulatedUser,
     SiteSpec,
-    User,
     build_population,
     site_registration,
 )
@@ -126,7 +126,7 @@ class Simulation:
         return out
 
     # --- one user's constant part of every hit
-    def _prefix(self, site: SiteSpec, user: User) -> str:
+    def _prefix(self, site: SiteSpec, user: SimulatedUser) -> str:
         key = id(user)
         cached = self._prefix_cache.get(key)
         if cached is None:
@@ -138,7 +138,7 @@ class Simulation:
             self._prefix_cache[key] = cached
         return cached
 
-    def _dims(self, rng: random.Random, user: User, service: str, outil: str) -> str:
+    def _dims(self, rng: random.Random, user: SimulatedUser, service: str, outil: str) -> str:
         uai, profil, svc = user.uai, user.profil, service.upper()
         r = rng.random() if self.bad_tagging else 1.0
         if r < INVALID_UAI_SHARE:
@@ -151,7 +151,8 @@ class Simulation:
         return (f"dimension1={uai}&dimension2={svc}&dimension3={typ}&dimension4={outil}"
                 f"&dimension5={profil}")
 
-    def _visit(self, rng: random.Random, site: SiteSpec, user: User, t: int, out: list[tuple[int, str]]) -> None:
+    def _visit(self, rng: random.Random, site: SiteSpec, user: SimulatedUser, t: int,
+               out: list[tuple[int, str]]) -> None:
         prefix = self._prefix(site, user)
         services = self._services[(site.degree, user.profil)]
         base_url = f"https%3A%2F%2F{site.host}%2F"
