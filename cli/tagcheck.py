@@ -113,7 +113,7 @@ def hits_of(request: TrackingRequest) -> list[dict[str, str]]:
 
 
 def action_of(params: dict[str, str]) -> str:
-    from collector.pipeline import action_for
+    from collector.steps import action_for
 
     return action_for(params)
 

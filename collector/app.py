@@ -16,9 +16,10 @@ from typing import Any
 
 import orjson
 
-from collector import pipeline
+from collector import pipeline, steps
+from collector.context import PipelineContext
+from collector.hit import DropReason, Hit
 from collector.metrics import Tally
-from collector.pipeline import Context, DropReason, Hit
 from collector.privacy import Pseudonymiser
 from collector.protocol import (
     MAX_BODY_BYTES,
@@ -88,9 +89,9 @@ class Collector:
         s = self.settings
         self.access = Access(s)
         self.sites = self.access.sites
-        self.tally = Tally(pipeline.STEP_NAMES)
+        self.tally = Tally(steps.STEP_NAMES)
         self.ua = UAClassifier(s.ua_cache_size, self.tally)
-        self.ctx = Context(
+        self.ctx = PipelineContext(
             sites=self.sites,
             access=self.access,
             honour_dnt_default=s.honour_dnt_default,
@@ -378,7 +379,7 @@ class Collector:
             if params is None:
                 continue
             token = params.get("token_auth") or bulk.token_auth
-            site_id = pipeline._int(params.get("idsite"))
+            site_id = steps.parse_int(params.get("idsite"))
             site = self.sites.get(site_id) if site_id else None
             if site is None:
                 continue

@@ -6,7 +6,11 @@ The compiled extensions land next to their sources (`collector/*.so`, ignored by
 pure-Python modules run until the next `make install`. A failed build (no C compiler, no mypyc)
 leaves the pure-Python modules in use and records why in `collector/_native.json`.
 
-Usage: .venv/bin/python collector/build_native.py [--clean]
+The runner's step dispatch (`pipeline._step`, an if-chain: a direct C call per step once
+compiled) is generated here from `steps.STEPS`, the one list of the steps, before compiling;
+`--check` says whether the committed one is current (tests/collector/test_pipeline_steps.py).
+
+Usage: .venv/bin/python collector/build_native.py [--clean | --check]
 """
 
 from __future__ import annotations
@@ -43,6 +47,45 @@ setup(
 """
 
 
+PIPELINE = PACKAGE / "pipeline.py"
+BEGIN, END = "# BEGIN dispatch", "# END dispatch"
+
+
+def dispatch_block(step_names: list[str]) -> str:
+    """`pipeline._step` for these steps, in their order, between its markers."""
+    lines = [f"{BEGIN}, generated from steps.STEPS by collector/build_native.py: do not edit",
+             "def _step(i: int, hit: Hit, ctx: PipelineContext) -> DropReason | None:",
+             '    """Step `i` of STEPS, called directly: compiled, a direct C call instead of a Python-level',
+             '    call of the function object (argument boxing and parsing on each of ~10 calls a hit)."""']
+    for i, name in enumerate(step_names[:-1]):
+        lines += [f"    if i == {i}:", f"        return steps.{name}(hit, ctx)"]
+    lines += [f"    return steps.{step_names[-1]}(hit, ctx)", END]
+    return "\n".join(lines) + "\n"
+
+
+def committed_dispatch() -> str:
+    text = PIPELINE.read_text(encoding="utf-8")
+    start = text.index(BEGIN)
+    end = text.index(END, start) + len(END) + 1
+    return text[start:end]
+
+
+def step_names() -> list[str]:
+    """The step functions' names in STEPS order (the functions' own names, not their labels)."""
+    from collector.steps import STEPS
+
+    return [fn.__name__ for _, fn in STEPS]
+
+
+def refresh_dispatch() -> bool:
+    """Rewrite pipeline._step from STEPS; True when it changed."""
+    current, wanted = committed_dispatch(), dispatch_block(step_names())
+    if current == wanted:
+        return False
+    PIPELINE.write_text(PIPELINE.read_text(encoding="utf-8").replace(current, wanted), encoding="utf-8")
+    return True
+
+
 def clean() -> None:
     for path in PACKAGE.glob("*.so"):
         path.unlink()
@@ -50,6 +93,8 @@ def clean() -> None:
 
 
 def build() -> int:
+    if refresh_dispatch():
+        print("build_native: pipeline._step regenerated from steps.STEPS")
     clean()
     work = Path(tempfile.mkdtemp(prefix="dnma-mypyc-"))
     try:
@@ -76,5 +121,10 @@ def build() -> int:
 if __name__ == "__main__":
     if "--clean" in sys.argv:
         clean()
+        raise SystemExit(0)
+    if "--check" in sys.argv:
+        if committed_dispatch() != dispatch_block(step_names()):
+            print("collector/pipeline.py: _step does not follow steps.STEPS; run collector/build_native.py")
+            raise SystemExit(1)
         raise SystemExit(0)
     raise SystemExit(build())

@@ -22,8 +22,9 @@ from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from collector import pipeline
-from collector.pipeline import Context, DropReason, Hit
+from collector import steps
+from collector.context import PipelineContext
+from collector.hit import DropReason, Hit
 from dnma import clock
 from dnma.access import request_token
 
@@ -138,7 +139,7 @@ class DebugRecorder:
         self._active = frozenset(active)
 
     # --- recording (only for watched sites)
-    def record(self, hit: Hit, reason: DropReason | None, ctx: Context) -> None:
+    def record(self, hit: Hit, reason: DropReason | None, ctx: PipelineContext) -> None:
         site = hit.site
         assert site is not None
         try:
@@ -155,12 +156,12 @@ class DebugRecorder:
         except (OSError, ValueError, TypeError):
             pass  # the debug view must never cost a hit
 
-    def _describe(self, hit: Hit, reason: DropReason | None, ctx: Context) -> dict[str, Any]:
+    def _describe(self, hit: Hit, reason: DropReason | None, ctx: PipelineContext) -> dict[str, Any]:
         site = hit.site
         assert site is not None
         p = hit.params
         if reason is not None:  # every drop happens before the step that names the action
-            pipeline.classify_action(hit, ctx)
+            steps.classify_action(hit, ctx)
         props = dict(hit.props)
         if not props:  # dropped before dnma_properties: show what the page sent
             props = {prop: p[key].strip() for key, prop in ctx.slots(site).items() if key in p}
@@ -248,7 +249,7 @@ def build_router(collector: Collector) -> APIRouter:
         grant = collector.access.grant(token)
         if grant is None:
             raise HTTPException(status_code=401, detail="token_auth invalide")
-        site_id = pipeline._int(idsite)
+        site_id = steps.parse_int(idsite)
         if site_id is None or site_id <= 0:
             raise HTTPException(status_code=400, detail="idsite manquant ou invalide")
         if collector.access.sites.get(site_id) is None or not grant.may_operate(site_id):

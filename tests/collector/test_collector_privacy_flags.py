@@ -9,7 +9,7 @@ import orjson
 import pytest
 from ct_support import DEMO_TOKEN, Collector, page
 
-from collector.pipeline import DropReason
+from collector.hit import DropReason
 
 
 def test_no_raw_ip_or_uid_in_the_spooled_bytes(collector: Collector, marker: str) -> None:

@@ -1,6 +1,7 @@
 """The pipeline's direct step dispatch (`pipeline._step`, what `run` and `run_batch` call) runs
-exactly the steps of `pipeline.STEPS`, in their order: step i applied to a hit leaves it as
-STEPS[i] does, for hits that each step changes or drops."""
+exactly the steps of `steps.STEPS`, in their order: it is generated from STEPS (and regenerated
+by the native build), and step i applied to a hit leaves it as STEPS[i] does, for hits that each
+step changes or drops."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from typing import Any
 
 import pytest
 
-from collector import pipeline
+from collector import pipeline, steps
 from collector.app import Collector as App
+from collector.build_native import committed_dispatch, dispatch_block, step_names
+from collector.context import PipelineContext
+from collector.hit import Hit
 from dnma.settings import Settings
 from dnma.sites import dump_sites
 from tests.harness import DEMO_SITE_ID, SUPER_TOKEN, demo_sites
@@ -33,30 +37,30 @@ CASES: list[tuple[dict[str, str], str]] = [
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory: pytest.TempPathFactory) -> pipeline.Context:
+def ctx(tmp_path_factory: pytest.TempPathFactory) -> PipelineContext:
     tmp: Path = tmp_path_factory.mktemp("steps")
     dump_sites(demo_sites(), tmp / "sites.yaml")
     return App(Settings(data_dir=tmp, sites_file=tmp / "sites.yaml", super_user_token=SUPER_TOKEN,
                         uid_secret="steps")).ctx
 
 
-def _state(hit: pipeline.Hit) -> dict[str, Any]:
+def _state(hit: Hit) -> dict[str, Any]:
     names = [n for n in dir(hit) if not n.startswith("_") and not callable(getattr(hit, n))]
     assert {"site", "props", "record", "reason"} <= set(names)
     return {name: getattr(hit, name) for name in names}
 
 
 @pytest.mark.parametrize(("params", "ua"), CASES)
-def test_each_dispatched_step_is_the_step_of_that_rank(ctx: pipeline.Context, params: dict[str, str], ua: str) -> None:
+def test_each_dispatched_step_is_the_step_of_that_rank(ctx: PipelineContext, params: dict[str, str], ua: str) -> None:
     now = time.time()
 
-    def hit() -> pipeline.Hit:
-        return pipeline.Hit(dict(params), "203.0.113.7", {b"user-agent": ua.encode()}, "", now, {})
+    def hit() -> Hit:
+        return Hit(dict(params), "203.0.113.7", {b"user-agent": ua.encode()}, "", now, {})
 
-    assert len(pipeline.STEPS) == 10
-    for i, (_, step) in enumerate(pipeline.STEPS):
+    assert len(steps.STEPS) == 10
+    for i, (_, step) in enumerate(steps.STEPS):
         direct, dispatched = hit(), hit()
-        for _, earlier in pipeline.STEPS[:i]:
+        for _, earlier in steps.STEPS[:i]:
             assert earlier(direct, ctx) is None and earlier(dispatched, ctx) is None
         reason = step(direct, ctx)
         assert pipeline._step(i, dispatched, ctx) == reason
@@ -66,3 +70,12 @@ def test_each_dispatched_step_is_the_step_of_that_rank(ctx: pipeline.Context, pa
     # The whole fold agrees too.
     folded = hit()
     assert pipeline.run(folded, ctx) == reason
+
+
+def test_the_dispatch_is_generated_from_steps() -> None:
+    assert step_names() == [name for name, _ in steps.STEPS]  # each step labelled by its function
+    assert committed_dispatch() == dispatch_block(step_names())
+    # What the generator makes of another order is another dispatch: the comparison can fail.
+    swapped = step_names()
+    swapped[2], swapped[3] = swapped[3], swapped[2]
+    assert dispatch_block(swapped) != committed_dispatch()
