@@ -1,5 +1,5 @@
 """Benchmark of the sessionizer: synthetic hits generated inside ClickHouse, then every day
-rebuilt through `rebuild_days`; prints JSON (hits/s). Never a pass/fail test.
+rebuilt through `rebuild_days`; prints JSON (hits/s, CPU µs per hit). Never a pass/fail test.
 
     .venv/bin/python bench/sessionizer.py --hits 5000000 [--days 7] [--dir /tmp/dnma-bench]
 """
@@ -73,16 +73,16 @@ def main() -> int:
     generated = time.monotonic() - t0
     hits = int(client.query("SELECT count() FROM dnma.hits").result_rows[0][0])
 
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()  # chDB runs in this process: its threads' CPU too
     result = rebuild_days(client, settings)  # every day dirty: a full build, rollups included
-    build = time.monotonic() - t0
+    build, build_cpu = time.monotonic() - t0, time.process_time() - c0
     t0 = time.monotonic()
     dirty_scan = rebuild_days(client, settings)  # nothing dirty: the cost of the fingerprint scan
     scan = time.monotonic() - t0
     one_day = date.fromisoformat(result["days"][0])
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     rebuild_days(client, settings, [one_day])
-    one = time.monotonic() - t0
+    one, one_cpu = time.monotonic() - t0, time.process_time() - c0
     day_hits = int(client.query(
         "SELECT count() FROM dnma.hits WHERE toDate(ts) = {d:Date}", parameters={"d": one_day}).result_rows[0][0])
     print(json.dumps({
@@ -99,6 +99,9 @@ def main() -> int:
         "one_day_hits": day_hits,
         "one_day_s": round(one, 2),
         "one_day_hits_per_s": round(day_hits / one),
+        # CPU (all threads) per hit: what a change costs, steadier than wall time on a shared host.
+        "cpu_us_per_hit": {"rebuild_all": round(build_cpu / hits * 1e6, 3),
+                           "one_day": round(one_cpu / max(day_hits, 1) * 1e6, 3)},
         "max_threads": int(client.query("SELECT getSetting('max_threads')").result_rows[0][0]),
     }))
     client.close()
