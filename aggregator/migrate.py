@@ -19,6 +19,7 @@ from typing import Any
 from aggregator import migrations as migrations_pkg
 from aggregator.ddl import Renderer
 from aggregator.loader_state import LoaderState
+from dnma import clock
 from dnma.settings import Settings, get_settings
 
 # Inserts the loader's pending batch (aggregator.loader.settle_pending, passed in by the loader).
@@ -103,7 +104,9 @@ def migrate(client, settings: Settings | None = None, until: int | None = None, 
             _settle_first(client, settings, m, settle)
         for stmt in m.up(r):
             client.command(stmt)
-        client.insert(r.name("schema_migrations"), [[m.number, m.name]], column_names=["number", "name"])
+        # applied_at on DNMA's clock, never ClickHouse's now() (the column's DEFAULT is not used).
+        client.insert(r.name("schema_migrations"), [[m.number, m.name, clock.now()]],
+                      column_names=["number", "name", "applied_at"])
         ran.append(m)
     return ran
 

@@ -190,6 +190,7 @@ def main() -> int:
 
     from aggregator.migrate import migrate
     from aggregator.sessionizer import rebuild_days
+    from dnma import clock
     from dnma.settings import Settings
 
     root = Path(args.dir or tempfile.mkdtemp(prefix="dnma-model-"))
@@ -199,7 +200,7 @@ def main() -> int:
     out: dict[str, Any] = {"hits_requested": args.hits, "loadavg_start": os.getloadavg()}
     out["referential_uais"] = load_referential(client, settings)
     uais = uai_pool(client)
-    last = date.today() - timedelta(days=1)
+    last = clock.today() - timedelta(days=1)
     first = last - timedelta(days=args.days - 1)
     t0 = time.monotonic()
     generate(client, args.hits, args.days, first, uais)

@@ -60,13 +60,14 @@ def main() -> int:
 
     from aggregator.migrate import migrate
     from aggregator.sessionizer import rebuild_days
+    from dnma import clock
     from dnma.settings import Settings
 
     root = Path(args.dir or tempfile.mkdtemp(prefix="dnma-bench-"))
     settings = Settings(data_dir=root, clickhouse_dsn=f"chdb://{root / 'ch'}", hits_ttl_months=1200)
     client = clickhouse_connect.get_client(dsn=settings.resolved_dsn)
     migrate(client, settings)
-    first = date.today() - timedelta(days=args.days + 1)
+    first = clock.today() - timedelta(days=args.days + 1)
     t0 = time.monotonic()
     generate(client, args.hits, args.days, first)
     client.command("OPTIMIZE TABLE dnma.hits FINAL")
