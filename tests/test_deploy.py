@@ -65,3 +65,20 @@ def test_cluster_xml_configs_parse() -> None:
     keeper = ET.parse(REPO / "deploy" / "cluster" / "config" / "keeper.xml").getroot()
     assert len(keeper.findall("./keeper_server/raft_configuration/server")) == 3
     ET.parse(REPO / "deploy" / "clickhouse" / "users.xml")
+
+
+def test_the_image_copies_every_package_it_installs() -> None:
+    """The Dockerfile's `pip install -e .` needs the folder of every package pyproject.toml lists
+    (the command line imports every room), and installs the locked versions."""
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    dirs = project["package-dir"]
+    dockerfile = (REPO / "deploy" / "Dockerfile").read_text(encoding="utf-8")
+    copied = {source.rstrip("/") for line in dockerfile.splitlines()
+              if line.startswith("COPY ") and not line.startswith("COPY --from") for source in line.split()[1:-1]}
+    for package in project["packages"]:
+        top = package.split(".")[0]
+        folder = dirs.get(top, top) if dirs.get(top, ".") != "." else top
+        assert any(folder == c or folder.startswith(c + "/") for c in copied), (package, folder, sorted(copied))
+    assert "-c constraints.txt" in dockerfile and "constraints.txt" in copied
