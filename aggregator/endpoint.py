@@ -4,6 +4,7 @@ the subset of ClickHouse's HTTP interface clickhouse-connect and Superset use, o
 from __future__ import annotations
 
 import base64
+import contextlib
 import hmac
 import json
 import logging
@@ -95,6 +96,32 @@ def _open_readers(settings: Settings, chdb_path: str) -> _Readers:
     )
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """One thread per connection, at most `max_connections` at once: a connection past them is
+    answered 503 and closed at once, so idle or stalled clients cannot pile threads into the loader."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                                b"Content-Length: 35\r\nConnection: close\r\n\r\ntoo many connections, retry later\r\n")
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class EndpointHandle:
     """A running endpoint; `stop()` closes the socket, kills what still runs, closes readers."""
 
@@ -128,8 +155,7 @@ def start_endpoint(settings: Settings, chdb_path: str) -> EndpointHandle:
         raise ValueError("DNMA_CH_HTTP_PASSWORD is empty: the read-only endpoint refuses to start without a password")
     readers = _open_readers(settings, chdb_path)
     handler = type("BoundHandler", (_Handler,), {"settings": settings, "readers": readers})
-    server = ThreadingHTTPServer((settings.ch_http_host, settings.ch_http_port), handler)
-    server.daemon_threads = True
+    server = _BoundedServer((settings.ch_http_host, settings.ch_http_port), handler, settings.reader_max_connections)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="dnma-endpoint", daemon=True)
     thread.start()
     handle = EndpointHandle(server, thread, readers)
@@ -142,6 +168,13 @@ class _Error(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class _BadRequest(_Error):
+    """A request ClickHouse itself would not read (its framing is wrong): HTTP 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(UNSUPPORTED_METHOD, message)
 
 
 def _error_from(exc: BaseException) -> _Error:
@@ -218,8 +251,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         url = urlsplit(self.path)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
+        if not self._authenticated(params):
+            # Before reading a byte of the body: a caller without credentials never makes the
+            # loader (the one owner of chDB) read or hold what it sends.
+            self.close_connection = True
+            self._send_auth_failed()
+            return
         try:
             body = _decompress(self.headers.get("Content-Encoding", ""), self._read_body())
+        except _BadRequest as err:
+            self.close_connection = True
+            self._send_error(err, status=400)
+            return
         except _Error as err:
             self.close_connection = True
             self._send_error(err)
@@ -233,7 +276,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
             return self._read_chunked()
-        length = int(self.headers.get("Content-Length") or 0)
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not raw.isascii() or not raw.isdigit():  # "-1" would read until the client closes
+            raise _BadRequest(f"Invalid Content-Length {raw[:40]!r}: a number of bytes >= 0")
+        length = int(raw)
         if length > MAX_BODY:
             # Read what the guard needs, then drop the connection instead of draining it.
             self.close_connection = True
@@ -243,7 +289,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _read_chunked(self) -> bytes:
         out = bytearray()
         while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            line = self.rfile.readline(66).split(b";")[0].strip()
+            if not line or not all(c in b"0123456789abcdefABCDEF" for c in line) or len(line) > 16:
+                raise _BadRequest(f"Invalid chunk size {line[:40]!r}: hexadecimal digits")
+            size = int(line, 16)
             if size == 0:
                 self.rfile.readline()
                 return bytes(out)
@@ -270,10 +319,13 @@ class _Handler(BaseHTTPRequestHandler):
         ok_password = hmac.compare_digest(password.encode(), self.settings.ch_http_password.encode())
         return ok_user and ok_password
 
+    def _send_auth_failed(self) -> None:
+        user = self.settings.ch_http_user
+        self._send_error(_Error(AUTH_FAILED, f"{user}: Authentication failed: password is incorrect, or there is no user with such name"))
+
     def _serve_query(self, params: dict[str, str], body: bytes) -> None:
         if not self._authenticated(params):
-            user = self.settings.ch_http_user
-            self._send_error(_Error(AUTH_FAILED, f"{user}: Authentication failed: password is incorrect, or there is no user with such name"))
+            self._send_auth_failed()
             return
         query_id = params.get("query_id") or str(uuid.uuid4())
         try:

@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     reader_max_execution_time: int = Field(default=60, description="Seconds before a reader query is cancelled (code 159).")
     reader_max_memory_usage: int = Field(default=4 * 1024**3, description="Memory cap per reader query, bytes.")
     reader_max_threads: int = Field(default=1, description="max_threads of reader queries.")
+    reader_max_connections: int = Field(default=64, ge=1, description="Open connections the read-only endpoint serves at once (one thread each); past them it answers 503 and closes.")
 
     # --- logging
     log_format: str = Field(default="json", description="json (one event per line) or text.")

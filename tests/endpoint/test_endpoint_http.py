@@ -201,3 +201,66 @@ def test_client_disconnect_cancels_query(endpoint: EndpointHandle, loader: Loade
 def test_refuses_to_start_without_password(loader: Loader) -> None:
     with pytest.raises(ValueError, match="PASSWORD"):
         start_endpoint(endpoint_settings(ch_http_password=""), loader.path)
+
+
+def _raw(port: int, head: str, body: bytes = b"", *, timeout: float = 5.0) -> bytes:
+    """Send a hand-made request and read the answer until the server closes (or `timeout`)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(head.encode() + b"\r\n" + body)
+        out = b""
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except TimeoutError:
+            pass
+        return out
+
+
+def _basic() -> str:
+    return "Authorization: Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode() + "\r\n"
+
+
+def test_credentials_are_checked_before_the_body_is_read(endpoint: EndpointHandle) -> None:
+    """A caller without credentials announcing 100 MB (and sending none of it) is refused at once:
+    the endpoint never waits for, reads or holds a body it has not authorised."""
+    started = time.monotonic()
+    answer = _raw(endpoint.port, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n")
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+    assert b"X-ClickHouse-Exception-Code: 516" in answer
+    assert time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize("length", ["-1", "abc", "1e3", "+5", "٣"])
+def test_a_bad_content_length_is_a_400(endpoint: EndpointHandle, length: str) -> None:
+    answer = _raw(endpoint.port, f"POST / HTTP/1.1\r\nHost: x\r\n{_basic()}Content-Length: {length}\r\n", b"SELECT 1")
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert b"Invalid Content-Length" in answer
+
+
+@pytest.mark.parametrize("size", [b"-1", b"zz", b"1" * 20])
+def test_a_bad_chunk_size_is_a_400(endpoint: EndpointHandle, size: bytes) -> None:
+    head = f"POST / HTTP/1.1\r\nHost: x\r\n{_basic()}Transfer-Encoding: chunked\r\n"
+    answer = _raw(endpoint.port, head, size + b"\r\nSELECT 1\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:300]
+    assert b"Invalid chunk size" in answer
+    # A well-formed chunked body still works.
+    good = _raw(endpoint.port, head + "Connection: close\r\n", b"8\r\nSELECT 1\r\n0\r\n\r\n")
+    assert good.startswith(b"HTTP/1.1 200") and good.rstrip().endswith(b"1"), good[-200:]
+
+
+def test_connections_past_the_cap_are_refused_at_once(loader: Loader) -> None:
+    """With the cap reached by idle clients, another connection gets 503 and is closed; once one
+    of them leaves, a new client is served again."""
+    handle = start_endpoint(endpoint_settings(reader_max_connections=3), loader.path)
+    try:
+        idle = [socket.create_connection(("127.0.0.1", handle.port), timeout=5) for _ in range(3)]
+        time.sleep(0.5)  # accepted, each holding its thread while it waits for a request line
+        answer = _raw(handle.port, "GET /ping HTTP/1.1\r\nHost: x\r\n")
+        assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+        idle.pop().close()
+        assert wait_until(lambda: _raw(handle.port, "GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n")
+                          .startswith(b"HTTP/1.1 200"), timeout=10)
+        for s in idle:
+            s.close()
+    finally:
+        handle.stop()
