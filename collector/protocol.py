@@ -175,10 +175,15 @@ def parse_bulk_envelope(body: bytes) -> BulkRequest:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
-        try:  # orjson refuses invalid UTF-8: replace it, as everywhere else
-            doc = orjson.loads(body.decode("utf-8", errors="replace"))
+        text = body.decode("utf-8", errors="replace")  # orjson refuses invalid UTF-8: replaced, as everywhere
+        try:
+            doc = orjson.loads(text)
         except orjson.JSONDecodeError as exc:
-            raise ProtocolError(400, f"malformed bulk body: invalid JSON at position {exc.pos}") from None
+            if "depth" not in str(exc):
+                raise ProtocolError(400, f"malformed bulk body: invalid JSON at position {exc.pos}") from None
+            # Some item is nested deeper than orjson reads: each item is read alone, so the others
+            # are still judged (the too-deep one is an invalid item, not a refused request).
+            doc = _envelope_item_by_item(text)
     if not isinstance(doc, dict):
         raise ProtocolError(400, "malformed bulk body: expected a JSON object")
     requests = doc.get("requests")
@@ -194,6 +199,87 @@ def parse_bulk_envelope(body: bytes) -> BulkRequest:
         bulk.send_image = False
     bulk.raw_items = requests
     return bulk
+
+
+UNREADABLE_ITEM: dict[str, Any] = {}  # an item that cannot be read: no idsite, so an invalid item
+
+
+def _envelope_item_by_item(text: str) -> Any:
+    """A bulk body whose items are parsed one at a time: its top-level members and the items of
+    its `requests` are split as raw JSON texts (strings and nesting skipped over), then each is
+    read by itself; one that cannot be read becomes UNREADABLE_ITEM."""
+    start = text.find("{")
+    if start < 0:
+        raise ProtocolError(400, "malformed bulk body: expected a JSON object")
+    doc: dict[str, Any] = {}
+    for member in _members(text, start):
+        key_end = _string_end(member, 0)
+        try:
+            key = orjson.loads(member[:key_end])
+        except orjson.JSONDecodeError:
+            raise ProtocolError(400, "malformed bulk body: invalid JSON (a key)") from None
+        value = member[key_end:].lstrip().removeprefix(":").strip()
+        if key == "requests" and value.startswith("["):
+            items = []
+            for raw in _members(value, 0):
+                try:
+                    items.append(orjson.loads(raw))
+                except orjson.JSONDecodeError:
+                    items.append(UNREADABLE_ITEM)
+            doc[key] = items
+        else:
+            try:
+                doc[key] = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                raise ProtocolError(400, f"malformed bulk body: invalid JSON (the value of {key!r})") from None
+    return doc
+
+
+def _string_end(text: str, i: int) -> int:
+    """The index after the JSON string starting at text[i] (a quote)."""
+    if text[i:i + 1] != '"':
+        raise ProtocolError(400, "malformed bulk body: invalid JSON (a key must be a string)")
+    escaped = False
+    for j in range(i + 1, len(text)):
+        c = text[j]
+        if escaped:
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c == '"':
+            return j + 1
+    raise ProtocolError(400, "malformed bulk body: invalid JSON (an unterminated string)")
+
+
+def _members(text: str, start: int) -> list[str]:
+    """The raw texts of the members of the JSON object or array opening at text[start], split at
+    its own commas."""
+    out: list[str] = []
+    depth, begin, in_string, escaped = 0, start + 1, False, False
+    for i in range(start, len(text)):
+        c = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+        elif c in "]}":
+            depth -= 1
+            if depth == 0:
+                last = text[begin:i].strip()
+                if last:
+                    out.append(last)
+                return out
+        elif c == "," and depth == 1:
+            out.append(text[begin:i].strip())
+            begin = i + 1
+    raise ProtocolError(400, "malformed bulk body: invalid JSON (unterminated)")
 
 
 def bulk_item(item: Any) -> dict[str, str] | None:

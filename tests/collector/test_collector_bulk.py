@@ -120,3 +120,25 @@ def test_invalid_utf8_in_bulk_is_replaced(collector: Collector, marker: str) -> 
     assert r.json()["tracked"] == 1
     [row] = collector.rows_with(marker)
     assert row["title"] == "caf\ufffd"
+
+
+def test_an_item_nested_too_deep_is_one_invalid_item(collector: Collector, marker: str) -> None:
+    """An item nested deeper than the JSON parser reads (orjson stops at 1,024 levels) is an
+    invalid item like any other: the items around it are judged and stored, the request is not
+    refused as a whole; strings holding brackets, quotes and commas are not mistaken for nesting."""
+    deep_list = "[" * 3000 + "]" * 3000
+    deep_object = '{"a":' * 3000 + "1" + "}" * 3000
+    tricky = item(marker, 3, action_name='%5B%7B%22a%2C%5D"]},[{\\"')
+    body = ('{"token_auth": "' + SUPER_TOKEN + '", "requests": [' + orjson.dumps(item(marker, 1)).decode()
+            + ", " + deep_list + ", " + orjson.dumps(item(marker, 2)).decode() + ", " + deep_object
+            + ", " + orjson.dumps(tricky).decode() + "]}")
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(body)  # the whole body is beyond orjson: the fallback is what is tested
+    r = collector.http.post("/matomo.php", content=body.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"status": "success", "tracked": 3, "invalid": 2, "invalid_indices": [1, 3]}
+    assert sorted(row["url"].rsplit("/", 1)[1] for row in collector.rows_with(marker)) == ["1", "2", "3"]
+    # Nesting elsewhere than in an item still refuses the request, with its reason.
+    bad = '{"token_auth": ' + deep_list + ', "requests": [' + orjson.dumps(item(marker, 4)).decode() + "]}"
+    r = collector.http.post("/matomo.php", content=bad.encode(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "token_auth" in r.json()["message"]
