@@ -5,6 +5,7 @@ file only lists them, imported by name so that the architecture's contracts see 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from types import ModuleType
 
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Everything a DNMA process creates (the data directory: chDB, spool, logs, secrets, Superset's
+    # metadata, exports) is its owner's alone: files 0600, directories 0700, children included.
+    os.umask(0o077)
     args = build_parser().parse_args(argv)
     return int(getattr(args._module, args._runner)(args) or 0)
 
