@@ -34,6 +34,28 @@ TIMEOUT_EXCEEDED = 159
 UNSUPPORTED_METHOD = 1
 # Never 429/503/504: clickhouse-connect retries those.
 HTTP_STATUS = {AUTH_FAILED: 403, sqlguard.SYNTAX_ERROR: 400, 60: 404, TIMEOUT_EXCEEDED: 408}
+# ClickHouse's own HTTP status of an exception, by error name (its Server/HTTP/exceptionCodeToHTTPStatus):
+# the codes are looked up by name in the engine at start (`_http_statuses`); any other error is a 500.
+STATUS_OF_ERROR = {
+    401: ("REQUIRED_PASSWORD",),
+    403: ("UNKNOWN_USER", "WRONG_PASSWORD", "AUTHENTICATION_FAILED", "SET_NON_GRANTED_ROLE", "ACCESS_DENIED"),
+    400: ("BAD_ARGUMENTS", "CANNOT_COMPILE_REGEXP", "CANNOT_PARSE_TEXT", "CANNOT_PARSE_ESCAPE_SEQUENCE",
+          "CANNOT_PARSE_QUOTED_STRING", "CANNOT_PARSE_DATE", "CANNOT_PARSE_DATETIME", "CANNOT_PARSE_NUMBER",
+          "CANNOT_PARSE_DOMAIN_VALUE_FROM_STRING", "CANNOT_PARSE_IPV4", "CANNOT_PARSE_IPV6",
+          "CANNOT_PARSE_INPUT_ASSERTION_FAILED", "CANNOT_PARSE_UUID", "DUPLICATE_COLUMN", "ILLEGAL_COLUMN",
+          "UNKNOWN_ELEMENT_IN_AST", "UNKNOWN_TYPE_OF_AST_NODE", "THERE_IS_NO_COLUMN", "TOO_DEEP_AST", "TOO_BIG_AST",
+          "UNEXPECTED_AST_STRUCTURE", "SYNTAX_ERROR", "INCORRECT_DATA", "TYPE_MISMATCH",
+          "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE"),
+    404: ("UNKNOWN_TABLE", "UNKNOWN_FUNCTION", "UNKNOWN_IDENTIFIER", "UNKNOWN_TYPE", "UNKNOWN_STORAGE",
+          "UNKNOWN_DATABASE", "UNKNOWN_SETTING", "UNKNOWN_DIRECTION_OF_SORTING", "UNKNOWN_AGGREGATE_FUNCTION",
+          "UNKNOWN_FORMAT", "UNKNOWN_DATABASE_ENGINE", "UNKNOWN_TYPE_OF_QUERY", "UNKNOWN_ROLE"),
+    413: ("QUERY_IS_TOO_LARGE",),
+    501: ("NOT_IMPLEMENTED",),
+    503: ("SOCKET_TIMEOUT", "CANNOT_OPEN_FILE", "CANNOT_SCHEDULE_TASK"),
+    411: ("HTTP_LENGTH_REQUIRED",),
+    408: ("TIMEOUT_EXCEEDED",),
+    415: ("UNSUPPORTED_MEDIA_TYPE",),
+}
 EXCEPTION_NAMES = {AUTH_FAILED: "AUTHENTICATION_FAILED", sqlguard.SYNTAX_ERROR: "SYNTAX_ERROR", sqlguard.READONLY: "READONLY"}
 _FORMAT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _CODE = re.compile(r"Code: (\d+)\.")
@@ -81,6 +103,7 @@ def _open_readers(settings: Settings, chdb_path: str) -> _Readers:
         conns.put(conn)
     killer = _open_reader(chdb_path, settings)  # KILL QUERY works under readonly in chDB
     opened.append(killer)
+    HTTP_STATUS.update(_http_statuses(killer))
     info = killer.query("SELECT version(), timezone(), currentDatabase()", "TSVRaw").bytes().decode()
     version, timezone, database = info.rstrip("\n").split("\t")
     return _Readers(
@@ -94,6 +117,18 @@ def _open_readers(settings: Settings, chdb_path: str) -> _Readers:
         version=version,
         all_conns=opened,
     )
+
+
+def _http_statuses(conn: Any) -> dict[int, int]:
+    """Error code -> HTTP status for the names of STATUS_OF_ERROR, codes as this engine numbers them."""
+    status_of = {name: status for status, names in STATUS_OF_ERROR.items() for name in names}
+    rows = conn.query("SELECT number, errorCodeToName(toInt32(number)) FROM numbers(2000)", "TSVRaw").bytes().decode()
+    out = {}
+    for line in rows.splitlines():
+        code, _, name = line.partition("\t")
+        if name in status_of:
+            out[int(code)] = status_of[name]
+    return out
 
 
 class _BoundedServer(ThreadingHTTPServer):

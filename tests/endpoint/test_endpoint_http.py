@@ -98,13 +98,18 @@ def test_formats_params_database(base_url: str, loader: Loader) -> None:
     for _ in range(4):
         assert httpx.post(base_url, content="SELECT currentDatabase()", auth=AUTH).text == "default\n"
     quoted = httpx.post(base_url, content="SELECT 1", params={"database": "no`such"}, auth=AUTH)
-    assert quoted.status_code == 500 and quoted.headers["X-ClickHouse-Exception-Code"] == "81"
+    assert quoted.status_code == 404 and quoted.headers["X-ClickHouse-Exception-Code"] == "81"  # as ClickHouse
 
 
 @pytest.mark.parametrize(
     ("sql", "status", "code"),
     [
         ("SELECT * FROM dnma.no_such_table", 404, "60"),
+        ("SELECT * FROM no_such_db.t", 404, "81"),
+        ("SELECT no_such_column FROM dnma.visites", 404, "47"),
+        ("SELECT no_such_function(1)", 404, "46"),
+        ("SELECT toDate('x')", 400, "38"),
+        ("SELECT 1 FORMAT NoSuchFormat", 404, "73"),
         ("SELEC 1", 400, "62"),
         ("SELEC 1; SYSTEM STOP MERGES", 400, "62"),
         ("SELECT 1; SELECT 2", 400, "62"),
