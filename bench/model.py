@@ -22,7 +22,7 @@ from typing import Any
 
 from dnma.vocab import BROWSERS, DEVICES, OSES, SERVICES
 
-REFERENTIEL_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "referentiel"
+REFERENTIEL_DIR = Path(__file__).resolve().parents[1] / "deploy" / "referentiel"
 UAIS = 10_000
 SITES = 1_000
 HITS_PER_VISITOR_DAY = 9

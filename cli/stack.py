@@ -18,7 +18,7 @@ from dnma import clock
 from dnma.settings import REPO_ROOT, Settings
 from dnma.sites import dump_sites, hash_token
 
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+REFERENCE_DATA = REPO_ROOT / "deploy"  # the reference data shipped in the repository (deploy/referentiel/README.md)
 REFERENTIEL_FILES = (
     "referentiel/annuaire-education-35-2023.csv",
     "referentiel/annuaire-education-94-ecoles-2026.csv",
@@ -167,7 +167,7 @@ def run_up(args: argparse.Namespace) -> int:
         _run_cli(["migrate"], env)
         marker = data_dir / ".referentiel_loaded"
         if not marker.exists():
-            files = [str(SHARED_DATA / f) for f in REFERENTIEL_FILES if (SHARED_DATA / f).exists()]
+            files = [str(REFERENCE_DATA / f) for f in REFERENTIEL_FILES if (REFERENCE_DATA / f).exists()]
             if files:
                 _run_cli(["referentiel", "load", *files], env)
                 marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -14,7 +14,7 @@ from typing import Any
 from dnma_client import catalog
 
 # tagging-sdk/python/dnma_client/population.py -> the repo's parent holds shared/.
-REFERENTIEL_DIR = Path(__file__).resolve().parents[4] / "shared" / "data" / "referentiel"
+REFERENTIEL_DIR = Path(__file__).resolve().parents[3] / "deploy" / "referentiel"  # shipped in the repository
 
 
 @dataclass(frozen=True)
