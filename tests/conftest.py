@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import clockpin  # noqa: E402
@@ -16,8 +18,6 @@ clockpin.install()
 def pytest_report_header(config: object) -> list[str]:
     return [clockpin.describe()]
 
-
-import pytest  # noqa: E402
 
 
 @pytest.hookimpl(specname="pytest_report_header")  # its own hook function: others may add theirs
