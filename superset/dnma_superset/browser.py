@@ -4,6 +4,7 @@ bench/dashboards.py."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ class DashboardLoad:
     seconds: float
 
 
+class SessionLost(RuntimeError):
+    """The dashboard's URL redirected to the login page: the browser is not (or no more) logged in."""
+
+
 class Browser:
     def __init__(self, url: str) -> None:
         from selenium import webdriver
@@ -57,8 +62,9 @@ class Browser:
         from selenium.webdriver.common.by import By
 
         # The login page is a React form: keys typed while it (re)renders can be lost, and the
-        # submission is then refused. The form is filled again (up to three times) until the
-        # fields hold what was typed and the browser leaves /login.
+        # submission is then refused. Leaving /login is not proof either: under load the browser can
+        # land on its own error page. So the form is filled again (up to three times) until the
+        # fields hold what was typed and Superset itself answers who is logged in (/api/v1/me/).
         for attempt in range(3):
             self.driver.get(f"{self.url}/login/")
             self._wait(lambda: self.driver.find_elements(By.CSS_SELECTOR, "input[name=username], #username"), 60)
@@ -73,11 +79,25 @@ class Browser:
             self.driver.find_element(By.CSS_SELECTOR, "button[type=submit], input[type=submit]").click()
             try:
                 self._wait(lambda: "/login" not in self.driver.current_url, 30 if attempt < 2 else 60)
-                return
             except TimeoutError:
                 if attempt == 2:
                     raise
-        raise TimeoutError(f"login form never kept what was typed at {self.driver.current_url}")
+                continue
+            if self.logged_in_as() == username:
+                return
+        raise TimeoutError(f"could not log in as {username}: Superset answers {self.logged_in_as()!r} "
+                           f"at {self.driver.current_url}")
+
+    def logged_in_as(self) -> str | None:
+        """The username Superset's session cookie stands for, or None (anonymous or no answer)."""
+        from selenium.common.exceptions import WebDriverException
+
+        try:
+            self.driver.get(f"{self.url}/api/v1/me/")
+            body = self.driver.find_element("css selector", "body").text
+            return str(json.loads(body)["result"]["username"])
+        except (WebDriverException, ValueError, KeyError, TypeError):  # a 401, a browser error page
+            return None
 
     def open_dashboard(self, slug: str, expected_charts: int, timeout: float = 180) -> DashboardLoad:
         """Open the dashboard and wait until every chart holder has rendered (or shows an error)."""
@@ -86,6 +106,8 @@ class Browser:
         state: dict[str, Any] = {}
         settled_since = None
         while time.monotonic() - start < timeout:
+            if "/login" in self.driver.current_url:
+                raise SessionLost(f"Superset sent the browser to its login page opening {slug}")
             state = self.driver.execute_script(_STATE_JS)
             done = (state["holders"] >= expected_charts and state["loading"] == 0
                     and state["rendered"] + len(state["errors"]) >= state["holders"])

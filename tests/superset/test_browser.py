@@ -32,7 +32,9 @@ def test_dashboard_renders(admin_browser: Browser, dashboard: Dashboard) -> None
 def test_rendered_dashboard_respects_rls(superset: SupersetHandle) -> None:
     territoires = next(d for d in DASHBOARDS if d.slug == "dnma-territoires")
     with Browser(superset.url) as b:
+        assert b.logged_in_as() is None  # a fresh browser is anonymous: login() has something to check
         b.login("dnma_academie_rennes", superset.users()["dnma_academie_rennes"])
+        assert b.logged_in_as() == "dnma_academie_rennes"
         load = b.open_dashboard(territoires.slug, len(territoires.charts()))
         b.screenshot(ARTIFACTS / "rls-academie-rennes-territoires.png")
         text = b.text()
