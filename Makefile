@@ -34,13 +34,13 @@ native: $(NATIVE)
 $(NATIVE): $(NATIVE_SRC) | $(STAMP)
 	$(BIN)/python collector/build_native.py
 
-# Debian packages the tests and benchmarks need (headless Chromium, wrk). Root on CI and dev machines.
+# Debian packages the tests and benchmarks need (headless Chromium, wrk, strace for the durability test). Root on CI and dev machines.
 system-deps: $(APT_STAMP)
 
 $(APT_STAMP): | $(STAMP)
-	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v wrk >/dev/null || ! command -v docker-compose >/dev/null; then \
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! command -v wrk >/dev/null || ! command -v docker-compose >/dev/null || ! command -v strace >/dev/null; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver wrk docker-compose >/dev/null; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver wrk docker-compose strace >/dev/null; \
 	fi
 	@touch $(APT_STAMP)
 

@@ -67,6 +67,7 @@ class Loader:
 
     # -- startup
     def connect(self) -> None:
+        from aggregator.durability import apply_durability
         from aggregator.migrate import migrate, renderer
         from aggregator.retention import apply_retention
         from dnma.chclient import get_client
@@ -75,6 +76,7 @@ class Loader:
             client = get_client(self.settings)
             migrate(client, self.settings, settle=settle_pending)
             apply_retention(client, renderer(self.settings), self.settings.hits_ttl_months)
+            apply_durability(client, renderer(self.settings))
             return client
 
         self.batches.connect(self._retry("connect", attempt))

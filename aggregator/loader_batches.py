@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from aggregator.durability import TableDirs
 from aggregator.loader_logs import log_event
 from aggregator.loader_state import Intent, LoaderState, Range
 from dnma import clock, spool
@@ -193,6 +194,7 @@ class Batches:
         self.client: Any = None
         self.last_rows = 0  # records of the last batch built
         self._file_insert: tuple[str, str] | None = None  # embedded mode: file_insert_sql, set by connect
+        self._table_dirs: TableDirs | None = None  # embedded mode: fsynced after each insert
 
     def connect(self, client: Any) -> None:
         """Insert through `client` from now on (migrated: `hits` has its final columns)."""
@@ -200,6 +202,7 @@ class Batches:
         if self.settings.embedded:
             self._file_insert = file_insert_sql(self.client, self.settings.clickhouse_database,
                                                 (self.spool_dir / BATCH_FILE).resolve())
+            self._table_dirs = TableDirs(self.client, self.settings.clickhouse_database)
         # A migration may have settled the pending batch (aggregator.migrate): read what it left.
         self.state = LoaderState.load(self.spool_dir)
 
@@ -268,6 +271,8 @@ class Batches:
             except DataError:
                 records = [r for block in blocks for r in block.split(b"\n")]
                 rows, rejected = self._insert_one_by_one(intent, records, insert)
+        if self._table_dirs is not None:
+            self._table_dirs.sync()  # the parts' renames and dedup log on disk before the offsets move
         self.state.commit()
         self.metrics.batches += 1
         self.metrics.rows += rows

@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"digests recorded: {record_missing(discover()) or 'none (all recorded)'}")
         return 0
+    from aggregator.durability import apply_durability
     from aggregator.retention import apply_retention
     from dnma.chclient import get_client
 
@@ -149,4 +150,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"migrations applied: {[f'{m.number:04d}_{m.name}' for m in ran] or 'none (up to date)'}")
     altered = apply_retention(client, renderer(settings), settings.hits_ttl_months)
     print(f"hits TTL ({settings.hits_ttl_months} months) set on: {altered or 'none (already set)'}")
+    synced = apply_durability(client, renderer(settings))
+    print(f"parts fsynced on insert, set on: {synced or 'none (already set)'}")
     return 0
