@@ -45,9 +45,10 @@ class Loader:
         self._status_at = 0.0
 
     # -- retry
-    def _retry(self, what: str, fn: Any, give_up: Any = None) -> Any:
-        """Call fn until it succeeds, backing off exponentially up to loader_retry_max_s.
-        `give_up(exc)` true: the failure is the data's, retrying cannot help (raises DataError)."""
+    def _retry(self, what: str, fn: Any, give_up: Any = None, event: str = "clickhouse_failed") -> Any:
+        """Call fn until it succeeds, backing off exponentially up to loader_retry_max_s, logging
+        `event` at each failure. `give_up(exc)` true: the failure is the data's, retrying cannot
+        help (raises DataError)."""
         delay = 0.2
         while True:
             try:
@@ -58,7 +59,7 @@ class Loader:
                 self.metrics.retries += 1
                 self.metrics.last_error = type(exc).__name__
                 self.metrics.state = "retrying"
-                log_event("clickhouse_failed", logging.WARNING, step=what, error=type(exc).__name__,
+                log_event(event, logging.WARNING, step=what, error=type(exc).__name__,
                           detail=str(exc)[:200], retry_in_s=round(delay, 2), retries=self.metrics.retries)
                 self.write_status(force=True)
                 if self.stop.wait(delay):

@@ -231,7 +231,9 @@ class Batches:
                                                      self.settings.loader_batch_rows)
         if not intent.ranges:
             return False
-        self.state.begin(intent)  # durable before the insert: a crash from here on is redone
+        # Durable before the insert: a crash from here on is redone. The state lives in the spool's
+        # directory: when its disk is full the loader waits for space, as for ClickHouse.
+        self._retry("begin", lambda: self.state.begin(intent), event="spool_state_failed")
         self._insert(intent, blocks, self.last_rows)
         return True
 
@@ -273,7 +275,7 @@ class Batches:
                 rows, rejected = self._insert_one_by_one(intent, records, insert)
         if self._table_dirs is not None:
             self._table_dirs.sync()  # the parts' renames and dedup log on disk before the offsets move
-        self.state.commit()
+        self._retry("commit", self.state.commit, event="spool_state_failed")
         self.metrics.batches += 1
         self.metrics.rows += rows
         self.metrics.rejected += rejected

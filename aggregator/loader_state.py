@@ -75,12 +75,24 @@ class LoaderState:
             os.close(dfd)
 
     def begin(self, intent: Intent) -> None:
+        """Record the intent; on a failed write (a full disk) the state stays as it was, in memory too."""
         self.pending = intent
-        self.save()
+        try:
+            self.save()
+        except OSError:
+            self.pending = None
+            raise
 
     def commit(self) -> None:
+        """Move the offsets past the pending batch; on a failed write nothing moves (retry later)."""
         assert self.pending is not None
+        before = self.committed
+        self.committed = dict(before)
         for r in self.pending.ranges:
             self.committed[r.segment] = r.end
-        self.pending = None
-        self.save()
+        pending, self.pending = self.pending, None
+        try:
+            self.save()
+        except OSError:
+            self.committed, self.pending = before, pending
+            raise
