@@ -59,20 +59,21 @@ FEATURE_FLAGS = {
 }
 
 
-def _load_clock():  # type: ignore[no-untyped-def]
-    """dnma/clock.py by its path: Superset's venv has no DNMA installed, and the module needs only
-    the standard library to read DNMA_NOW."""
+def _load(name: str, path: Path):  # type: ignore[no-untyped-def]
+    """A DNMA module by its path: Superset's venv has no DNMA installed, and the modules loaded
+    here need only the standard library."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("dnma_clock", _REPO / "dnma" / "clock.py")
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.configure(os.environ.get("DNMA_NOW", ""))
     return module
 
 
-_CLOCK = _load_clock()
+_CLOCK = _load("dnma_clock", _REPO / "dnma" / "clock.py")
+_CLOCK.configure(os.environ.get("DNMA_NOW", ""))
+_EVENT_LOG = _load("dnma_event_log", _REPO / "superset" / "dnma_superset" / "event_log.py")
 
 
 def _dnma_today() -> str:
@@ -166,11 +167,18 @@ def FLASK_APP_MUTATOR(app: object) -> None:  # noqa: N802 - Superset's name
 class _EventLogger(DBEventLogger):
     """The action log without the two rows (and SQLite commits) every chart request writes
     (`ChartDataRestApi.data`, `.json_dumps`): dashboard views and the browser's per-chart load and
-    render events (/superset/log/) are still recorded."""
+    render events (/superset/log/) are still recorded. A record holds every form field and JSON
+    body of the request (the assets import's `passwords`, a user's password…): secrets are
+    scrubbed before it is written (dnma_superset/event_log.py)."""
 
     def log(self, user_id, action, *args, **kwargs):  # type: ignore[no-untyped-def]
         if action.startswith("ChartDataRestApi."):
             return
+        for key in ("records", "curated_payload", "curated_form_data"):
+            if kwargs.get(key):
+                kwargs[key] = _EVENT_LOG.scrub(kwargs[key])
+        if isinstance(kwargs.get("referrer"), str):
+            kwargs["referrer"] = _EVENT_LOG.scrub(kwargs["referrer"])
         super().log(user_id, action, *args, **kwargs)
 
 

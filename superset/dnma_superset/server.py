@@ -1,6 +1,10 @@
 """Superset as a local process: its own virtualenv (superset/.venv, `make superset-install`),
 metadata initialisation in SUPERSET_HOME, gunicorn in the background. Used by `dnma up`, the
-tests and the benchmark; never imports Superset (it lives in another venv)."""
+tests and the benchmark; never imports Superset (it lives in another venv).
+
+What Superset writes in its home (metadata with password hashes, the action log, caches) is its
+owner's alone whatever the caller's umask: the children run with umask 077, and what an older
+version left looser is tightened, and its action log scrubbed of secrets, when the server starts."""
 
 from __future__ import annotations
 
@@ -9,8 +13,11 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
+
+from dnma_superset import event_log
 
 SUPERSET_DIR = Path(__file__).resolve().parent.parent
 REPO = SUPERSET_DIR.parent
@@ -20,6 +27,13 @@ CONFIG = SUPERSET_DIR / "superset_config.py"
 # `superset db upgrade && superset init` takes ~30 s; the result is the same for every home, so
 # the first one is kept here (inside the gitignored venv) and copied afterwards.
 TEMPLATE_DB = VENV / "dnma-metadata-template.db"
+UMASK = 0o077
+# gunicorn's request-line and header-field limits (its defaults are 4094 and 8190): the DNMA
+# dashboards' URLs carry a short native-filter state key (`native_filters_key`), never the filters
+# themselves, and chart queries are POST bodies; an oversized line is refused with 414 / 400 as
+# soon as the limit is read instead of holding a worker while megabytes arrive.
+LIMIT_REQUEST_LINE = 8190
+LIMIT_REQUEST_FIELD_SIZE = 8190
 
 
 def installed() -> bool:
@@ -44,19 +58,36 @@ def environment(home: Path, secret_key: str) -> dict[str, str]:
     return env
 
 
+def owner_only(home: Path) -> None:
+    """Superset's home, directories 0700 and files 0600 at most (group and other bits removed)."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for path in [home, *home.rglob("*")]:
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode & 0o7777
+        if mode & 0o077:
+            path.chmod(mode & ~0o077)
+
+
+def _open_log(log: Path) -> BinaryIO:
+    log.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return os.fdopen(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+
+
 def init_metadata(home: Path, env: dict[str, str], admin_user: str, admin_password: str, log: Path) -> None:
     """Create the SQLite metadata (schema, roles, admin user) unless it is already there."""
-    home.mkdir(parents=True, exist_ok=True)
+    owner_only(home)
     db = home / "superset.db"
     if db.exists():
         return
-    with log.open("ab") as out:
+    with _open_log(log) as out:
         def run(*args: str) -> None:
             subprocess.run([str(BIN / "superset"), *args], env=env, stdout=out, stderr=out, check=True,
-                           cwd=home)
+                           cwd=home, umask=UMASK)
 
         if TEMPLATE_DB.exists():
             shutil.copyfile(TEMPLATE_DB, db)
+            db.chmod(0o600)
         else:
             run("db", "upgrade")
             run("init")
@@ -69,13 +100,17 @@ def init_metadata(home: Path, env: dict[str, str], admin_user: str, admin_passwo
 
 def start(home: Path, env: dict[str, str], port: int, log: Path, *, host: str = "127.0.0.1",
           workers: int = 2) -> subprocess.Popen[bytes]:
-    """gunicorn in its own session (so `dnma down` can stop the whole group)."""
-    out = log.open("ab")
+    """gunicorn in its own session (so `dnma down` can stop the whole group), after the home's
+    modes are tightened and its action log scrubbed (Superset is not running yet: the scrub may
+    rewrite the file)."""
+    owner_only(home)
+    event_log.scrub_database(home / "superset.db")
+    out = _open_log(log)
     return subprocess.Popen(
         [str(BIN / "gunicorn"), "--workers", str(workers), "--threads", "4", "--worker-class", "gthread",
-         "--timeout", "120", "--bind", f"{host}:{port}", "--limit-request-line", "0",
-         "--limit-request-field_size", "0", "superset.app:create_app()"],
-        env=env, cwd=home, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True,
+         "--timeout", "120", "--bind", f"{host}:{port}", "--limit-request-line", str(LIMIT_REQUEST_LINE),
+         "--limit-request-field_size", str(LIMIT_REQUEST_FIELD_SIZE), "superset.app:create_app()"],
+        env=env, cwd=home, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True, umask=UMASK,
     )
 
 
