@@ -1,15 +1,19 @@
 """`dnma demo`: the SDK's simulated ENT traffic (dnma_client.simulator) sent through the collector,
-with the server's settings and token, and the demo sites' registrations written on request."""
+with the server's settings and each site's token (or one token for all), and the demo sites'
+registrations written on request."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from datetime import date, timedelta
 from pathlib import Path
 
-from dnma_client.simulator import HITS_PER_SCHOOL_DAY, Simulation, demo_sites, send
+from dnma_client.simulator import HITS_PER_SCHOOL_DAY, Simulation, demo_site_ids, demo_sites, send
+
+from cli.stack import read_env_file, site_token_key
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,7 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", type=date.fromisoformat, default=None, help="first day (default: DAYS days ago)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--collector", default="", help="collector base URL (default: from settings)")
-    p.add_argument("--token", default="", help="token_auth (default: settings.super_user_token)")
+    p.add_argument("--token", default="", help="one token_auth for every site (default: settings.super_user_token)")
+    p.add_argument("--tokens-file", type=Path, default=None,
+                   help="KEY=VALUE file naming each site's token as DEMO_SITE_<N>_TOKEN (var/secrets.env "
+                        "after `dnma up`): each site's hits are sent with its own token")
     p.add_argument("--sites-out", type=Path, default=None, help="write the sites' registrations (YAML) here")
     p.add_argument("--concurrency", type=int, default=4, help="bulk requests in flight")
     p.add_argument("--no-progress", action="store_true")
@@ -30,12 +37,20 @@ def run(args: argparse.Namespace) -> int:
     from dnma.sites import dump_sites
 
     settings = get_settings()
-    token = args.token or settings.super_user_token
-    if not token:
-        print("dnma demo: no token (--token or DNMA_SUPER_USER_TOKEN): past dates need one", file=sys.stderr)
+    tokens: str | Mapping[int, str] = args.token or settings.super_user_token
+    if args.tokens_file:
+        values = read_env_file(args.tokens_file)
+        missing = [i for i in demo_site_ids() if site_token_key(i) not in values]
+        if missing:
+            print(f"dnma demo: {args.tokens_file} names no token for sites {missing}", file=sys.stderr)
+            return 2
+        tokens = {i: values[site_token_key(i)] for i in demo_site_ids()}
+    if not tokens:
+        print("dnma demo: no token (--token, --tokens-file or DNMA_SUPER_USER_TOKEN): past dates need one",
+              file=sys.stderr)
         return 2
     if args.sites_out:
-        dump_sites(demo_sites(token), args.sites_out)
+        dump_sites(demo_sites(tokens), args.sites_out)
     if args.days <= 0:
         return 0
     host = settings.collector_host if settings.collector_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
@@ -46,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     sim = Simulation(scale=args.scale, seed=args.seed)
     items = (item for _, day_items in sim.days(start, args.days) for item in day_items)
     expected = int(HITS_PER_SCHOOL_DAY * args.scale * args.days * 0.8)
-    report = send(items, collector, token, concurrency=args.concurrency, progress=not args.no_progress,
+    report = send(items, collector, tokens, concurrency=args.concurrency, progress=not args.no_progress,
                   total=expected)
     print(json.dumps(report.as_dict()))
     for sample in report.invalid_samples:

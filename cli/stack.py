@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+import yaml
 
 from dnma import clock
 from dnma.settings import REPO_ROOT, Settings
@@ -28,13 +29,14 @@ REFERENTIEL_FILES = (
 )
 # Order matters: the loader owns chDB and must be up before the collector's readers need it.
 PROCESSES = ("loader", "collector", "superset")  # superset: only when superset/.venv is installed
+DEMO_SITE_ID = 1  # the site DEMO_TOKEN writes to (stack.env, README)
 
 
 def _data_dir() -> Path:
     return Path(os.environ.get("DNMA_DATA_DIR", REPO_ROOT / "var")).resolve()
 
 
-def _read_env_file(path: Path) -> dict[str, str]:
+def read_env_file(path: Path) -> dict[str, str]:
     if not path.exists():
         return {}
     out = {}
@@ -52,14 +54,25 @@ def _write_env_file(path: Path, values: dict[str, str]) -> None:
     tmp.replace(path)
 
 
+def site_token_key(site_id: int) -> str:
+    """The key naming a demo site's write token in secrets.env and stack.env."""
+    return f"DEMO_SITE_{site_id}_TOKEN"
+
+
 def ensure_config(data_dir: Path) -> dict[str, str]:
-    """First run: generate secrets into data_dir/secrets.env and the TOML config; later runs reuse them."""
+    """First run: generate secrets (each demo site's write token among them) into data_dir/secrets.env
+    and the TOML config; later runs reuse them."""
     data_dir.mkdir(parents=True, exist_ok=True)
     secrets_file = data_dir / "secrets.env"
-    values = _read_env_file(secrets_file)
+    values = read_env_file(secrets_file)
     for key in ("UID_SECRET", "SUPER_USER_TOKEN", "CH_HTTP_PASSWORD", "DEMO_TOKEN", "SUPERSET_SECRET_KEY",
                 "SUPERSET_ADMIN_PASSWORD"):
         values.setdefault(key, secrets.token_urlsafe(24))
+    # Each demo site has its own write token (a site token also reads the site's reports and debug
+    # view); DEMO_TOKEN stays site 1's.
+    values.setdefault(site_token_key(DEMO_SITE_ID), values["DEMO_TOKEN"])
+    for site_id in _demo_site_ids():
+        values.setdefault(site_token_key(site_id), secrets.token_urlsafe(24))
     _write_env_file(secrets_file, values)
     config = data_dir / "dnma.toml"
     if not config.exists():
@@ -73,26 +86,52 @@ def ensure_config(data_dir: Path) -> dict[str, str]:
         )
         config.chmod(0o600)
     sites_file = data_dir / "sites.yaml"
+    tokens = {site_id: values[site_token_key(site_id)] for site_id in _demo_site_ids()}
     if not sites_file.exists():
-        dump_sites(_demo_sites(values["DEMO_TOKEN"]), sites_file)
+        dump_sites(_demo_sites(tokens), sites_file)
+    else:
+        _separate_demo_tokens(sites_file, values["DEMO_TOKEN"], tokens)
     return values
 
 
-def _demo_sites(token: str) -> list[dict[str, object]]:
+def _demo_site_ids() -> list[int]:
+    try:
+        from dnma_client.simulator import demo_site_ids
+    except ImportError:
+        return [DEMO_SITE_ID]
+    return demo_site_ids()
+
+
+def _demo_sites(tokens: dict[int, str]) -> list[dict[str, object]]:
     try:
         from dnma_client.simulator import demo_sites
     except ImportError:
         return [
             {
-                "id": 1,
+                "id": DEMO_SITE_ID,
                 "name": "ENT démo",
                 "main_url": "https://ent.demo.example",
                 "timezone": "Europe/Paris",
-                "token_sha256": hash_token(token),
+                "token_sha256": hash_token(tokens[DEMO_SITE_ID]),
                 "projet": "ENT_DEMO",
             }
         ]
-    return list(demo_sites(token))
+    return list(demo_sites(tokens))
+
+
+def _separate_demo_tokens(sites_file: Path, demo_token: str, tokens: dict[int, str]) -> None:
+    """A sites file written when every demo site shared DEMO_TOKEN: the other demo sites get their
+    own token. Sites holding any other token are left as they are."""
+    doc = yaml.safe_load(sites_file.read_text(encoding="utf-8")) or {}
+    shared = hash_token(demo_token)
+    changed = False
+    for site in doc.get("sites", []):
+        site_id = site.get("id")
+        if site_id != DEMO_SITE_ID and site_id in tokens and site.get("token_sha256") == shared:
+            site["token_sha256"] = hash_token(tokens[site_id])
+            changed = True
+    if changed:
+        dump_sites(doc["sites"], sites_file)
 
 
 def _pid_file(data_dir: Path, name: str) -> Path:
@@ -183,7 +222,7 @@ def run_up(args: argparse.Namespace) -> int:
     if not args.no_demo and not demo_marker.exists():
         _run_cli(
             ["demo", "--days", str(args.demo_days), "--scale", str(args.demo_scale),
-             "--collector", collector_url, "--token", values["SUPER_USER_TOKEN"]],
+             "--collector", collector_url, "--tokens-file", str(data_dir / "secrets.env")],
             env,
         )
         demo_marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -191,22 +230,23 @@ def run_up(args: argparse.Namespace) -> int:
 
     # Merged into what is there: later steps (Superset users) keep their keys across runs.
     stack_file = data_dir / "stack.env"
-    stack_env = _read_env_file(stack_file)
+    stack_env = read_env_file(stack_file)
     stack_env.update({
         "COLLECTOR_URL": collector_url,
         "CLICKHOUSE_HTTP_URL": f"http://{settings.ch_http_host}:{settings.ch_http_port}",
         "CLICKHOUSE_USER": settings.ch_http_user,
         "CLICKHOUSE_PASSWORD": settings.ch_http_password,
         "CLICKHOUSE_DATABASE": settings.clickhouse_database,
-        "DEMO_SITE_ID": "1",
+        "DEMO_SITE_ID": str(DEMO_SITE_ID),
         "DEMO_TOKEN": values["DEMO_TOKEN"],
+        **{site_token_key(i): values[site_token_key(i)] for i in _demo_site_ids()},
         "SUPER_USER_TOKEN": settings.super_user_token,
     })
     _write_env_file(stack_file, stack_env)
     if not args.no_superset:
         _start_superset(data_dir, values, env)
     print("DNMA embedded stack is up:")
-    for key, value in _read_env_file(stack_file).items():
+    for key, value in read_env_file(stack_file).items():
         if key.endswith("_URL"):
             print(f"  {key:<22} {value}")
     print(f"  secrets and tokens     {stack_file}")
@@ -236,7 +276,7 @@ def _start_superset(data_dir: Path, values: dict[str, str], env: dict[str, str])
         _pid_file(data_dir, "superset").write_text(str(proc.pid))
     server.wait_ready(url, timeout=300)
     stack_file = data_dir / "stack.env"
-    stack_env = _read_env_file(stack_file)
+    stack_env = read_env_file(stack_file)
     stack_env.update({"SUPERSET_URL": url, "SUPERSET_ADMIN_USER": "admin",
                       "SUPERSET_ADMIN_PASSWORD": values["SUPERSET_ADMIN_PASSWORD"]})
     _write_env_file(stack_file, stack_env)

@@ -10,7 +10,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 from dnma_client.calendar import day_kind
-from dnma_client.simulator import SILENT_DAYS, Simulation, batches, demo_sites
+from dnma_client.simulator import SILENT_DAYS, Simulation, batches, demo_sites, site_of, token_batches
 
 from dnma import uai as uai_rules
 from dnma.access import Access
@@ -175,3 +175,18 @@ def test_demo_sites_registry_and_batches(tmp_path: pytest.TempPathFactory) -> No
     chunks = list(batches(items))
     assert sum(len(c) for c in chunks) == len(items)
     assert all(len(c) <= 1000 and sum(len(i) + 4 for i in c) <= 900_000 for c in chunks)
+
+
+def test_with_a_token_per_site_each_batch_holds_one_sites_items_and_its_token() -> None:
+    items = Simulation(scale=0.2, seed=1).day(WEEK)
+    tokens = {i: f"token-{i}" for i in range(1, 6)}
+    sent: dict[int, list[str]] = {}
+    for token, batch in token_batches(items, tokens):
+        sites = {site_of(i) for i in batch}
+        assert len(sites) == 1 and token == tokens[min(sites)]
+        assert len(batch) <= 1000 and sum(len(i) + 4 for i in batch) <= 900_000
+        sent.setdefault(min(sites), []).extend(batch)
+    assert sent == {s: [i for i in items if site_of(i) == s] for s in sent}
+    assert sorted(sent) == [1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="no token for site"):
+        list(token_batches(items, {1: "only-one"}))

@@ -7,7 +7,7 @@ import hashlib
 import random
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -44,11 +44,23 @@ MAX_BATCH_ITEMS = 1000
 MAX_BATCH_BYTES = 900_000  # under the collector's 1 MiB body limit
 
 
-def demo_sites(token: str) -> list[dict[str, Any]]:
-    """Registrations of the simulated sites (a server's sites.yaml entries); every site accepts
-    `token` as its write token, stored as its SHA-256 as the server expects (dnma/sites.py)."""
-    token_sha256 = hashlib.sha256(token.encode()).hexdigest()
-    return [site_registration(s, token_sha256) for s in SITES]
+def demo_sites(tokens: str | Mapping[int, str]) -> list[dict[str, Any]]:
+    """Registrations of the simulated sites (a server's sites.yaml entries), each site's write token
+    stored as its SHA-256 as the server expects (dnma/sites.py). `tokens` maps a site id to its
+    token; one string gives every site the same token (tests writing as a single client)."""
+    return [site_registration(s, hashlib.sha256(_token_of(tokens, s.id).encode()).hexdigest()) for s in SITES]
+
+
+def demo_site_ids() -> list[int]:
+    return [s.id for s in SITES]
+
+
+def _token_of(tokens: str | Mapping[int, str], site: int) -> str:
+    if isinstance(tokens, str):
+        return tokens
+    if site not in tokens:
+        raise ValueError(f"no token for site {site}")
+    return tokens[site]
 
 
 def _cum(weights: Iterable[float]) -> list[float]:
@@ -253,6 +265,35 @@ def batches(items: Iterable[str]) -> Iterator[list[str]]:
         yield batch
 
 
+def site_of(item: str) -> int:
+    """The site of a bulk item (`?idsite=N&...`, as `Simulation.day` writes them)."""
+    return int(item[len("?idsite="):item.index("&")])
+
+
+def token_batches(items: Iterable[str], tokens: str | Mapping[int, str]) -> Iterator[tuple[str, list[str]]]:
+    """(token, batch) pairs: with one token, `batches(items)`; with a token per site, each batch
+    holds one site's items and carries that site's token, so that no token writes another site."""
+    if isinstance(tokens, str):
+        for batch in batches(items):
+            yield tokens, batch
+        return
+    pending: dict[int, list[str]] = {}
+    sizes: dict[int, int] = {}
+    for item in items:
+        site = site_of(item)
+        batch = pending.get(site, [])
+        if batch and (len(batch) >= MAX_BATCH_ITEMS or sizes[site] + len(item) + 4 > MAX_BATCH_BYTES):
+            yield _token_of(tokens, site), batch
+            batch = []
+        if not batch:
+            pending[site], sizes[site] = batch, 0
+        batch.append(item)
+        sizes[site] += len(item) + 4
+    for site, batch in pending.items():
+        if batch:
+            yield _token_of(tokens, site), batch
+
+
 def _post_batch(http: Any, url: str, batch: list[str], token: str, retries: int = 6) -> dict[str, Any]:
     import httpx
     import orjson
@@ -276,9 +317,10 @@ def _post_batch(http: Any, url: str, batch: list[str], token: str, retries: int 
     raise RuntimeError(f"batch refused {retries} times (spool full?)")
 
 
-def send(items: Iterable[str], collector: str, token: str, *, concurrency: int = 4,
+def send(items: Iterable[str], collector: str, tokens: str | Mapping[int, str], *, concurrency: int = 4,
          progress: bool = True, total: int | None = None) -> SendReport:
-    """Bulk-posts `items` with up to `concurrency` requests in flight, on pooled connections."""
+    """Bulk-posts `items` with up to `concurrency` requests in flight, on pooled connections; each
+    batch carries its site's token (`tokens` as for `token_batches`)."""
     import httpx
     from tqdm import tqdm
 
@@ -306,7 +348,7 @@ def send(items: Iterable[str], collector: str, token: str, *, concurrency: int =
                         report.invalid_samples.append(batch[i])
                 bar.update(len(batch))
 
-        for batch in batches(items):
+        for token, batch in token_batches(items, tokens):
             report.hits += len(batch)
             report.batches += 1
             pending[pool.submit(_post_batch, http, url, batch, token)] = batch
