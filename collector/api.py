@@ -14,7 +14,9 @@ from urllib.parse import parse_qsl
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.protocol import MAX_BODY_BYTES, request_params
 from dnma.access import Access, Grant, bearer
@@ -23,6 +25,7 @@ from dnma.sites import Site, SiteRegistry
 
 if TYPE_CHECKING:
     from collector.app import Collector
+    from collector.metrics import Tally
 
 
 class ApiError(Exception):
@@ -132,6 +135,40 @@ def bulk_request(methods: Mapping[str, ApiHandler]) -> ApiHandler:
     return get_bulk_request
 
 
+UNROUTED = "(unrouted)"  # the route label of a 5xx answered before a route matched
+
+
+class ServerErrorCount:
+    """ASGI middleware: every 5xx answer counted in `tally.server_errors` under its route's
+    template (`/index.php`, not the raw path). An exception that escapes the app is one too: the
+    ServerErrorMiddleware outside this one answers it 500."""
+
+    def __init__(self, app: ASGIApp, tally: Tally) -> None:
+        self.app = app
+        self.tally = tally
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            status = status or 500
+            raise
+        finally:
+            if status >= 500:
+                self.tally.server_errors[getattr(scope.get("route"), "path", UNROUTED)] += 1
+
+
 def _json(doc: Any) -> Response:
     return Response(orjson.dumps(doc), media_type="application/json")
 
@@ -213,4 +250,9 @@ def create_api(collector: Collector, methods: Mapping[str, ApiHandler], routers:
 
     for path in ("/", "/index.php"):
         app.add_api_route(path, matomo_api, methods=["GET", "POST"])
+    app.add_middleware(ServerErrorCount, tally=collector.tally)
+    # The routes of the included routers are theirs (FastAPI does not list them in app.routes).
+    for route in [*app.routes, *(r for router in routers for r in router.routes)]:
+        if isinstance(route, APIRoute):
+            collector.tally.routes.add(route.path)
     return app

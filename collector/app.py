@@ -110,7 +110,8 @@ class Collector:
         from collector.api import create_api  # FastAPI: only for the slow paths
 
         routers = [quality_routes.build_router(s, access=self.access), debug.build_router(self)]
-        self.api = create_api(self, api_methods or {}, routers)
+        self.api = create_api(self, api_methods or {}, routers)  # counts the 5xx of its routes
+        self.tally.routes.update(TRACKING_PATHS)
 
     # --- ASGI entry point
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -220,6 +221,8 @@ class Collector:
             log.error("unexpected error in the tracking path: %s at %s", type(exc).__name__, where)
             status, extra, body = 400, [_CT_TEXT], b"bad request\n"
         self.tally.responses[("tracking", status)] += 1
+        if status >= 500:
+            self.tally.server_errors[scope["path"]] += 1  # a tracking path is its own route template
         if extra is _GIF_EXTRA:
             out = _GET_GIF_HEADERS if is_get else base + extra
         else:

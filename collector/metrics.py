@@ -31,6 +31,8 @@ class Tally:
         self.drops: defaultdict[str, int] = defaultdict(int)
         self.flags: defaultdict[str, int] = defaultdict(int)
         self.responses: defaultdict[tuple[str, int], int] = defaultdict(int)
+        self.server_errors: defaultdict[str, int] = defaultdict(int)  # 5xx answers, by route template
+        self.routes: set[str] = set()  # route templates whose 5xx counter shows from the first flush, at 0
         self.accepted = 0
         self.errors = 0
         self.spool_full = 0
@@ -60,6 +62,9 @@ class Tally:
                 "errors": Counter(
                     "dnma_collector_unexpected_errors", "Requests that hit a bug (answered 400)"
                 ),
+                "server_errors": Counter(
+                    "dnma_collector_server_errors", "Responses with a 5xx status, by route template", ["route"]
+                ),
                 "spool_full": Counter(
                     "dnma_collector_spool_full", "Requests refused with 503: spool at its cap"
                 ),
@@ -71,6 +76,8 @@ class Tally:
                     "dnma_collector_ua_parse_errors", "User-Agents the parser failed on (classified unknown)"
                 ),
             }
+            for route in sorted(self.routes):
+                self._metrics["server_errors"].labels(route)
         return self._metrics
 
     def fold_step_calls(self) -> None:
@@ -93,7 +100,11 @@ class Tally:
                 self.step_ns[i] -= ns
                 m["step_calls"].labels(name).inc(calls)
                 m["step_seconds"].labels(name).inc(ns / 1e9)
-        for source, metric in ((self.drops, m["drops"]), (self.flags, m["flags"])):
+        for source, metric in (
+            (self.drops, m["drops"]),
+            (self.flags, m["flags"]),
+            (self.server_errors, m["server_errors"]),
+        ):
             for key, n in list(source.items()):
                 if n:
                     source[key] -= n

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from pathlib import Path
@@ -157,3 +158,32 @@ def test_metrics_count_steps_and_drop_reasons(collector: Collector) -> None:
     assert "dnma_collector_hits_accepted_total" in text
     assert "dnma_spool_bytes" in text
     assert "dnma_loader_backlog_bytes 1234.0" in text and "dnma_loader_lag_seconds 2.5" in text
+
+
+def server_errors(collector: Collector) -> dict[str, float]:
+    """dnma_collector_server_errors_total by route, as /metrics shows it now."""
+    text = collector.http.get("/metrics").text
+    return {m[1]: float(m[2]) for m in re.finditer(r'^dnma_collector_server_errors_total\{route="([^"]*)"\} (\S+)$',
+                                                   text, re.M)}
+
+
+def test_every_5xx_is_counted_by_route_template(collector: Collector) -> None:
+    """A 500 of the reporting API and one of the quality alerts, both real: the session's collector
+    runs without the loader, so its read-only endpoint is unreachable."""
+    before = server_errors(collector)
+    # Every route is listed from the start, a route that never failed at 0.
+    assert {"/index.php", "/", "/api/quality/alerts", "/debug/hits", "/healthz", "/metrics", "/matomo.php",
+            "/piwik.php"} <= set(before)
+    assert before["/healthz"] == 0
+    # A Unicode digit that str.isdigit accepts and int() refuses: the reporting API answers 500.
+    reporting = httpx.get(f"{collector.url}/index.php", timeout=30, params={
+        "module": "API", "method": "VisitsSummary.get", "idSite": "\u00b2", "period": "day", "date": "today",
+        "format": "json", "token_auth": SUPER_TOKEN})
+    assert reporting.status_code == 500
+    alerts = httpx.get(f"{collector.url}/api/quality/alerts", params={"token_auth": SUPER_TOKEN}, timeout=30)
+    assert alerts.status_code == 500
+    after = server_errors(collector)
+    assert after["/index.php"] == before["/index.php"] + 1
+    assert after["/api/quality/alerts"] == before["/api/quality/alerts"] + 1
+    assert after["/healthz"] == 0
+    assert not any(route.startswith("/index.php?") for route in after)  # the template, not the raw path

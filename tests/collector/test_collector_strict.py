@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 
 import orjson
@@ -75,3 +77,12 @@ def test_spool_full_answers_503_with_retry_after(strict: Collector, marker: str)
     assert strict.http.get("/matomo.php", params={"idsite": 1, "rec": 0}).status_code == 200
     health = strict.http.get("/healthz")
     assert health.status_code == 200 and health.json()["spool"]["full"] is True
+    # Both 503s counted under /matomo.php, whichever worker answered them (each flushes every second).
+    deadline = time.monotonic() + 10
+    while True:
+        text = strict.http.get("/metrics").text
+        counted = re.search(r'^dnma_collector_server_errors_total\{route="/matomo.php"\} (\S+)$', text, re.M)
+        if counted and float(counted[1]) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert counted and float(counted[1]) == 2, counted
