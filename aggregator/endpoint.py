@@ -10,6 +10,7 @@ import json
 import logging
 import queue
 import re
+import secrets
 import select
 import socket
 import threading
@@ -31,6 +32,10 @@ MARKER = "/* dnma-endpoint "
 MAX_BODY = 1024 * 1024  # ClickHouse's own max_query_size is 256 KiB; reads need no more.
 AUTH_FAILED = 516
 TIMEOUT_EXCEEDED = 159
+TOO_MANY_ROWS_OR_BYTES = 396
+# Named in the result-size error, whether the engine (max_result_bytes) or _Stream stopped the query.
+RESULT_LIMIT = "Limit for result exceeded"
+RESULT_CAP = f"{RESULT_LIMIT} (reader_max_result_bytes, DNMA_READER_MAX_RESULT_BYTES)"
 UNSUPPORTED_METHOD = 1
 # Never 429/503/504: clickhouse-connect retries those.
 HTTP_STATUS = {AUTH_FAILED: 403, sqlguard.SYNTAX_ERROR: 400, 60: 404, TIMEOUT_EXCEEDED: 408}
@@ -56,7 +61,11 @@ STATUS_OF_ERROR = {
     408: ("TIMEOUT_EXCEEDED",),
     415: ("UNSUPPORTED_MEDIA_TYPE",),
 }
-EXCEPTION_NAMES = {AUTH_FAILED: "AUTHENTICATION_FAILED", sqlguard.SYNTAX_ERROR: "SYNTAX_ERROR", sqlguard.READONLY: "READONLY"}
+EXCEPTION_NAMES = {AUTH_FAILED: "AUTHENTICATION_FAILED", sqlguard.SYNTAX_ERROR: "SYNTAX_ERROR", sqlguard.READONLY: "READONLY",
+                   TOO_MANY_ROWS_OR_BYTES: "TOO_MANY_ROWS_OR_BYTES"}
+# An answer up to this size is sent whole, with a Content-Length; a larger one streams in HTTP
+# chunks as chDB hands them out, so the loader holds one block of a result at a time.
+BUFFERED_RESULT = 1024 * 1024
 _FORMAT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _CODE = re.compile(r"Code: (\d+)\.")
 
@@ -89,6 +98,10 @@ def _open_reader(chdb_path: str, settings: Settings) -> Any:
     conn.query(f"SET max_threads = {int(settings.reader_max_threads)}")
     conn.query(f"SET max_execution_time = {int(settings.reader_max_execution_time)}")
     conn.query(f"SET max_memory_usage = {int(settings.reader_max_memory_usage)}")
+    # chDB does not apply these to the answer it formats (the endpoint's own cap in _Stream does);
+    # set anyway, so the engine enforces them wherever it does.
+    conn.query(f"SET max_result_bytes = {int(settings.reader_max_result_bytes)}")
+    conn.query("SET result_overflow_mode = 'throw'")
     # Last: readonly=1 then forbids changing any setting, and system.settings reports it, so
     # clickhouse-connect stops sending settings from the handshake on.
     conn.query("SET readonly = 1")
@@ -219,7 +232,10 @@ def _error_from(exc: BaseException) -> _Error:
     m = _CODE.search(text)
     if not m:
         return _Error(1001, text or type(exc).__name__)
-    return _Error(int(m.group(1)), text)
+    code = int(m.group(1))
+    if code == TOO_MANY_ROWS_OR_BYTES and RESULT_CAP not in text:
+        text = text.replace(RESULT_LIMIT, RESULT_CAP, 1)
+    return _Error(code, text)
 
 
 def _content_type(fmt: str) -> str:
@@ -365,23 +381,14 @@ class _Handler(BaseHTTPRequestHandler):
         query_id = params.get("query_id") or str(uuid.uuid4())
         try:
             sql = self._sql_text(params, body)
-            result, fmt, summary = self._run(params, sql)
+            self._run(params, sql, query_id)
         except _Error as err:
             # The code only: SQL text may hold personal data.
             log.info("endpoint_query_failed", extra={"code": err.code, "query_id": query_id})
             self._send_error(err, query_id=query_id)
-            return
         except _ClientGone:
             log.info("endpoint_client_gone", extra={"query_id": query_id})
             self.close_connection = True
-            return
-        headers = {
-            "X-ClickHouse-Query-Id": query_id,
-            "X-ClickHouse-Format": fmt,
-            "X-ClickHouse-Timezone": self.readers.timezone,
-            "X-ClickHouse-Summary": json.dumps(summary),
-        }
-        self._send(200, result, _content_type(fmt), headers)
 
     def _sql_text(self, params: dict[str, str], body: bytes) -> str:
         raw = (params.get("query", "").encode() + (b"\n" if params.get("query") and body else b"") + body)
@@ -412,7 +419,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Error(sqlguard.READONLY, "Cannot execute query in readonly mode: this endpoint only runs reads")
         raise _Error(sqlguard.SYNTAX_ERROR, why)
 
-    def _run(self, params: dict[str, str], sql: str) -> tuple[bytes, str, dict[str, str]]:
+    def _run(self, params: dict[str, str], sql: str, query_id: str) -> None:
+        """Check `sql`, run it on a reader slot and answer it. An error before the answer's first
+        byte raises _Error (answered with its own status); after it, it ends the answer's body."""
         default_format = params.get("default_format") or "TabSeparated"
         if not _FORMAT_NAME.match(default_format):
             raise _Error(73, f"Unknown format {default_format}")
@@ -425,10 +434,14 @@ class _Handler(BaseHTTPRequestHandler):
             if database:
                 conn.query(f"USE {_quote_identifier(database)}")
             try:
-                fmt = sqlguard.check(conn, marked, query_params, self.readers.denied) or default_format
-                started = time.monotonic_ns()
-                future = self.readers.executor.submit(conn._conn.query, marked, default_format, params=query_params)
-                result = self._wait(future, tag)
+                read = sqlguard.check(conn, marked, query_params, self.readers.denied)
+                fmt = read.format or default_format
+                stream = _Stream(self, conn, tag, self.settings.reader_max_result_bytes)
+                try:
+                    stream.start(marked, default_format, query_params, whole=not read.select)
+                    self._answer(stream, fmt, query_id)
+                finally:
+                    stream.close()  # before the slot's next query
             finally:
                 if database:
                     conn.query(f"USE {_quote_identifier(self.readers.default_database)}")
@@ -438,18 +451,70 @@ class _Handler(BaseHTTPRequestHandler):
             raise _error_from(exc) from exc
         finally:
             self.readers.conns.put(conn)
-        data = result.bytes()
+
+    def _answer(self, stream: _Stream, fmt: str, query_id: str) -> None:
+        """Send the result: whole if it ends within BUFFERED_RESULT, else in HTTP chunks, one chDB
+        chunk at a time. An error once the status line is out is written ClickHouse's way (a
+        tagged block, X-ClickHouse-Exception-Tag) and the chunked body is left unterminated, so
+        every client sees a failed answer, not a short one."""
+        pending: list[bytes] = []
+        size = 0
+        while size <= BUFFERED_RESULT:
+            chunk = stream.next()  # an error here is still answered with its own status
+            if chunk is None:
+                self._send(200, b"".join(pending), _content_type(fmt), self._result_headers(stream, fmt, query_id))
+                return
+            pending.append(chunk)
+            size += len(chunk)
+        exception_tag = secrets.token_hex(4)
+        headers = self._result_headers(stream, fmt, query_id) | {"X-ClickHouse-Exception-Tag": exception_tag}
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", _content_type(fmt))
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("X-ClickHouse-Server-Display-Name", "dnma-endpoint")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            for chunk in pending:
+                self._write_chunk(chunk)
+            del pending
+            try:
+                while (chunk := stream.next()) is not None:
+                    self._write_chunk(chunk)
+            except _Error as err:
+                log.info("endpoint_query_failed_midstream", extra={"code": err.code, "query_id": query_id})
+                self.close_connection = True
+                self._write_chunk(_exception_block(_error_text(err), exception_tag))
+                self.wfile.flush()
+                return
+            self.wfile.write(b"0\r\n\r\n")
+        except OSError:  # the client left, or stopped reading for `timeout` seconds
+            log.info("endpoint_client_gone", extra={"query_id": query_id})
+            self.close_connection = True
+
+    def _write_chunk(self, data: bytes) -> None:
+        self.wfile.write(b"%x\r\n" % len(data))
+        self.wfile.write(data)
+        self.wfile.write(b"\r\n")
+
+    def _result_headers(self, stream: _Stream, fmt: str, query_id: str) -> dict[str, str]:
         summary = {
-            "read_rows": str(result.rows_read()),
-            "read_bytes": str(result.bytes_read()),
+            "read_rows": str(stream.read_rows),
+            "read_bytes": str(stream.read_bytes),
             "written_rows": "0",
             "written_bytes": "0",
-            "total_rows_to_read": str(result.rows_read()),
-            "result_rows": "0",
-            "result_bytes": str(len(data)),
-            "elapsed_ns": str(time.monotonic_ns() - started),
+            "total_rows_to_read": str(stream.read_rows),
+            "result_rows": str(stream.result_rows),
+            "result_bytes": str(stream.sent),
+            "elapsed_ns": str(time.monotonic_ns() - stream.started),
         }
-        return data, fmt, summary
+        return {
+            "X-ClickHouse-Query-Id": query_id,
+            "X-ClickHouse-Format": fmt,
+            "X-ClickHouse-Timezone": self.readers.timezone,
+            "X-ClickHouse-Summary": json.dumps(summary),
+        }
 
     def _acquire(self) -> Any:
         """A reader slot; excess requests wait (never 503), unless their client leaves."""
@@ -508,10 +573,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _send_error(self, err: _Error, status: int | None = None, query_id: str | None = None) -> None:
-        text = err.message
-        if not text.startswith("Code: "):
-            name = EXCEPTION_NAMES.get(err.code)
-            text = f"Code: {err.code}. DB::Exception: {text}." + (f" ({name})" if name else "")
+        text = _error_text(err)
         headers = {"X-ClickHouse-Exception-Code": str(err.code)}
         if query_id:
             headers["X-ClickHouse-Query-Id"] = query_id
@@ -521,3 +583,91 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _ClientGone(Exception):
     """The client closed the connection before its answer was ready."""
+
+
+class _Stream:
+    """One query's result, fetched a chDB chunk at a time on the reader executor (so a client
+    hanging up meanwhile still kills it), and cancelled once it passes `cap` bytes: chDB formats
+    a whole result in memory, out of max_memory_usage's sight, when it is not streamed."""
+
+    def __init__(self, handler: _Handler, conn: Any, tag: str, cap: int) -> None:
+        self._handler = handler
+        self._conn = conn
+        self._tag = tag
+        self._cap = cap
+        self._raw: Any = None  # chDB's streaming handle
+        self._whole: Any = None  # or the whole result of a statement chDB does not stream
+        self._exhausted = False
+        self.started = time.monotonic_ns()
+        self.sent = 0
+        self.result_rows = 0
+        self.read_rows = 0
+        self.read_bytes = 0
+
+    def start(self, sql: str, fmt: str, params: dict[str, str], *, whole: bool) -> None:
+        """Start the query; `whole` runs it to its end at once, for the statements chDB cannot
+        stream (SHOW, DESCRIBE, EXISTS, EXPLAIN: answers about the schema, small)."""
+        run = self._conn._conn.query if whole else self._conn._conn.send_query
+        started = self._handler._wait(self._handler.readers.executor.submit(run, sql, fmt, params=params), self._tag)
+        if whole:
+            self._whole = started
+        else:
+            self._raw = started
+
+    def next(self) -> bytes | None:
+        """The next piece of the answer, None at its end; raises _Error past the cap or when the
+        query fails."""
+        if self._exhausted:
+            return None
+        if self._raw is None:
+            result, self._whole, self._exhausted = self._whole, None, True
+        else:
+            fetch = self._handler.readers.executor.submit(self._conn._conn.streaming_fetch_result, self._raw)
+            try:
+                result = self._handler._wait(fetch, self._tag)
+            except (_Error, _ClientGone):
+                raise
+            except Exception as exc:
+                raise _error_from(exc) from exc
+        size = result.size() if result is not None else 0
+        if not size:
+            self._exhausted = True
+            return None
+        self.result_rows += result.rows_read()
+        self.read_rows += result.storage_rows_read()
+        self.read_bytes += result.storage_bytes_read()
+        if self.sent + size > self._cap:  # checked before the chunk is copied out of chDB
+            self.close()
+            raise _Error(TOO_MANY_ROWS_OR_BYTES, f"{RESULT_CAP}, max bytes: {_mib(self._cap)}, current bytes: {_mib(self.sent + size)}")
+        self.sent += size
+        data: bytes = result.bytes()
+        return data
+
+    def close(self) -> None:
+        """Cancel what still runs; the slot's connection is then free for its next query."""
+        if self._raw is not None and not self._exhausted:
+            self._exhausted = True
+            try:
+                self._conn._conn.streaming_cancel_query(self._raw)
+            except Exception:  # already failed or finished: nothing left to cancel
+                log.debug("endpoint_stream_cancel_failed", exc_info=True)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1024**2:.2f} MiB"
+
+
+def _error_text(err: _Error) -> str:
+    """ClickHouse's text of an error: `Code: N. DB::Exception: …. (NAME)`."""
+    if err.message.startswith("Code: "):
+        return err.message
+    name = EXCEPTION_NAMES.get(err.code)
+    return f"Code: {err.code}. DB::Exception: {err.message}." + (f" ({name})" if name else "")
+
+
+def _exception_block(text: str, tag: str) -> bytes:
+    """An error after the answer started, framed as ClickHouse (25.11+) does for the tag it
+    announced in X-ClickHouse-Exception-Tag; clients without tag support find `Code: N.` at the
+    end of the body."""
+    message = text.rstrip("\n").encode()
+    return b"__exception__\r\n%s\r\n%s\n%d %s\r\n__exception__\r\n" % (tag.encode(), message, len(message), tag.encode())

@@ -53,6 +53,15 @@ class Refused(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Read:
+    """An allowed read: the FORMAT it names, if any, and whether it is a SELECT (chDB streams the
+    result of a SELECT only; SHOW, DESCRIBE, EXISTS, EXPLAIN answer whole)."""
+
+    format: str | None
+    select: bool
+
+
 @dataclass
 class _Node:
     kind: str
@@ -68,8 +77,8 @@ def denied_functions(conn: Any) -> frozenset[str]:
     return DENIED_FUNCTIONS | (known - SAFE_TABLE_FUNCTIONS)
 
 
-def check(conn: Any, sql: str, params: dict[str, str], denied: frozenset[str]) -> str | None:
-    """Raise Refused unless `sql` is one allowed read; return the FORMAT it names, if any.
+def check(conn: Any, sql: str, params: dict[str, str], denied: frozenset[str]) -> Read:
+    """Raise Refused unless `sql` is one allowed read.
 
     `conn` is a reader connection (readonly=1): EXPLAIN AST runs there, after chDB's
     parse-only classify_query has proved the body is exactly one statement — EXPLAIN AST on
@@ -87,7 +96,7 @@ def check(conn: Any, sql: str, params: dict[str, str], denied: frozenset[str]) -
         raise Refused(READONLY, f"Cannot execute query in readonly mode: this endpoint only runs SELECT, SHOW, DESCRIBE, EXISTS and EXPLAIN (statement class {kind})")
     text = conn._conn.query("EXPLAIN AST " + sql, "TSVRaw", params=params).bytes().decode("utf-8", "replace")
     root = parse_ast(text)
-    return _check_tree(root, denied)
+    return Read(format=_check_tree(root, denied), select=root.kind == "SelectWithUnionQuery")
 
 
 def syntax_error(conn: Any, sql: str) -> str:

@@ -1,6 +1,7 @@
 """The SQL guard (aggregator/sqlguard.py, aggregator/endpoint.py) relies on a private part of chDB:
 the raw pybind connection `chdb.connect(...)._conn` and its `classify_query(sql)` (a parse-only
-verdict: statement count and query class), plus `_conn.query(sql, fmt, params=...)`. pyproject.toml
+verdict: statement count and query class), plus `_conn.query(sql, fmt, params=...)` and the streaming
+calls the endpoint answers SELECTs with (`send_query`, `streaming_fetch_result`, `streaming_cancel_query`). pyproject.toml
 pins chdb and chdb-core to the versions this was tested on; this test fails loudly, naming the call,
 when an installed chDB no longer has it, before the guard lets anything through or refuses all."""
 
@@ -45,3 +46,17 @@ def test_raw_query_takes_a_format_and_parameters(raw: Any) -> None:
     except (AttributeError, TypeError) as exc:
         pytest.fail(f"{GONE.format(v=version('chdb'), call=call)}: {exc}")
     assert out == b"a\n"
+
+
+def test_raw_streaming_calls_are_there(raw: Any) -> None:
+    """The endpoint streams SELECT results: send_query, streaming_fetch_result (a result with
+    size() and bytes(), empty at the end), streaming_cancel_query."""
+    call = "chdb.connect(...)._conn.send_query / streaming_fetch_result / streaming_cancel_query"
+    try:
+        stream = raw.send_query("SELECT number FROM numbers(3)", "TSV", params={})
+        first = raw.streaming_fetch_result(stream)
+        assert first.size() == len(first.bytes()) == 6
+        assert raw.streaming_fetch_result(stream).size() == 0
+        raw.streaming_cancel_query(raw.send_query("SELECT number FROM numbers(1000000)", "TSV", params={}))
+    except (AttributeError, TypeError) as exc:
+        pytest.fail(f"{GONE.format(v=version('chdb'), call=call)}: {exc}")
