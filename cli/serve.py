@@ -1,6 +1,6 @@
-"""`dnma serve`: the collector under uvicorn (uvloop + httptools), settings.collector_workers
-worker processes sharing one port, Prometheus multiprocess metrics across them; `create_app`
-wires the aggregator's reporting queries into the collector's Matomo API.
+"""`dnma serve`: the collector under uvicorn (uvloop + httptools, guarded by collector.connection),
+settings.collector_workers worker processes sharing one port, Prometheus multiprocess metrics
+across them; `create_app` wires the aggregator's reporting queries into the collector's Matomo API.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def _configure_logging(fmt: str, level: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from collector.connection import GuardedHttpToolsProtocol, limits
     from collector.metrics import prepare_multiprocess_dir
 
     settings = get_settings()
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     # Before any worker imports prometheus_client: counters go to per-process files there.
     prepare_multiprocess_dir(settings.data_dir / "prometheus" / f"collector-{port}")
     os.environ.setdefault("DNMA_DATA_DIR", str(settings.data_dir))
+    limits()  # raises the file limit the workers inherit, if it must, and says when it is too low
     uvicorn.run(
         "cli.serve:create_app",
         factory=True,
@@ -58,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         port=port,
         workers=workers,
         loop="uvloop",
-        http="httptools",
+        http=GuardedHttpToolsProtocol,  # httptools with header/body deadlines, a head cap, a connection bound
+        timeout_keep_alive=settings.collector_keep_alive_timeout_s,
         lifespan="on",
         access_log=False,  # access logs would hold client IPs and full query strings
         server_header=False,

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     collector_workers: int = Field(default=1, description="Collector worker processes. Bulk throughput grows with workers up to one per core: raise it when a worker's core is saturated, leaving the loader the cores it needs.")
     trust_x_forwarded_for: bool = Field(default=False, description="Take the client IP from X-Forwarded-For (behind a proxy).")
     ua_cache_size: int = Field(default=50_000, description="User-Agent parse cache entries per worker.")
+    collector_keep_alive_timeout_s: int = Field(default=5, ge=1, description="An idle keep-alive connection is closed after this many seconds without a new request.")
+    collector_header_timeout_s: float = Field(default=10.0, gt=0, description="A request's headers must have arrived this many seconds after the connection opened (first request) or after their first byte (next ones); past it the collector answers 408 and closes.")
+    collector_body_timeout_s: float = Field(default=10.0, gt=0, description="A request body must progress: at least 64 KiB every this many seconds from the end of the headers, else the connection is closed.")
+    collector_max_header_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest request head (request line and headers), bytes; past it the collector answers 431 and closes.")
+    collector_max_connections: int = Field(default=4096, ge=1, description="Open connections per worker; past them a new connection is answered 503 and closed. Kept below the process's file limit (whose soft value is raised toward the hard one when it is lower).")
 
     # --- spool
     spool_dir: Path | None = Field(default=None, description="Spool directory. Empty: data_dir/spool.")
