@@ -119,7 +119,8 @@ FULL_DATES := monday new-year-eve
 OTHER_DATES := sunday christmas august dst-spring-before dst-spring-after dst-spring-later \
 	dst-autumn-first dst-autumn-second
 ALL_DATES := $(FULL_DATES) $(OTHER_DATES)
-DATE_SUITES := tests/client_sim tests/stack tests/visits/test_settling.py tests/quality/test_checks.py \
+DATE_SUITES := tests/client_sim tests/stack/test_clock.py tests/stack/test_loader_side_duties.py \
+	tests/visits/test_settling.py tests/quality/test_checks.py \
 	tests/referentiel_exports/test_exports.py tests/collector/test_collector_responses.py \
 	tests/collector/test_collector_parameters.py tests/superset/test_clock_config.py
 

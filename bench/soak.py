@@ -1,0 +1,298 @@
+"""Soak benchmark (prints JSON): one embedded stack under a realistic ENT day, sped up, for an hour
+(`--minutes`), with a share of bad requests, while dashboard-like queries read the read-only
+endpoint and the loader's passes (visits, rollups, checks) run as they do in production.
+
+Traffic: the simulator's school days (tagging-sdk, `Simulation.day`), each day's hits replayed in
+order with the day's 24 hours squeezed into `--day-seconds`, so the rate follows the daily curve
+(night, morning peak, lunch, evening); their `cdt` is dropped (the collector dates them on receipt).
+`--bad-share` of the requests are bad on purpose (missing or unknown site, malformed bulk JSON, too
+deep a bulk item, an old `cdt` without a token, an oversized url, bytes that are not UTF-8): each must
+get a 4xx, never a 5xx.
+
+Every `--report-every` seconds: RSS and open files of every process (collector workers, loader),
+spool bytes, loader lag and backlog, hits acknowledged, 5xx so far. At the end the traffic stops and
+the stack drains: `stored_equals_acknowledged` compares count() of dnma.hits with the collector's
+own count of acknowledged hits. Targets (issue 19): RSS flat (growth under 10 % from the sample at
+10 minutes, or at a sixth of a shorter run, to the end), nothing lost, no 5xx.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import random
+import sys
+import tempfile
+import threading
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.harness import Stack  # noqa: E402
+
+FIRST_DAY = date(2026, 11, 23)  # a Monday in term time in every zone: days cycle from there
+DASHBOARD_QUERIES = (
+    "SELECT day, sum(hits) FROM dnma.hits_daily GROUP BY day ORDER BY day",
+    "SELECT uai, sum(hits), uniqMerge(utilisateurs) FROM dnma.hits_daily GROUP BY uai ORDER BY 2 DESC LIMIT 20",
+    "SELECT profil, service, sum(hits) FROM dnma.hits_daily WHERE day >= {since:Date} GROUP BY profil, service",
+    "SELECT count(), sum(pageviews) FROM dnma.visits",
+)
+
+
+def _bad_request(rng: random.Random, n: int) -> tuple[str, str, bytes | None]:
+    """(method, path with query, body) of one bad request."""
+    kinds = [
+        ("GET", "/matomo.php?rec=1&url=https%3A%2F%2Fent.example%2Fx", None),  # no idsite
+        ("GET", "/matomo.php?idsite=abc&rec=1", None),
+        ("GET", "/matomo.php?idsite=999999&rec=1&url=https%3A%2F%2Fent.example%2Fx", None),
+        ("POST", "/matomo.php", b'{"requests": ["?idsite=1&rec=1", '),  # truncated JSON
+        ("POST", "/matomo.php", b'{"requests": [' + b"[" * 2000 + b"]" * 2000 + b"]}"),  # too deep
+        ("GET", f"/matomo.php?idsite=1&rec=1&_id=0123456789abcdef&cdt={int(time.time()) - 30 * 86400}", None),
+        ("GET", "/matomo.php?idsite=1&rec=1&url=" + "x" * 60_000, None),  # httpx's own cap is 64 KiB
+        ("GET", "/matomo.php?idsite=1&rec=1&action_name=%FF%FE%00&_id=zz", None),
+    ]
+    return kinds[n % len(kinds)]
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace, stack: Stack) -> None:
+        self.args = args
+        self.stack = stack
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.statuses: dict[str, int] = {}  # "good 204", "bad 400", ...
+        self.server_errors = 0
+        self.transport_errors = 0
+        self.reader_queries = 0
+        self.reader_errors: list[str] = []
+        self.work: queue.Queue[tuple[str, str, bytes | None, bool] | None] = queue.Queue(maxsize=2000)
+
+    # --- traffic
+    def _count(self, key: str) -> None:
+        with self.lock:
+            self.statuses[key] = self.statuses.get(key, 0) + 1
+
+    def _sender(self) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self.stack.collector_url, timeout=30,
+                          headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0) Chrome/120.0"}) as http:
+            while True:
+                job = self.work.get()
+                if job is None:
+                    return
+                method, path, body, good = job
+                try:
+                    r = http.request(method, path, content=body)
+                except Exception:  # noqa: BLE001 - a refused connection, a client-side refusal: counted
+                    with self.lock:
+                        self.transport_errors += 1
+                    continue
+                self._count(f"{'good' if good else 'bad'} {r.status_code}")
+                if r.status_code >= 500:
+                    with self.lock:
+                        self.server_errors += 1
+
+    def _producer(self) -> None:
+        from dnma_client.simulator import Simulation
+
+        rng = random.Random(7)
+        sim = Simulation(scale=self.args.scale, seed=3)
+        day_seconds = self.args.day_seconds
+        started = time.monotonic()
+        n_bad = 0
+        for d in range(10_000):
+            day = FIRST_DAY + timedelta(days=d)
+            day_start = started + d * day_seconds
+            midnight = None
+            for item in sim.day(day):
+                params = dict(parse_qsl(item.lstrip("?"), keep_blank_values=True))
+                cdt = int(params.pop("cdt", "0") or 0)
+                midnight = midnight or cdt - cdt % 86400 - 3600  # Paris midnight, near enough for pacing
+                due = day_start + (cdt - midnight) % 86400 / 86400 * day_seconds
+                wait = due - time.monotonic()
+                if wait > 0 and self.stop.wait(wait):
+                    return
+                if self.stop.is_set():
+                    return
+                self.work.put(("GET", "/matomo.php?" + urlencode(params) + "&send_image=0", None, True))
+                if rng.random() < self.args.bad_share / (1 - self.args.bad_share):
+                    self.work.put((*_bad_request(rng, n_bad), False))
+                    n_bad += 1
+            wait = day_start + day_seconds - time.monotonic()
+            if wait > 0 and self.stop.wait(wait):
+                return
+
+    # --- dashboards
+    def _reader(self) -> None:
+        client = self.stack.reader()
+        since = (FIRST_DAY - timedelta(days=30)).isoformat()
+        while not self.stop.wait(self.args.dashboard_every):
+            for sql in DASHBOARD_QUERIES:
+                try:
+                    client.query(sql, parameters={"since": since})
+                    self.reader_queries += 1
+                except Exception as exc:  # noqa: BLE001 - counted and reported, the soak goes on
+                    self.reader_errors.append(f"{type(exc).__name__}: {str(exc)[:160]}")
+
+    # --- sampling
+    def sample(self, t0: float) -> dict[str, Any]:
+        procs = {"collector": _tree(self.stack.procs["collector"].pid), "loader": [self.stack.procs["loader"].pid]}
+        out: dict[str, Any] = {"minute": round((time.monotonic() - t0) / 60, 2)}
+        for name, pids in procs.items():
+            out[f"{name}_rss_mb"] = round(sum(_rss_mb(p) for p in pids), 1)
+            out[f"{name}_open_files"] = sum(_open_files(p) for p in pids)
+        spool_dir = self.stack.data_dir / "spool"
+        out["spool_bytes"] = sum(p.stat().st_size for p in spool_dir.glob("*") if p.is_file())
+        status = _loader_status(self.stack)
+        out["loader_lag_s"] = status.get("lag_seconds")
+        out["loader_backlog_bytes"] = status.get("backlog_bytes")
+        out["acknowledged_hits"] = _accepted(self.stack.collector_url)
+        out["server_errors"] = self.server_errors
+        return out
+
+    def run(self) -> dict[str, Any]:
+        senders = [threading.Thread(target=self._sender, daemon=True) for _ in range(self.args.senders)]
+        for t in senders:
+            t.start()
+        producer = threading.Thread(target=self._producer, daemon=True)
+        reader = threading.Thread(target=self._reader, daemon=True)
+        t0 = time.monotonic()
+        producer.start()
+        reader.start()
+        samples = []
+        end = t0 + self.args.minutes * 60
+        while time.monotonic() < end:
+            time.sleep(min(self.args.report_every, max(0.0, end - time.monotonic())))
+            samples.append(self.sample(t0))
+            print(json.dumps(samples[-1]), file=sys.stderr, flush=True)
+        self.stop.set()
+        producer.join(timeout=30)
+        for _ in senders:
+            self.work.put(None)  # after the queued requests: every one produced is sent
+        for t in senders:
+            t.join(timeout=60)
+        reader.join(timeout=60)
+        drained = _wait_drained(self.stack)
+        return {"samples": samples, **drained}
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                pass
+    return out
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _open_files(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return 0
+
+
+def _loader_status(stack: Stack) -> dict[str, Any]:
+    try:
+        return dict(json.loads((stack.data_dir / "loader_status.json").read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+def _accepted(base_url: str) -> int:
+    import httpx
+
+    text = httpx.get(base_url + "/metrics", timeout=10).text
+    return int(sum(float(line.split()[-1]) for line in text.splitlines()
+                   if line.startswith("dnma_collector_hits_accepted_total")))
+
+
+def _wait_drained(stack: Stack, timeout: float = 600) -> dict[str, Any]:
+    """Once the traffic stopped: wait until count() of dnma.hits reaches the acknowledged hits."""
+    client = stack.reader()
+    time.sleep(1.5)  # the collector publishes its counters every second
+    acknowledged = _accepted(stack.collector_url)
+    t0 = time.monotonic()
+    stored = 0
+    while time.monotonic() - t0 < timeout:
+        stored = int(client.command("SELECT count() FROM dnma.hits"))
+        if stored >= acknowledged:
+            break
+        time.sleep(1)
+    return {"acknowledged_hits": acknowledged, "stored_hits": stored, "stored_equals_acknowledged": stored == acknowledged,
+            "seconds_to_drain": round(time.monotonic() - t0, 1)}
+
+
+def _growth(samples: list[dict[str, Any]], key: str, warmup_minutes: float) -> float | None:
+    after = [s for s in samples if s["minute"] >= warmup_minutes]
+    if len(after) < 2 or not after[0][key]:
+        return None
+    return round((after[-1][key] - after[0][key]) / after[0][key], 4)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=60)
+    ap.add_argument("--day-seconds", type=float, default=600, help="one simulated day lasts this long")
+    ap.add_argument("--scale", type=float, default=2.0, help="simulator scale (1.0: ~19k hits per school day)")
+    ap.add_argument("--bad-share", type=float, default=0.05)
+    ap.add_argument("--senders", type=int, default=8)
+    ap.add_argument("--report-every", type=float, default=60)
+    ap.add_argument("--dashboard-every", type=float, default=5)
+    args = ap.parse_args()
+    from dnma_client.simulator import demo_sites
+
+    with tempfile.TemporaryDirectory(prefix="dnma-soak-") as tmp, \
+            Stack(Path(tmp), sites=demo_sites("soak-site-token"), loader_aggregate_interval_s=30,
+                  quality_checks_interval_s=120, log_format="json") as stack:
+        stack.start_loader()
+        stack.start_collector()
+        soak = Soak(args, stack)
+        result = soak.run()
+        samples = result.pop("samples")
+        warmup = min(10.0, args.minutes / 6)
+        growth = {k: _growth(samples, k, warmup) for k in ("collector_rss_mb", "loader_rss_mb")}
+        report = {
+            "minutes": args.minutes, "day_seconds": args.day_seconds, "scale": args.scale, "bad_share": args.bad_share,
+            "loadavg_end": list(os.getloadavg()),
+            "answers": dict(sorted(soak.statuses.items())),
+            "server_errors": soak.server_errors, "transport_errors": soak.transport_errors,
+            "reader": {"queries": soak.reader_queries, "errors": len(soak.reader_errors),
+                       "first_errors": soak.reader_errors[:5]},
+            "warmup_minutes": warmup, "rss_growth_after_warmup": growth,
+            **result,
+            "targets_met": {
+                "rss_flat": all(g is not None and g < 0.10 for g in growth.values()),
+                "nothing_lost": result["stored_equals_acknowledged"],
+                "no_5xx": soak.server_errors == 0,
+            },
+            "samples": samples,
+        }
+        print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
