@@ -62,6 +62,7 @@ STATUS_OF_ERROR = {
     415: ("UNSUPPORTED_MEDIA_TYPE",),
 }
 EXCEPTION_NAMES = {AUTH_FAILED: "AUTHENTICATION_FAILED", sqlguard.SYNTAX_ERROR: "SYNTAX_ERROR", sqlguard.READONLY: "READONLY",
+                   sqlguard.ACCESS_DENIED: "ACCESS_DENIED",
                    TOO_MANY_ROWS_OR_BYTES: "TOO_MANY_ROWS_OR_BYTES"}
 # An answer up to this size is sent whole, with a Content-Length; a larger one streams in HTTP
 # chunks as chDB hands them out, so the loader holds one block of a result at a time.
@@ -102,6 +103,7 @@ def _open_reader(chdb_path: str, settings: Settings) -> Any:
     # set anyway, so the engine enforces them wherever it does.
     conn.query(f"SET max_result_bytes = {int(settings.reader_max_result_bytes)}")
     conn.query("SET result_overflow_mode = 'throw'")
+    conn.query("SET allow_introspection_functions = 0")  # chDB's default is 1; the guard refuses them too
     # Last: readonly=1 then forbids changing any setting, and system.settings reports it, so
     # clickhouse-connect stops sending settings from the handshake on.
     conn.query("SET readonly = 1")
@@ -434,7 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
             if database:
                 conn.query(f"USE {_quote_identifier(database)}")
             try:
-                read = sqlguard.check(conn, marked, query_params, self.readers.denied)
+                read = sqlguard.check(conn, marked, query_params, self.readers.denied, database or self.readers.default_database)
                 fmt = read.format or default_format
                 stream = _Stream(self, conn, tag, self.settings.reader_max_result_bytes)
                 try:
