@@ -222,7 +222,8 @@ def _walk(node: _Node, parent: _Node | None, denied: frozenset[str], database: s
             _check_database_argument(node.name, arguments[0] if len(arguments) > 1 else None, database)
         elif in_table_position:
             for argument in arguments:
-                if argument.kind == "Identifier" and "." in argument.name:  # loop(system.processes)
+                # loop(system.processes), loop(processes); format(JSONEachRow, …) names no table.
+                if argument.kind == "Identifier" and ("." in argument.name or name == "loop"):
                     _check_table(argument.name, database)
     for child in node.children:
         _walk(child, node, denied, database)

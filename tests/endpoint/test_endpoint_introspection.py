@@ -85,6 +85,7 @@ def test_other_queries_not_readable_through_parameters_or_database(base_url: str
     assert_denied(post(base_url, "SELECT * FROM {t:Identifier}", param_t="system.processes"))
     assert_denied(post(base_url, "SELECT query FROM processes", database="system"))
     assert_denied(post(base_url, "SELECT * FROM merge('^processes$')", database="system"))
+    assert_denied(post(base_url, "SELECT * FROM loop(processes) LIMIT 1", database="system"))
 
 
 @pytest.mark.parametrize(
