@@ -22,7 +22,7 @@ from aggregator.loader_batches import Batches, DataError, Metrics
 from aggregator.loader_duties import SIDE_DUTY_JOIN_S, run_side_duties
 from aggregator.loader_logs import log_event, setup_logging
 from aggregator.loader_state import LoaderState
-from dnma import spool
+from dnma import clock, spool
 from dnma.settings import Settings, get_settings
 
 STATUS_FILE = "loader_status.json"  # read by the collector's /metrics (separate process)
@@ -120,6 +120,17 @@ class Loader:
         except OSError:
             pass
 
+    def _note_clock_jump(self, jumps: clock.JumpWatch) -> None:
+        """A clock that moved is logged and recorded for the clock_jumps check."""
+        jump = jumps.observe()
+        if jump is None:
+            return
+        log_event("clock_jumped", logging.WARNING, jump_s=round(jump, 1))
+        try:
+            clock.record_jump(self.settings.data_dir, "loader", jump)
+        except OSError as exc:
+            log_event("clock_jump_unrecorded", logging.ERROR, error=str(exc)[:200])
+
     # -- main loop
     def run(self) -> None:
         poll = self.settings.loader_poll_interval_ms / 1000.0
@@ -136,8 +147,10 @@ class Loader:
             self.metrics.state = "running"
             retired_at = 0.0
             min_interval = self.settings.loader_insert_interval_ms / 1000.0
+            jumps = clock.JumpWatch()
             while not self.stop.is_set():
                 started = time.monotonic()
+                self._note_clock_jump(jumps)
                 loaded = batches.load_once()
                 # Retire when idle, and every second under load so the spool cap frees up.
                 if not loaded or time.monotonic() - retired_at >= 1.0:

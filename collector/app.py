@@ -179,12 +179,27 @@ class Collector:
             await self.spool.close()
 
     async def _flush_metrics(self) -> None:
+        jumps = clock.JumpWatch()
         while True:
             await asyncio.sleep(1.0)
             try:
                 self.tally.flush()
             except Exception:  # a metrics hiccup must never stop the worker
                 log.exception("metrics flush failed")
+            self._follow_clock(jumps)
+
+    def _follow_clock(self, jumps: clock.JumpWatch) -> None:
+        """Once a second: a followed DNMA_NOW file's offset reaches the hot path, and a clock that
+        moved is recorded for the clock_jumps check."""
+        if clock.following():
+            self.clock_offset = self.debug.clock_offset = clock.offset()
+        jump = jumps.observe()
+        if jump is not None:
+            log.warning("clock jumped by %+.0f s", jump)
+            try:
+                clock.record_jump(self.settings.data_dir, "collector", jump)
+            except OSError:
+                log.exception("could not record the clock jump")
 
     # --- the tracking endpoints
     async def track(self, scope: Scope, receive: Receive, send: Send) -> None:

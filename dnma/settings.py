@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     clickhouse_database: str = Field(default="dnma", description="ClickHouse database holding every DNMA table.")
     clickhouse_cluster: str = Field(default="", description="Cluster name: migrations render ReplicatedMergeTree + Distributed, ON CLUSTER.")
     hits_ttl_months: int = Field(default=13, ge=1, le=1200, description="Raw hits expire after this many months (ClickHouse TTL, set by the loader at start and by `dnma migrate`; visits and rollups keep).")
-    now: str = Field(default="", description="Run as if the clock read this: an offset from the host clock (-3d, +90m, +3600) or an instant with its zone (2026-03-29T01:30:00Z). For tests and rehearsals; empty: the host clock.")
+    now: str = Field(default="", description="Run as if the clock read this: an offset from the host clock (-3d, +90m, +3600) or an instant with its zone (2026-03-29T01:30:00Z); @<file>: either, read from that file and followed while the stack runs. For tests and rehearsals; empty: the host clock.")
 
     # --- sites (ENT platforms)
     sites_file: Path | None = Field(default=None, description="YAML file registering the sites. Empty: data_dir/sites.yaml.")

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from aggregator.checks import (
+    clock_jumps,
     clock_skew,
     coverage,
     duplicates,
@@ -32,7 +33,7 @@ from dnma.settings import Settings
 CHECKS: dict[str, Check] = {
     m.CHECK.name: m.CHECK
     for m in (silence, volume, invalid_uai, unknown_uai, missing_properties, vocabulary, perimeter, coverage,
-              lateness, clock_skew, duplicates, ingestion)
+              lateness, clock_skew, duplicates, ingestion, clock_jumps)
 }
 log = logging.getLogger("dnma.checks")
 
