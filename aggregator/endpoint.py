@@ -13,6 +13,7 @@ import re
 import secrets
 import select
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -37,6 +38,8 @@ TOO_MANY_ROWS_OR_BYTES = 396
 RESULT_LIMIT = "Limit for result exceeded"
 RESULT_CAP = f"{RESULT_LIMIT} (reader_max_result_bytes, DNMA_READER_MAX_RESULT_BYTES)"
 UNSUPPORTED_METHOD = 1
+# What the endpoint serves: GET /ping (and / without a query) answer "Ok."; GET or POST / runs a query.
+PATHS = ("/", "/ping")
 # Never 429/503/504: clickhouse-connect retries those.
 HTTP_STATUS = {AUTH_FAILED: 403, sqlguard.SYNTAX_ERROR: 400, 60: 404, TIMEOUT_EXCEEDED: 408}
 # ClickHouse's own HTTP status of an exception, by error name (its Server/HTTP/exceptionCodeToHTTPStatus):
@@ -69,6 +72,7 @@ EXCEPTION_NAMES = {AUTH_FAILED: "AUTHENTICATION_FAILED", sqlguard.SYNTAX_ERROR: 
 BUFFERED_RESULT = 1024 * 1024
 _FORMAT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 _CODE = re.compile(r"Code: (\d+)\.")
+_UNSAFE_HEADER_CHARS = re.compile(r"[^\x20-\x7e]")
 
 
 @dataclass
@@ -146,15 +150,75 @@ def _http_statuses(conn: Any) -> dict[int, int]:
     return out
 
 
+class _Reaper:
+    """The deadlines of the connections' request heads and bodies, and the one thread that shuts a
+    connection down once its deadline passed: a client trickling a byte now and then cannot hold a
+    connection slot (and its thread) past the deadline, whatever the per-read socket timeout."""
+
+    def __init__(self) -> None:
+        self._due: dict[socket.socket, float] = {}
+        self._cut: set[socket.socket] = set()
+        self._changed = threading.Condition()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="dnma-endpoint-reaper", daemon=True)
+        self._thread.start()
+
+    def arm(self, sock: socket.socket, deadline: float) -> None:
+        """Shut `sock` down at `deadline` (time.monotonic()) unless disarmed before."""
+        with self._changed:
+            self._due[sock] = deadline
+            self._changed.notify()
+
+    def disarm(self, sock: socket.socket) -> bool:
+        """Drop `sock`'s deadline; True if it had passed and the connection was cut (what was read
+        since it was armed may be partial: do not act on it)."""
+        with self._changed:
+            self._due.pop(sock, None)
+            cut = sock in self._cut
+            self._cut.discard(sock)
+            return cut
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        with self._changed:
+            while not self._stopped:
+                now = time.monotonic()
+                for sock in [s for s, due in self._due.items() if due <= now]:
+                    del self._due[sock]
+                    self._cut.add(sock)
+                    # The handler's blocked read returns end-of-file; its thread then ends.
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+                wait = min(self._due.values(), default=now + 60) - now
+                self._changed.wait(timeout=max(wait, 0.01))
+
+
 class _BoundedServer(ThreadingHTTPServer):
     """One thread per connection, at most `max_connections` at once: a connection past them is
-    answered 503 and closed at once, so idle or stalled clients cannot pile threads into the loader."""
+    answered 503 and closed at once, so idle or stalled clients cannot pile threads into the loader.
+    Its `reaper` bounds the time each request's head and body take to arrive."""
 
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int) -> None:
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_connections)
+        self.reaper = _Reaper()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A connection the reaper cut, or a client gone, fails its next write: nothing to report.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.reaper.stop()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
@@ -175,7 +239,7 @@ class _BoundedServer(ThreadingHTTPServer):
 class EndpointHandle:
     """A running endpoint; `stop()` closes the socket, kills what still runs, closes readers."""
 
-    def __init__(self, server: ThreadingHTTPServer, thread: threading.Thread, readers: _Readers) -> None:
+    def __init__(self, server: _BoundedServer, thread: threading.Thread, readers: _Readers) -> None:
         self.port: int = int(server.server_address[1])
         self._server = server
         self._thread = thread
@@ -270,8 +334,8 @@ def _decompress(encoding: str, body: bytes) -> bytes:
 
             return bytes(lz4.frame.LZ4FrameDecompressor().decompress(body, max_length=MAX_BODY + 1))
     except Exception as exc:
-        raise _Error(UNSUPPORTED_METHOD, f"Cannot decompress the request body ({encoding}): {exc}") from exc
-    raise _Error(UNSUPPORTED_METHOD, f"Unsupported Content-Encoding {encoding}: use gzip, deflate, lz4 or none")
+        raise _BadRequest(f"Cannot decompress the request body ({encoding}): {exc}") from exc
+    raise _BadRequest(f"Unsupported Content-Encoding {encoding}: use gzip, deflate, lz4 or none")
 
 
 def _quote_identifier(name: str) -> str:
@@ -282,19 +346,79 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: clickhouse-connect pools its connections
     disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
     server_version = "dnma-endpoint"
-    timeout = 120  # an idle keep-alive connection releases its thread
+    # Each read or write of the socket: bounds a client that stops reading its answer. The time a
+    # request's head and body take in all is bounded by the server's reaper (reader_*_timeout_s).
+    timeout = 120
     settings: Settings
     readers: _Readers
+    server: _BoundedServer
+    _opened: float
+    _served: int
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         # Access lines would carry query strings (personal data may sit in SQL literals).
         return
 
+    # --- deadlines
+    def setup(self) -> None:
+        super().setup()
+        self._opened = time.monotonic()
+        self._served = 0
+
+    def handle_one_request(self) -> None:
+        """One request, whose line and headers must arrive within reader_header_timeout_s of the
+        connection's opening (first request) or of their first byte (next ones, after at most
+        reader_keep_alive_timeout_s of idle keep-alive)."""
+        settings = self.settings
+        if self._served:
+            if not self._next_request_begins(settings.reader_keep_alive_timeout_s):
+                self.close_connection = True
+                return
+            started = time.monotonic()
+        else:
+            started = self._opened
+        self._served += 1
+        self.server.reaper.arm(self.connection, started + settings.reader_header_timeout_s)
+        try:
+            super().handle_one_request()
+        finally:
+            if self.server.reaper.disarm(self.connection):
+                self.close_connection = True
+
+    def _next_request_begins(self, idle_timeout: float) -> bool:
+        """Wait up to `idle_timeout` for the next request's first byte (or find it buffered)."""
+        self.connection.settimeout(idle_timeout)
+        try:
+            return bool(self.rfile.peek(1))  # type: ignore[attr-defined]  # a BufferedReader
+        except OSError:  # the timeout included
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                self.connection.settimeout(self.timeout)
+
+    def parse_request(self) -> bool:
+        """The request line and headers, read by the stdlib; then the body's deadline is armed (a
+        POST's), or none (the query runs unbounded by them)."""
+        ok = super().parse_request()
+        if self.server.reaper.disarm(self.connection):  # cut: the head read may be partial
+            self.close_connection = True
+            return False
+        if not ok:
+            return False
+        if self.command not in ("GET", "POST"):
+            # The stdlib would answer 501: a method this endpoint never serves is the client's error.
+            self.close_connection = True
+            self._send(405, b"Only GET and POST are served\n", "text/plain; charset=UTF-8", {"Allow": "GET, POST"})
+            return False
+        if self.command == "POST":
+            self.server.reaper.arm(self.connection, time.monotonic() + self.settings.reader_body_timeout_s)
+        return True
+
     # --- routes
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         url = urlsplit(self.path)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
-        if url.path in ("/ping", "/") and not params.get("query"):
+        if url.path in PATHS and not params.get("query"):
             self._send(200, b"Ok.\n", "text/plain; charset=UTF-8")
         elif url.path == "/":
             self._serve_query(params, b"")
@@ -310,15 +434,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send_auth_failed()
             return
+        refused: _Error | None = None
         try:
-            body = _decompress(self.headers.get("Content-Encoding", ""), self._read_body())
+            raw = self._read_body()
         except _BadRequest as err:
+            raw, refused = b"", err
+        if self.server.reaper.disarm(self.connection):  # cut: the body read is partial
             self.close_connection = True
-            self._send_error(err, status=400)
             return
+        try:
+            if refused is not None:
+                raise refused
+            body = _decompress(self.headers.get("Content-Encoding", ""), raw)
         except _Error as err:
             self.close_connection = True
-            self._send_error(err)
+            self._send_error(err, status=400)
             return
         if url.path != "/":
             self._send_error(_Error(1001, f"There is no handle {url.path}"), status=404)
@@ -476,7 +606,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.send_header("X-ClickHouse-Server-Display-Name", "dnma-endpoint")
             for name, value in headers.items():
-                self.send_header(name, value)
+                self.send_header(name, _header_value(value))
             self.end_headers()
             for chunk in pending:
                 self._write_chunk(chunk)
@@ -566,7 +696,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(body)))
             self.send_header("X-ClickHouse-Server-Display-Name", "dnma-endpoint")
             for name, value in (headers or {}).items():
-                self.send_header(name, value)
+                self.send_header(name, _header_value(value))
             if self.close_connection:
                 self.send_header("Connection", "close")
             self.end_headers()
@@ -653,6 +783,12 @@ class _Stream:
                 self._conn._conn.streaming_cancel_query(self._raw)
             except Exception:  # already failed or finished: nothing left to cancel
                 log.debug("endpoint_stream_cancel_failed", exc_info=True)
+
+
+def _header_value(value: str) -> str:
+    """`value` fit for a header line: a client's query_id or format is echoed back, and a control
+    or non-ASCII character in it would break the answer (or fail to encode)."""
+    return _UNSAFE_HEADER_CHARS.sub("?", value)
 
 
 def _mib(size: int) -> str:

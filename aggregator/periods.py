@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 PERIODS = ("day", "week", "month", "year", "range")
 MAX_PERIODS = 1000  # lastN beyond this is a mistake, not a report
-_LAST = re.compile(r"^(last|previous)(\d+)$")
+_LAST = re.compile(r"^(last|previous)([0-9]{1,9})$")  # ASCII digits, few: int() takes them all
 
 
 class PeriodError(ValueError):
@@ -93,6 +93,15 @@ def _count(match: re.Match[str]) -> int:
 
 def resolve(period: str, date_param: str, today: date) -> Periods:
     """`today` is the current day in the site's time zone (Matomo computes it so)."""
+    try:
+        return _resolve(period, date_param, today)
+    except PeriodError:
+        raise
+    except (OverflowError, ValueError):  # a period reaching past year 1 or 9999
+        raise PeriodError(f"The date '{date_param[:40]}' is out of the supported range.") from None
+
+
+def _resolve(period: str, date_param: str, today: date) -> Periods:
     if period not in PERIODS:
         raise PeriodError(f"The period '{period}' is not supported. Try any of the following instead: "
                           + ", ".join(PERIODS))

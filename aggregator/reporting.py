@@ -245,7 +245,8 @@ Handler = Callable[[Any, ReportFilter, Mapping[str, str], Mapping[int, str] | No
 def _custom_dimension(client: Any, f: ReportFilter, params: Mapping[str, str],
                       slots: Mapping[int, str] | None) -> Any:
     raw = params.get("idDimension", "")
-    if not raw.isdigit() or int(raw) < 1:
+    # ASCII digits only (str.isdigit accepts '²', which int() refuses), few of them.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or int(raw) < 1:
         raise ReportError("Please specify a valid idDimension (a positive integer)")
     return f.shape(custom_dimension(client, f, int(raw), slots), _as_rows)
 
@@ -267,6 +268,7 @@ def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[in
     if params.get("period") is None or params.get("date") is None:
         raise ReportError("Parameters 'period' and 'date' are required")
     raw_limit = params.get("filter_limit", "")
-    limit = int(raw_limit) if raw_limit.lstrip("-").isdigit() else DEFAULT_LIMIT
+    digits = raw_limit.removeprefix("-")
+    limit = int(raw_limit) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else DEFAULT_LIMIT
     f = ReportFilter.build(site_ids, params["period"], params["date"], today, limit, database)
     return handler(client, f, params, slots)

@@ -16,6 +16,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.protocol import MAX_BODY_BYTES, request_params
@@ -63,10 +64,22 @@ class ApiRequest:
         return grant is not None and grant.may_view(site.id)
 
     def int_param(self, name: str) -> int:
-        raw = self.params.get(name, "").strip()
-        if not raw.lstrip("-").isdigit():
+        value = as_int(self.params.get(name, "").strip(), signed=True)
+        if value is None:
             raise ApiError(f"Parameter '{name}' missing or not an integer")
-        return int(raw)
+        return value
+
+
+_INT_DIGITS = 18  # a site id, a slot, a limit: far below; int() itself refuses past 4300 digits
+
+
+def as_int(raw: str, *, signed: bool = False) -> int | None:
+    """`raw` as an integer when it is one in ASCII digits (str.isdigit also accepts '²' or '٣',
+    which int() refuses or reads), else None."""
+    digits = raw[1:] if signed and raw.startswith("-") else raw
+    if not digits or len(digits) > _INT_DIGITS or not digits.isascii() or not digits.isdigit():
+        return None
+    return int(raw)
 
 
 ApiHandler = Callable[[ApiRequest], Any]
@@ -113,8 +126,8 @@ def bulk_request(methods: Mapping[str, ApiHandler]) -> ApiHandler:
     def get_bulk_request(req: ApiRequest) -> list[Any]:
         indexed = []
         for key, value in req.params.items():
-            if key.startswith("urls[") and key.endswith("]") and key[5:-1].isdigit():
-                indexed.append((int(key[5:-1]), value))
+            if key.startswith("urls[") and key.endswith("]") and (index := as_int(key[5:-1])) is not None:
+                indexed.append((index, value))
         if not indexed:
             raise ApiError("Parameter 'urls' missing (urls[0]=method%3D...)")
         out: list[Any] = []
@@ -225,9 +238,19 @@ def create_api(collector: Collector, methods: Mapping[str, ApiHandler], routers:
         return FileResponse(path, media_type="application/javascript", headers={"Cache-Control": "public, max-age=3600"})
 
     async def matomo_api(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        # Matomo clients send token_auth in the body: it is read before the token is known, but
+        # never past MAX_BODY_BYTES (a declared larger one is refused unread).
+        declared = request.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
             return PlainTextResponse("request body larger than 1 MiB\n", status_code=413)
+        body = b""
+        try:
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY_BYTES:
+                    return PlainTextResponse("request body larger than 1 MiB\n", status_code=413)
+        except ClientDisconnect:  # cut mid-body (bad framing, body timeout): the client's doing, no one to answer
+            return PlainTextResponse("client disconnected\n", status_code=400)
         params = request_params(request.scope.get("query_string", b""), body)
         if params.get("module") != "API":
             return PlainTextResponse("DNMA collector: the Matomo API needs module=API\n", status_code=400)
@@ -251,8 +274,13 @@ def create_api(collector: Collector, methods: Mapping[str, ApiHandler], routers:
     for path in ("/", "/index.php"):
         app.add_api_route(path, matomo_api, methods=["GET", "POST"])
     app.add_middleware(ServerErrorCount, tally=collector.tally)
-    # The routes of the included routers are theirs (FastAPI does not list them in app.routes).
+    # Every route and its methods, for the 5xx counter and the listeners' test; the included
+    # routers' routes are theirs (FastAPI does not list them in app.routes).
+    listed: dict[str, set[str]] = {}
     for route in [*app.routes, *(r for router in routers for r in router.routes)]:
         if isinstance(route, APIRoute):
+            listed.setdefault(route.path, set()).update(route.methods or ())
             collector.tally.routes.add(route.path)
+    app.state.routes = listed
+    app.state.api_methods = sorted(table)
     return app

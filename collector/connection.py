@@ -122,6 +122,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._phase = _HEAD
         self._since = 0.0  # loop time the running deadline counts from
         self._head_bytes = 0  # bytes read since the last request ended: the next request's head
+        self._head_tail = b""  # the head's last bytes read: its end may straddle two reads
         self._body_bytes = 0
         self._guard: asyncio.TimerHandle | None = None
         self._guard_at = 0.0
@@ -151,12 +152,18 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if phase != _BODY:
             if phase == _DONE:
                 return
-            # httptools keeps a header's pieces until the header ends: count the bytes as they come.
-            self._head_bytes += len(data)
+            # httptools keeps a header's pieces until the header ends: count the head's bytes as
+            # they come, before the parser sees them (a whole oversized head may come in one read),
+            # and only up to the head's end when it is in this read (the body may follow).
+            seen = self._head_tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._head_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._head_tail))
+            self._head_tail = seen[-3:]
+            if self._head_bytes > self.limits.max_header_bytes:
+                if not self.transport.is_closing():  # not already answered 400 by uvicorn
+                    self._refuse_head()
+                return
         super().data_received(data)
-        if self._phase == _HEAD and self._head_bytes > self.limits.max_header_bytes:
-            if not self.transport.is_closing():  # not already answered 400 by uvicorn
-                self._refuse_head()
 
     # --- httptools callbacks
     def on_message_begin(self) -> None:
@@ -180,6 +187,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._phase = _WAIT
         self._head_bytes = self._body_bytes = 0
+        self._head_tail = b""
 
     # --- the deadlines
     def _arm(self, at: float) -> None:

@@ -62,7 +62,7 @@ def build_router(
     def alerts(
         token_auth: str = Query(default=""),
         status: str = Query(default="open", pattern="^(open|resolved|all)$"),
-        check: str = Query(default=""),
+        check: str = Query(default="", max_length=100),  # a check's name; a longer one is a client error (422)
         authorization: str = Header(default=""),
     ) -> dict[str, Any]:
         site_ids = viewable_sites(request_token(token_auth, authorization))

@@ -12,7 +12,7 @@ from datetime import date
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from collector.api import ApiError, ApiHandler, ApiRequest
+from collector.api import ApiError, ApiHandler, ApiRequest, as_int
 from dnma import clock
 from dnma.settings import Settings
 
@@ -70,9 +70,10 @@ def site_ids(req: ApiRequest) -> tuple[int, ...]:
     out = []
     for part in raw.split(","):
         part = part.strip()
-        if not part.isdigit():
+        site_id = as_int(part)
+        if site_id is None:
             raise ApiError("Parameter 'idSite' missing or not an integer (N, N,M or all)")
-        site = req.sites.get(int(part))
+        site = req.sites.get(site_id)
         if site is None or not req.can_view(site):
             # Same message for an unknown site: a token must not learn which ids exist.
             raise ApiError(_NO_ACCESS.format(part))

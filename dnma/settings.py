@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     reader_max_threads: int = Field(default=1, description="max_threads of reader queries.")
     reader_max_result_bytes: int = Field(default=256 * 1024**2, ge=1, description="Largest answer a reader query may send, bytes (as formatted): past it the query is cancelled and the answer ends with ClickHouse's error 396 (TOO_MANY_ROWS_OR_BYTES). Answers stream in chunks, so the loader holds about one block of a result at a time, not the whole of it.")
     reader_max_connections: int = Field(default=64, ge=1, description="Open connections the read-only endpoint serves at once (one thread each); past them it answers 503 and closes.")
+    reader_header_timeout_s: float = Field(default=10.0, gt=0, description="A request's line and headers must have arrived this many seconds after the connection opened (first request) or after their first byte (next ones); past it the read-only endpoint closes the connection.")
+    reader_body_timeout_s: float = Field(default=30.0, gt=0, description="A request body (at most 1 MiB) must have arrived this many seconds after its headers; past it the read-only endpoint closes the connection.")
+    reader_keep_alive_timeout_s: float = Field(default=10.0, gt=0, description="An idle keep-alive connection of the read-only endpoint is closed after this many seconds without a new request.")
 
     # --- logging
     log_format: str = Field(default="json", description="json (one event per line) or text.")

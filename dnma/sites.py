@@ -116,7 +116,10 @@ class SiteRegistry:
         """SitesManager.getSitesIdFromSiteUrl: sites whose main URL has the same host."""
         from urllib.parse import urlsplit
 
-        host = (urlsplit(url if "//" in url else "//" + url).hostname or "").lower()
+        try:
+            host = (urlsplit(url if "//" in url else "//" + url).hostname or "").lower()
+        except ValueError:  # "[]", "http://[x]": not a URL, so no site has it
+            return []
         return [s.id for s in self.all() if (urlsplit(s.main_url).hostname or "").lower() == host and host]
 
 

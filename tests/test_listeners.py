@@ -1,0 +1,263 @@
+"""The standing rules of every listener (issue 19), on one real stack: each route of the collector
+and of the loader's read-only endpoint, as their code lists them (a route added later is probed
+too), gets the same bad inputs; none is answered 5xx, none hangs, the collector's 5xx counter does
+not move, and both listeners still serve a hit and a query afterwards."""
+
+from __future__ import annotations
+
+import re
+import select
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+from harness import DEMO_SITE_ID, SUPER_TOKEN, Stack
+
+TIMEOUT_S = 1.0  # every header, body and keep-alive timeout of both listeners
+ANSWER_WITHIN_S = 5.0  # generous: a refusal must not wait for a body that never comes
+CUT_WITHIN_S = 8.0
+BIG_HEADER = 100 * 1024  # past the collector's 64 KiB head and the endpoint's 64 KiB header line
+
+# Values a client may put in any parameter, read by code that expects a number, a date, a list…
+BAD_VALUES = [
+    "\u00b2", "\u0663", "1,\u00b2", "-1", "0", "1e3", "0x10", "nan", "inf", "-inf", "1e400", " 1 ", "",
+    "9" * 4400, "last" + "9" * 30, "previous0", "9999-12-31", "0001-01-01", "2024-02-30", "today,0001-01-01",
+    "all,1", "[]", "{}", "null", "%", "\x00", "\ud800", "é" * 3000,
+]
+# Parameters the listeners' code reads (a name outside this list reaches no code at all).
+PARAM_NAMES = [
+    "idSite", "idsite", "idDimension", "filter_limit", "period", "date", "url", "urls[0]", "urls[\u00b2]",
+    "segment", "format", "since", "limit", "status", "check", "rec", "url", "action_name", "_id", "uid",
+    "cdt", "h", "m", "s", "res", "dimension1", "dimension\u00b2", "cvar", "_cvar", "ping", "send_image",
+    "query", "database", "default_format", "param_x", "query_id", "max_result_rows",
+]
+GARBAGE_BODIES = [
+    b"{", b"[]", b"null", b"0", b'{"requests": "x"}', b'{"requests": [1, null, {}]}', b'{"requests": ["?idsite=\xb2"]}',
+    b'{"requests": [' + b'"?idsite=1&rec=1",' * 10 + b"]}", b"\xff\xfe\x00garbage", b"\x1f\x8b\x08\x00 not gzip",
+    b"idSite=%C2%B2&module=API&method=VisitsSummary.get", "é".encode("latin-1") * 100,
+]
+
+
+@dataclass(frozen=True)
+class Route:
+    port: int
+    path: str
+    methods: frozenset[str]
+    listener: str  # "collector" or "endpoint"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(
+        tmp_path_factory.mktemp("listeners"),
+        collector_header_timeout_s=TIMEOUT_S, collector_body_timeout_s=TIMEOUT_S, collector_keep_alive_timeout_s=1,
+        reader_header_timeout_s=TIMEOUT_S, reader_body_timeout_s=TIMEOUT_S, reader_keep_alive_timeout_s=TIMEOUT_S,
+    )
+    try:
+        stack.start_collector()
+        stack.start_loader()
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+def collector_app(stack: Stack) -> Any:
+    """The collector as `dnma serve` builds it (cli.serve.create_app), over the stack's settings."""
+    from aggregator import reporting
+    from collector.app import Collector
+    from collector.reporting_routes import report_methods
+    from dnma.settings import Settings
+
+    return Collector(Settings(**stack.config), api_methods=report_methods(reporting))
+
+
+def listening_routes(stack: Stack, app: Any) -> list[Route]:
+    """Every route the two listeners serve, read from their code."""
+    from aggregator import endpoint
+    from collector.app import TRACKING_PATHS
+
+    routes = [Route(stack.collector_port, path, frozenset({"GET", "POST", "OPTIONS"}), "collector")
+              for path in sorted(TRACKING_PATHS)]
+    routes += [Route(stack.collector_port, path, frozenset(methods), "collector")
+               for path, methods in sorted(app.api.state.routes.items())]
+    routes += [Route(stack.ch_http_port, path, frozenset({"GET", "POST"}), "endpoint") for path in endpoint.PATHS]
+    return routes
+
+
+# --- raw exchanges
+
+
+def _exchange(port: int, data: bytes, *, within: float = ANSWER_WITHIN_S) -> int | None:
+    """Send `data` on a new connection; the answer's status, or None when the server closed
+    without one. Fails when neither came within `within` seconds."""
+    with socket.create_connection(("127.0.0.1", port), timeout=within) as sock:
+        try:
+            sock.sendall(data)
+        except OSError:  # the server refused and closed while we were still sending
+            pass
+        out = b""
+        deadline = time.monotonic() + within
+        while b"\r\n" not in out:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no answer within {within} s to {data[:120]!r}"
+            try:
+                if not select.select([sock], [], [], left)[0]:
+                    continue
+                chunk = sock.recv(65536)
+            except OSError:
+                return None
+            if not chunk:
+                return None
+            out += chunk
+        m = re.match(rb"HTTP/1\.[01] (\d{3})", out)
+        assert m, out[:200]
+        return int(m.group(1))
+
+
+def _slowloris(port: int, first: bytes) -> float:
+    """Send `first`, then a header byte every quarter second: seconds until the server closed."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(first)
+        while time.monotonic() - started < CUT_WITHIN_S + 5:
+            try:
+                if select.select([sock], [], [], 0)[0] and not sock.recv(65536):
+                    break
+                while select.select([sock], [], [], 0)[0]:  # a 408 before the close
+                    if not sock.recv(65536):
+                        return time.monotonic() - started
+                sock.send(b"a")
+            except OSError:
+                break
+            time.sleep(0.25)
+    return time.monotonic() - started
+
+
+def _head(method: str, path: str, *lines: str) -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: x\r\n" + "".join(f"{line}\r\n" for line in lines) + "\r\n").encode()
+
+
+def framing_probes(route: Route) -> list[tuple[str, bytes]]:
+    """Malformed or hostile HTTP framing, for each method of the route and one it does not serve."""
+    out = []
+    for method in sorted(route.methods | {"POST", "PUT", "DELETE", "PATCH", "BREW"}):
+        p = route.path
+        out += [
+            (f"{method} huge Content-Length, no auth, no body", _head(method, p, "Content-Length: 10000000000")),
+            (f"{method} Content-Length -1", _head(method, p, "Content-Length: -1") + b"x"),
+            (f"{method} Content-Length abc", _head(method, p, "Content-Length: abc") + b"x"),
+            (f"{method} bad chunk size", _head(method, p, "Transfer-Encoding: chunked") + b"zz\r\nabc\r\n0\r\n\r\n"),
+            (f"{method} non-UTF-8 query", f"{method} {p}?idSite=".encode() + b"\xff\xfe\xb2&x=\xc3 HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ]
+    return out
+
+
+def server_errors(stack: Stack) -> dict[str, float]:
+    text = httpx.get(f"{stack.collector_url}/metrics", timeout=10).text
+    return {m[1]: float(m[2]) for m in re.finditer(r'^dnma_collector_server_errors_total\{route="([^"]*)"\} (\S+)$',
+                                                   text, re.M)}
+
+
+def _spread(values: list[str]) -> Iterator[tuple[str, list[str]]]:
+    """Each value with the parameter names it fills: all of them, or for a long value as many at a
+    time as keep the URL under clients' 64 KiB."""
+    for value in values:
+        per_url = max(1, 40_000 // max(1, len(quote(value, safe="", errors="surrogatepass"))))
+        for i in range(0, len(PARAM_NAMES), per_url):
+            yield value, PARAM_NAMES[i:i + per_url]
+
+
+def query_probes(route: Route, stack: Stack, methods: list[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """Bad values in every parameter the code reads, with and without valid credentials (so the
+    code past the authentication is reached), and for the Matomo API in each of its methods."""
+    creds = ({"user": stack.ch_user, "password": stack.ch_password} if route.listener == "endpoint"
+             else {"token_auth": SUPER_TOKEN})
+    api = route.listener == "collector" and route.path in ("/", "/index.php")
+    for value, names in _spread(BAD_VALUES):
+        base = dict.fromkeys(names, value)
+        yield f"all parameters {value[:20]!r}", base
+        yield f"all parameters {value[:20]!r}, credentials", base | creds
+        # A valid site, so the code behind the site check meets the bad values.
+        yield f"site 1, others {value[:20]!r}", base | creds | {"idSite": str(DEMO_SITE_ID), "idsite": str(DEMO_SITE_ID)}
+        if api:
+            for method in methods:
+                params = base | creds | {"module": "API", "method": method, "format": "json"}
+                yield f"{method} {value[:20]!r}", params
+                yield f"{method} site 1, {value[:20]!r}", params | {"idSite": str(DEMO_SITE_ID)}
+                yield (f"{method} site 1 today, {value[:20]!r}",
+                       params | {"idSite": str(DEMO_SITE_ID), "period": "day", "date": "today"})
+
+
+def test_every_route_refuses_bad_input_without_5xx_or_hanging(stack: Stack) -> None:
+    app = collector_app(stack)
+    routes = listening_routes(stack, app)
+    # The code lists what it serves: the probe sees every surface (a new route joins by itself).
+    paths = {(r.listener, r.path) for r in routes}
+    assert {("collector", "/matomo.php"), ("collector", "/index.php"), ("collector", "/api/quality/alerts"),
+            ("collector", "/debug/hits"), ("endpoint", "/"), ("endpoint", "/ping")} <= paths, paths
+    before = server_errors(stack)
+    failures: list[str] = []
+
+    def check(route: Route, what: str, status: int | None, *, answer_needed: bool = True) -> None:
+        if status is None and answer_needed:
+            failures.append(f"{route.listener} {route.path}: {what}: closed without an answer")
+        elif status is not None and status >= 500:
+            failures.append(f"{route.listener} {route.path}: {what}: {status}")
+
+    # Slow heads first, all at once: each must be cut, none waits for another.
+    with ThreadPoolExecutor(max_workers=len(routes)) as pool:
+        slow = {r: pool.submit(_slowloris, r.port, _head("GET", r.path)[:-2] + b"X-Slow: ") for r in routes}
+        for route, future in slow.items():
+            took = future.result()
+            if took >= CUT_WITHIN_S:
+                failures.append(f"{route.listener} {route.path}: slow headers still open after {took:.1f} s")
+
+    methods: list[str] = app.api.state.api_methods
+    with httpx.Client(timeout=ANSWER_WITHIN_S) as http:
+        for route in routes:
+            for what, data in framing_probes(route):
+                check(route, what, _exchange(route.port, data))
+            big = _exchange(route.port, _head("GET", route.path, "X-Big: " + "a" * BIG_HEADER))
+            if big not in (400, 413, 414, 431):
+                failures.append(f"{route.listener} {route.path}: {BIG_HEADER} B header: {big}")
+            url = f"http://127.0.0.1:{route.port}{route.path}"
+            for what, params in query_probes(route, stack, methods):
+                query = "&".join(f"{quote(k, safe='[]')}={quote(v, safe='', errors='surrogatepass')}"
+                                 for k, v in params.items())
+                # GET, or POST where GET is not served: both read the query string alike.
+                for method in ["GET" if "GET" in route.methods else "POST"]:
+                    try:
+                        status = http.request(method, f"{url}?{query}").status_code
+                    except httpx.HTTPError as exc:
+                        failures.append(f"{route.listener} {route.path}: {method} {what}: {exc!r}")
+                        continue
+                    check(route, f"{method} {what}", status)
+            creds = ({"user": stack.ch_user, "password": stack.ch_password} if route.listener == "endpoint"
+                     else {"token_auth": SUPER_TOKEN, "module": "API", "method": "API.getBulkRequest"})
+            for body in GARBAGE_BODIES:
+                for params in ({}, creds):
+                    for content_type in ("application/json", "application/x-www-form-urlencoded"):
+                        status = http.post(url, params=params, content=body,
+                                           headers={"Content-Type": content_type}).status_code
+                        check(route, f"POST {content_type} {body[:30]!r}", status)
+
+    assert not failures, "\n".join(failures[:60]) + f"\n({len(failures)} failures)"
+
+    after = server_errors(stack)
+    assert after == before, {k: (before.get(k), v) for k, v in after.items() if before.get(k) != v}
+    # Both listeners still serve.
+    hit = httpx.get(f"{stack.collector_url}/matomo.php", timeout=10,
+                    params={"idsite": DEMO_SITE_ID, "rec": 1, "url": "https://ent.demo.example/listeners", "send_image": 0})
+    assert hit.status_code == 204, hit.text
+    client = stack.reader()
+    try:
+        assert client.query("SELECT 1").result_rows == [(1,)]
+    finally:
+        client.close()
+
