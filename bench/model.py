@@ -22,7 +22,6 @@ from typing import Any
 
 from dnma.vocab import BROWSERS, DEVICES, OSES, SERVICES
 
-REFERENTIEL_DIR = Path(__file__).resolve().parents[1] / "deploy" / "referentiel"
 UAIS = 10_000
 SITES = 1_000
 HITS_PER_VISITOR_DAY = 9
@@ -36,7 +35,7 @@ def _array(values: list[str]) -> str:
 def load_referential(client: Any, settings: Any) -> int:
     from aggregator.referentiel import load_files
 
-    paths = sorted(REFERENTIEL_DIR.glob("*.csv"))
+    paths = sorted(Path(settings.referentiel_dir).glob("*.csv"))
     if paths:
         load_files(client, settings, paths, replace=True)
         client.command("SYSTEM RELOAD DICTIONARY dnma.etablissements_dict")

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     # The last simulated day is yesterday at the latest (DNMA's clock): `cdt` in the future would
     # become "now".
     start = args.start or clock.today() - timedelta(days=args.days)
-    sim = Simulation(scale=args.scale, seed=args.seed)
+    sim = Simulation(scale=args.scale, seed=args.seed, referentiel_dir=settings.referentiel_dir)
     items = (item for _, day_items in sim.days(start, args.days) for item in day_items)
     expected = int(HITS_PER_SCHOOL_DAY * args.scale * args.days * 0.8)
     report = send(items, collector, tokens, concurrency=args.concurrency, progress=not args.no_progress,

@@ -19,13 +19,14 @@ from dnma import clock
 from dnma.settings import REPO_ROOT, Settings
 from dnma.sites import dump_sites, hash_token
 
-REFERENCE_DATA = REPO_ROOT / "deploy"  # the reference data shipped in the repository (deploy/referentiel/README.md)
+# The files of the referential `dnma up` loads from `referentiel_dir` (the repository's sample by
+# default, deploy/referentiel/README.md), those present.
 REFERENTIEL_FILES = (
-    "referentiel/annuaire-education-35-2023.csv",
-    "referentiel/annuaire-education-94-ecoles-2026.csv",
-    "referentiel/geolocalisation-colleges-france.csv",
-    "referentiel/effectifs-ecoles-35.csv",
-    "referentiel/effectifs-second-degre-35.csv",
+    "annuaire-education-35-2023.csv",
+    "annuaire-education-94-ecoles-2026.csv",
+    "geolocalisation-colleges-france.csv",
+    "effectifs-ecoles-35.csv",
+    "effectifs-second-degre-35.csv",
 )
 # Order matters: the loader owns chDB and must be up before the collector's readers need it.
 PROCESSES = ("loader", "collector", "superset")  # superset: only when superset/.venv is installed
@@ -206,7 +207,8 @@ def run_up(args: argparse.Namespace) -> int:
         _run_cli(["migrate"], env)
         marker = data_dir / ".referentiel_loaded"
         if not marker.exists():
-            files = [str(REFERENCE_DATA / f) for f in REFERENTIEL_FILES if (REFERENCE_DATA / f).exists()]
+            ref = settings.referentiel_dir
+            files = [str(ref / f) for f in REFERENTIEL_FILES if (ref / f).exists()]
             if files:
                 _run_cli(["referentiel", "load", *files], env)
                 marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
@@ -254,7 +256,7 @@ def run_up(args: argparse.Namespace) -> int:
 
 
 def _start_superset(data_dir: Path, values: dict[str, str], env: dict[str, str]) -> None:
-    """Superset on :8088 (superset/.venv, `make superset-install`), provisioned over the data;
+    """Superset on `superset_port` (superset/.venv, `make superset-install`), provisioned over the data;
     its URL, admin and perimeter users land in stack.env."""
     try:
         from dnma_superset import server
@@ -270,9 +272,10 @@ def _start_superset(data_dir: Path, values: dict[str, str], env: dict[str, str])
     if env.get("DNMA_NOW"):
         senv["DNMA_NOW"] = env["DNMA_NOW"]  # the datasets' "today" (superset_config.py)
     server.init_metadata(home, senv, "admin", values["SUPERSET_ADMIN_PASSWORD"], log)
-    url = "http://127.0.0.1:8088"
+    port = _settings_for(data_dir).superset_port
+    url = f"http://127.0.0.1:{port}"
     if running_pid(data_dir, "superset") is None:
-        proc = server.start(home, senv, 8088, log, workers=2)
+        proc = server.start(home, senv, port, log, workers=2)
         _pid_file(data_dir, "superset").write_text(str(proc.pid))
     server.wait_ready(url, timeout=300)
     stack_file = data_dir / "stack.env"

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
 
     # --- where things live
     data_dir: Path = Field(default=REPO_ROOT / "var", description="Root of all runtime state (chDB, spool, logs, pids).")
+    referentiel_dir: Path = Field(default=REPO_ROOT / "deploy" / "referentiel", description="Reference data (annuaire, pupil counts) `dnma up` loads and the simulator draws its schools from; the repository ships a sample (deploy/referentiel/README.md).")
     clickhouse_dsn: str = Field(
         default="",
         description="chdb:///abs/path (embedded), http://user:pass@host:8123/dnma (server). Empty: chDB under data_dir/clickhouse.",
@@ -57,6 +58,7 @@ class Settings(BaseSettings):
     # --- collector
     collector_host: str = Field(default="127.0.0.1", description="Collector bind address.")
     collector_port: int = Field(default=8080, description="Collector port.")
+    superset_port: int = Field(default=8088, description="Superset's port (`dnma up`), so that two stacks can run side by side.")
     collector_workers: int = Field(default=1, description="Collector worker processes. Bulk throughput grows with workers up to one per core: raise it when a worker's core is saturated, leaving the loader the cores it needs.")
     trust_x_forwarded_for: bool = Field(default=False, description="Take the client IP from X-Forwarded-For (behind a proxy).")
     ua_cache_size: int = Field(default=50_000, description="User-Agent parse cache entries per worker.")
