@@ -198,6 +198,28 @@ class _Reaper:
                 self._changed.wait(timeout=max(wait, 0.01))
 
 
+class EndpointStats:
+    """What the endpoint answered, for /metrics (the loader writes it in its status file): every
+    5xx by route (each of PATHS present at 0, "*" for connections refused before any route), and
+    the requests answered."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.server_errors = dict.fromkeys((*PATHS, "*"), 0)
+        self.requests = 0
+
+    def answered(self, route: str, status: int) -> None:
+        with self._lock:
+            self.requests += 1
+            if status >= 500:
+                key = route if route in self.server_errors else "*"
+                self.server_errors[key] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"requests": self.requests, "server_errors": dict(self.server_errors)}
+
+
 class _BoundedServer(ThreadingHTTPServer):
     """One thread per connection, at most `max_connections` at once: a connection past them is
     answered 503 and closed at once, so idle or stalled clients cannot pile threads into the loader.
@@ -209,6 +231,7 @@ class _BoundedServer(ThreadingHTTPServer):
         super().__init__(address, handler)
         self._slots = threading.BoundedSemaphore(max_connections)
         self.reaper = _Reaper()
+        self.stats = EndpointStats()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A connection the reaper cut, or a client gone, fails its next write: nothing to report.
@@ -225,6 +248,7 @@ class _BoundedServer(ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
                                 b"Content-Length: 35\r\nConnection: close\r\n\r\ntoo many connections, retry later\r\n")
+            self.stats.answered("*", 503)
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
@@ -241,6 +265,7 @@ class EndpointHandle:
 
     def __init__(self, server: _BoundedServer, thread: threading.Thread, readers: _Readers) -> None:
         self.port: int = int(server.server_address[1])
+        self.stats = server.stats
         self._server = server
         self._thread = thread
         self._readers = readers
@@ -600,6 +625,7 @@ class _Handler(BaseHTTPRequestHandler):
             size += len(chunk)
         exception_tag = secrets.token_hex(4)
         headers = self._result_headers(stream, fmt, query_id) | {"X-ClickHouse-Exception-Tag": exception_tag}
+        self.server.stats.answered(urlsplit(self.path).path, 200)
         try:
             self.send_response(200)
             self.send_header("Content-Type", _content_type(fmt))
@@ -690,6 +716,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- responses
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+        self.server.stats.answered(urlsplit(self.path).path, status)
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)

@@ -112,6 +112,8 @@ class Loader:
             return
         self._status_at = now
         doc = {"pid": os.getpid(), "updated_at": time.time(), **self.metrics.__dict__}
+        if self.endpoint is not None:
+            doc["endpoint"] = self.endpoint.stats.snapshot()  # exported by the collector's /metrics
         path = self.settings.data_dir / STATUS_FILE
         tmp = path.with_name(f".{STATUS_FILE}.{os.getpid()}")
         try:

@@ -145,6 +145,27 @@ def _loader_status(path: Path) -> dict[str, float]:
     return out
 
 
+def _endpoint_counters(status_file: Path) -> Any:
+    """The read-only endpoint's answers (it runs in the loader, which writes them in its status file):
+    requests and 5xx by route, as counters."""
+    from prometheus_client.core import CounterMetricFamily
+
+    try:
+        doc = json.loads(status_file.read_text(encoding="utf-8")).get("endpoint")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(doc, dict):
+        return
+    requests = CounterMetricFamily("dnma_endpoint_requests", "Requests the read-only endpoint answered")
+    requests.add_metric([], float(doc.get("requests", 0)))
+    yield requests
+    errors = CounterMetricFamily("dnma_endpoint_server_errors", "5xx answers of the read-only endpoint, by route",
+                                 labels=["route"])
+    for route, count in sorted(dict(doc.get("server_errors", {})).items()):
+        errors.add_metric([str(route)], float(count))
+    yield errors
+
+
 def render(*, spool_dir: Path, spool_max_bytes: int, data_dir: Path) -> tuple[bytes, str]:
     """The /metrics payload: every worker's counters plus spool and loader gauges read now."""
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
@@ -165,6 +186,7 @@ def render(*, spool_dir: Path, spool_max_bytes: int, data_dir: Path) -> tuple[by
             for key, value in sorted(_loader_status(status_file).items()):
                 name = "dnma_loader_" + "".join(c if c.isalnum() else "_" for c in key)
                 yield GaugeMetricFamily(name, f"loader_status.json: {key}", value=value)
+            yield from _endpoint_counters(status_file)
 
     if os.environ.get(MULTIPROC_ENV):
         from prometheus_client import multiprocess

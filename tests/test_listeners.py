@@ -159,9 +159,11 @@ def framing_probes(route: Route) -> list[tuple[str, bytes]]:
 
 
 def server_errors(stack: Stack) -> dict[str, float]:
+    """Every listener's 5xx counters by route, from the collector's /metrics (the endpoint's, which
+    runs in the loader, reach it through the loader's status file)."""
     text = httpx.get(f"{stack.collector_url}/metrics", timeout=10).text
-    return {m[1]: float(m[2]) for m in re.finditer(r'^dnma_collector_server_errors_total\{route="([^"]*)"\} (\S+)$',
-                                                   text, re.M)}
+    return {f"{m[1]} {m[2]}": float(m[3]) for m in re.finditer(
+        r'^dnma_(collector|endpoint)_server_errors_total\{route="([^"]*)"\} (\S+)$', text, re.M)}
 
 
 def _spread(values: list[str]) -> Iterator[tuple[str, list[str]]]:
@@ -261,3 +263,20 @@ def test_every_route_refuses_bad_input_without_5xx_or_hanging(stack: Stack) -> N
     finally:
         client.close()
 
+
+
+def test_an_endpoint_5xx_is_counted_by_route(stack: Stack) -> None:
+    """A write sent to the read-only endpoint is ClickHouse's READONLY error, a 500 as ClickHouse
+    answers it: counted under its route in /metrics (the loader writes its status every second)."""
+    every = server_errors(stack)
+    assert {"endpoint /", "endpoint /ping", "endpoint *"} <= set(every), every  # present from the start
+    r = httpx.post(f"http://127.0.0.1:{stack.ch_http_port}/", content=b"INSERT INTO dnma.hits (url) VALUES ('x')",
+                   auth=(stack.ch_user, stack.ch_password), timeout=10)
+    assert r.status_code == 500, (r.status_code, r.text)
+    deadline = time.monotonic() + 15
+    while server_errors(stack)["endpoint /"] < every["endpoint /"] + 1:
+        assert time.monotonic() < deadline, server_errors(stack)
+        time.sleep(0.3)
+    after = server_errors(stack)
+    assert after["endpoint /"] == every["endpoint /"] + 1
+    assert {k: v for k, v in after.items() if k != "endpoint /"} == {k: v for k, v in every.items() if k != "endpoint /"}
