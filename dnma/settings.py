@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     ch_http_password: str = Field(default="", description="Password of that user. Required to start the endpoint.")
     reader_max_concurrency: int = Field(default=2, description="Reader queries running at once (about the number of cores).")
     reader_max_execution_time: int = Field(default=60, description="Seconds before a reader query is cancelled (code 159).")
-    reader_max_memory_usage: int = Field(default=4 * 1024**3, description="Memory cap per reader query, bytes.")
+    reader_max_memory_usage: int = Field(default=1024**3, description="Memory cap per reader query, bytes. It also bounds a result chDB builds as one block before streaming it (the result cap cannot see inside a block): with reader_max_concurrency queries at once, readers hold at most about their product.")
     reader_max_threads: int = Field(default=1, description="max_threads of reader queries.")
     reader_max_result_bytes: int = Field(default=256 * 1024**2, ge=1, description="Largest answer a reader query may send, bytes (as formatted): past it the query is cancelled and the answer ends with ClickHouse's error 396 (TOO_MANY_ROWS_OR_BYTES). Answers stream in chunks, so the loader holds about one block of a result at a time, not the whole of it.")
     reader_max_connections: int = Field(default=64, ge=1, description="Open connections the read-only endpoint serves at once (one thread each); past them it answers 503 and closes.")

@@ -203,3 +203,29 @@ def test_a_huge_answer_keeps_memory_bounded(loader: Loader) -> None:
         assert wait_until(lambda: running_endpoint_queries(loader) == [], timeout=5)
     finally:
         handle.stop()
+
+
+def test_one_huge_block_is_refused_within_the_reader_memory_cap(loader: Loader) -> None:
+    """The probe's query: one block of 1,024 rows of a million bytes, 976 MiB that chDB formats
+    whole before the endpoint sees a byte, out of reach of the result cap. The default memory cap
+    of a reader query refuses it (241) before the process grows by more than about that cap; on
+    the former 4 GiB default the loader grew by 3 GB and answered it."""
+    from dnma.settings import Settings
+
+    cap = Settings.model_fields["reader_max_memory_usage"].default
+    assert cap <= 1024**3
+    handle = start_endpoint(endpoint_settings(), loader.path)
+    try:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pytest.skip("cannot reset the peak RSS (/proc/self/clear_refs)")
+        before = _status_mib("VmRSS")
+        status, headers, _ = _raw_post(handle.port, "SELECT repeat('x',1000000) FROM numbers(1024) FORMAT RowBinary",
+                                       lambda piece: None)
+        growth = _status_mib("VmHWM") - before
+        assert status.startswith(b"HTTP/1.1 5") and headers.get("x-clickhouse-exception-code") == "241", (status, headers)
+        assert growth < cap / 1024**2 + 300, f"peak RSS grew by {growth:.0f} MiB"
+    finally:
+        handle.stop()
