@@ -480,6 +480,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._serve_query(params, body)
 
+    def handle_expect_100(self) -> bool:
+        """`Expect: 100-continue` invites the body: only a caller with credentials gets the
+        invitation; the others get the authentication error at once, and nothing is read."""
+        if not self._authenticated(dict(parse_qsl(urlsplit(self.path).query, keep_blank_values=True))):
+            self.close_connection = True
+            self._send_auth_failed()
+            return False
+        return super().handle_expect_100()
+
     # --- request steps
     def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":

@@ -270,3 +270,20 @@ def test_connections_past_the_cap_are_refused_at_once(loader: Loader) -> None:
             s.close()
     finally:
         handle.stop()
+
+
+def _expect_100(port: int, authorization: str) -> bytes:
+    """POST with `Expect: 100-continue` and a 10 MB body announced but not sent: the first line
+    the endpoint answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10000000\r\n"
+                     + authorization.encode() + b"\r\n")
+        return sock.makefile("rb").readline().rstrip()
+
+
+def test_expect_100_continue_invites_only_a_caller_with_credentials(endpoint: EndpointHandle) -> None:
+    good = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    bad = base64.b64encode(f"{USER}:not-the-password".encode()).decode()
+    assert _expect_100(endpoint.port, f"Authorization: Basic {good}\r\n") == b"HTTP/1.1 100 Continue"
+    assert _expect_100(endpoint.port, f"Authorization: Basic {bad}\r\n") == b"HTTP/1.1 403 Forbidden"
+    assert _expect_100(endpoint.port, "") == b"HTTP/1.1 403 Forbidden"
