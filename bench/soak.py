@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, urlencode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.collector_bench import accepted_hits  # noqa: E402
 from tests.harness import Stack  # noqa: E402
 
 FIRST_DAY = date(2026, 11, 23)  # a Monday in term time in every zone: days cycle from there
@@ -154,7 +155,7 @@ class Soak:
         status = _loader_status(self.stack)
         out["loader_lag_s"] = status.get("lag_seconds")
         out["loader_backlog_bytes"] = status.get("backlog_bytes")
-        out["acknowledged_hits"] = _accepted(self.stack.collector_url)
+        out["acknowledged_hits"] = accepted_hits(self.stack.collector_url)
         out["server_errors"] = self.server_errors
         return out
 
@@ -221,19 +222,11 @@ def _loader_status(stack: Stack) -> dict[str, Any]:
         return {}
 
 
-def _accepted(base_url: str) -> int:
-    import httpx
-
-    text = httpx.get(base_url + "/metrics", timeout=10).text
-    return int(sum(float(line.split()[-1]) for line in text.splitlines()
-                   if line.startswith("dnma_collector_hits_accepted_total")))
-
-
 def _wait_drained(stack: Stack, timeout: float = 600) -> dict[str, Any]:
     """Once the traffic stopped: wait until count() of dnma.hits reaches the acknowledged hits."""
     client = stack.reader()
     time.sleep(1.5)  # the collector publishes its counters every second
-    acknowledged = _accepted(stack.collector_url)
+    acknowledged = accepted_hits(stack.collector_url)
     t0 = time.monotonic()
     stored = 0
     while time.monotonic() - t0 < timeout:
