@@ -10,6 +10,7 @@ from typing import Any
 
 from aggregator.periods import PeriodError, Periods, resolve
 from aggregator.rollups import inline_dates
+from dnma.params import as_int
 from dnma.vocab import COUNTED_ACTIONS, DEFAULT_DIMENSION_MAPPING, PROPERTIES
 
 INVALID_FLAG = "invalid_uai"  # INDICATORS.md: such hits are excluded from indicators
@@ -244,11 +245,10 @@ Handler = Callable[[Any, ReportFilter, Mapping[str, str], Mapping[int, str] | No
 
 def _custom_dimension(client: Any, f: ReportFilter, params: Mapping[str, str],
                       slots: Mapping[int, str] | None) -> Any:
-    raw = params.get("idDimension", "")
-    # ASCII digits only (str.isdigit accepts '²', which int() refuses), few of them.
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or int(raw) < 1:
+    slot = as_int(params.get("idDimension", ""))
+    if slot is None or slot < 1:
         raise ReportError("Please specify a valid idDimension (a positive integer)")
-    return f.shape(custom_dimension(client, f, int(raw), slots), _as_rows)
+    return f.shape(custom_dimension(client, f, slot, slots), _as_rows)
 
 
 METHODS: dict[str, Handler] = {
@@ -267,8 +267,8 @@ def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[in
         raise ReportError(f"The method '{method}' does not exist or is not available in this API")
     if params.get("period") is None or params.get("date") is None:
         raise ReportError("Parameters 'period' and 'date' are required")
-    raw_limit = params.get("filter_limit", "")
-    digits = raw_limit.removeprefix("-")
-    limit = int(raw_limit) if digits.isascii() and digits.isdigit() and len(digits) <= 18 else DEFAULT_LIMIT
+    limit = as_int(params.get("filter_limit", ""), signed=True)
+    if limit is None:
+        limit = DEFAULT_LIMIT
     f = ReportFilter.build(site_ids, params["period"], params["date"], today, limit, database)
     return handler(client, f, params, slots)

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collector.protocol import MAX_BODY_BYTES, request_params
 from dnma.access import Access, Grant, bearer
+from dnma.params import as_int
 from dnma.settings import REPO_ROOT, Settings
 from dnma.sites import Site, SiteRegistry
 
@@ -68,18 +69,6 @@ class ApiRequest:
         if value is None:
             raise ApiError(f"Parameter '{name}' missing or not an integer")
         return value
-
-
-_INT_DIGITS = 18  # a site id, a slot, a limit: far below; int() itself refuses past 4300 digits
-
-
-def as_int(raw: str, *, signed: bool = False) -> int | None:
-    """`raw` as an integer when it is one in ASCII digits (str.isdigit also accepts '²' or '٣',
-    which int() refuses or reads), else None."""
-    digits = raw[1:] if signed and raw.startswith("-") else raw
-    if not digits or len(digits) > _INT_DIGITS or not digits.isascii() or not digits.isdigit():
-        return None
-    return int(raw)
 
 
 ApiHandler = Callable[[ApiRequest], Any]

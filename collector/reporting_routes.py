@@ -12,8 +12,9 @@ from datetime import date
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from collector.api import ApiError, ApiHandler, ApiRequest, as_int
+from collector.api import ApiError, ApiHandler, ApiRequest
 from dnma import clock
+from dnma.params import as_int
 from dnma.settings import Settings
 
 
