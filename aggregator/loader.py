@@ -9,6 +9,7 @@ current batch and waits for a side duty in progress before it exits.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import signal
@@ -206,6 +207,9 @@ def run(args: argparse.Namespace) -> int:
     def on_term(signum: int, _frame: Any) -> None:
         log_event("signal", signum=signum)
         loader.stop.set()  # the current batch finishes; a retry wait is cut short
+        # A stop that takes longer than a side duty may last prints every thread's stack on
+        # stderr: where a stuck loader is, for whoever must kill it.
+        faulthandler.dump_traceback_later(SIDE_DUTY_JOIN_S + 5, exit=False)
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)

@@ -44,7 +44,7 @@ def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.E
                 break
             if kicked or checks_due(settings, checked_at):
                 checked_at = time.time()
-                _duty("checked", lambda: {"transitions": len(run_checks(client, settings))})
+                _duty("checked", lambda: {"transitions": len(run_checks(client, settings, stop=stop))})
     finally:
         client.close()
 

@@ -4,6 +4,7 @@ gauges file and the webhook are refreshed. The loader calls `run_checks` when `c
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -62,15 +63,20 @@ def run_checks(
     only: list[str] | None = None,
     now: datetime | None = None,
     window: tuple[datetime, datetime] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[Transition]:
     """Run the checks once; returns the alerts that opened or resolved. One failing check is logged
-    and recorded in `quality_check_runs`; the others still run."""
+    and recorded in `quality_check_runs`; the others still run. A set `stop` (a stopping loader)
+    ends the run between two checks: the ones not run wait for the next run."""
     run_at = (now or clock.now(PARIS)).astimezone(PARIS).replace(microsecond=0)
     ctx = CheckContext(client, settings, run_at, explicit_window=window)
     db = settings.clickhouse_database
     transitions: list[Transition] = []
     runs: dict[str, dict[str, Any]] = {}
     for check in selected(settings, only):
+        if stop is not None and stop.is_set():
+            log.info("quality_checks_interrupted", extra={"checks": len(runs)})
+            break
         t0 = time.perf_counter()
         error = ""
         result = None

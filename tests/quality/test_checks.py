@@ -189,3 +189,27 @@ def test_volume_band_on_same_weekday(env: Any) -> None:
     # Late hits complete the day: re-judging the same day resolves it.
     insert_hits(client, clean_hits(SITE_BZH, day + timedelta(hours=12), 420, spacing_s=30))
     assert resolved(run_checks(client, settings, only=["volume"], now=paris(2024, 10, 16, 7)), "volume") == set(alerts)
+
+
+class _StopAfter:
+    """A stop event that becomes set once `n` checks have started (the loader's SIGTERM mid-run)."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def is_set(self) -> bool:
+        self.left -= 1
+        return self.left < 0
+
+
+def test_a_stopping_loader_ends_the_run_between_two_checks(env: Any) -> None:
+    client, settings = env
+    insert_hits(client, clean_hits(SITE_BZH, NOW - timedelta(hours=20), 50))
+    run_checks(client, settings, now=NOW, stop=_StopAfter(2))  # type: ignore[arg-type]
+    ran = client.query("SELECT count() FROM dnma.quality_check_runs WHERE ran_at = {t:DateTime}",
+                       parameters={"t": NOW}).result_rows[0][0]
+    assert ran == 2
+    later = NOW + timedelta(minutes=20)
+    run_checks(client, settings, now=later)
+    assert client.query("SELECT count() FROM dnma.quality_check_runs WHERE ran_at = {t:DateTime}",
+                        parameters={"t": later}).result_rows[0][0] > 2

@@ -70,8 +70,10 @@ def loader_env(data_dir: Path, **overrides: Any) -> dict[str, str]:
 
 def start_loader(data_dir: Path, *args: str, **overrides: Any) -> subprocess.Popen[bytes]:
     log = open(data_dir / "loader.log", "ab")  # noqa: SIM115 - lives as long as the process
-    return subprocess.Popen([sys.executable, "-m", "cli", "loader", *args], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "loader", *args], cwd=REPO,
                             env=loader_env(data_dir, **overrides), stdout=log, stderr=log)
+    proc.data_dir = data_dir  # type: ignore[attr-defined]  # stop() shows its log on a timeout
+    return proc
 
 
 def run_loader_once(data_dir: Path, timeout: float = 120, **overrides: Any) -> None:
@@ -82,7 +84,11 @@ def run_loader_once(data_dir: Path, timeout: float = 120, **overrides: Any) -> N
 def stop(proc: subprocess.Popen[bytes], *, kill: bool = False, timeout: float = 30) -> int:
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
-    return proc.wait(timeout=timeout)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        data_dir = getattr(proc, "data_dir", None)
+        raise AssertionError(f"did not stop within {timeout} s; log:\n{log_tail(data_dir, 12000) if data_dir else ''}") from None
 
 
 def log_tail(data_dir: Path, n: int = 3000) -> str:
