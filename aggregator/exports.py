@@ -8,7 +8,10 @@ Choices the spec leaves open, fixed here:
   at 24: 0 s -> '0:00:00', 3725 s -> '1:02:05', 443045 s -> '123:04:05';
 - `utilisateurs_X` = distinct hashed uid, else distinct visitor id, over the UAI × week;
 - visits of service X = visits whose `services` contain X (service columns do not sum to the total);
-- `--from` / `--to` are inclusive visit days; a week cut by them is partial (pass Monday..Sunday);
+- `--from` / `--to` are inclusive visit days and must span whole ISO weeks (Monday..Sunday) that
+  are over: any other range is refused, or with `--partial` written under a file name and a
+  manifest saying partial, so a cut week is never published as a whole one (aggregator.publication
+  writes the weekly publication itself);
 - visits without a UAI are left out (the rows are per UAI); unknown UAIs get empty shared columns;
 - shared columns are labels: académie, commune, département, région, ministère and
   circonscription names, `nature_uai` the nature label (e.g. 'COLLEGE'), `secteur` PU/PR.
@@ -18,10 +21,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
+import json
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
+from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
@@ -162,26 +170,129 @@ def write(client: Any, dataset: ExportDataset, debut: date, fin: date, out: IO[s
     return n
 
 
+def write_file(client: Any, dataset: ExportDataset, debut: date, fin: date, path: Path,
+               database: str = "dnma") -> tuple[int, str]:
+    """The export written to `path` through a temporary file renamed into place (never half a
+    file); returns (rows, SHA-256 of the file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("w", encoding="utf-8", newline="") as f:
+            n = write(client, dataset, debut, fin, f, database)
+            f.flush()
+            os.fsync(f.fileno())
+        digest = hashlib.sha256()
+        with tmp.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n, digest.hexdigest()
+
+
+def range_problem(debut: date, fin: date, today: date) -> str | None:
+    """Why [debut, fin] is not whole ISO weeks that are over (None: it is). `today` is DNMA's."""
+    if debut > fin:
+        return f"--from {debut} is after --to {fin}"
+    if debut.weekday() != 0 or fin.weekday() != 6:
+        monday = debut - timedelta(days=debut.weekday())
+        sunday = fin + timedelta(days=6 - fin.weekday())
+        return (f"{debut}..{fin} is not whole ISO weeks (Monday..Sunday): "
+                f"use --from {monday} --to {sunday}, or --partial")
+    if fin >= today:
+        return f"the week ending {fin} is not over (today is {today}): use --partial to export it so far"
+    return None
+
+
+def partial_path(path: Path, debut: date, fin: date) -> Path:
+    """`s.csv` -> `s.partial-2026-12-01_2026-12-03.csv`: a partial export says so in its name."""
+    return path.with_name(f"{path.stem}.partial-{debut}_{fin}{path.suffix}")
+
+
+# --- versions (recorded in manifests) ---------------------------------------------------
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """`git describe` of the checkout when there is one, else the installed package's version."""
+    from dnma.settings import REPO_ROOT
+
+    try:
+        out = subprocess.run(["git", "-C", str(REPO_ROOT), "describe", "--always", "--dirty", "--tags"],
+                             capture_output=True, text=True, timeout=10, check=True)
+        if out.stdout.strip():
+            return "git " + out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return "dnma " + version("dnma")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def referential_version(client: Any, settings: Any, day: date | None = None) -> dict[str, Any]:
+    """What identifies the referential the exports of `day` read: with the referential kept per
+    school year (`etablissements_annees`), the loaded year nearest to `day`'s school year (1 August
+    starts one), else the one table `etablissements`; with its rows, sources and last load time."""
+    db = settings.clickhouse_database
+    select = "count(), max(loaded_at), arraySort(groupUniqArray(source))"
+    if day is not None and int(client.command(f"EXISTS TABLE {db}.etablissements_annees")):
+        years = client.query(f"SELECT annee, {select} FROM {db}.etablissements_annees FINAL GROUP BY annee").result_rows
+        wanted = day.year - (day.month < 8)
+        if years:
+            annee, rows, loaded_at, sources = min(years, key=lambda y: (abs(int(y[0]) - wanted), int(y[0])))
+            return {"school_year": f"{annee}-{int(annee) + 1}", "rows": int(rows),
+                    "loaded_at": loaded_at.isoformat(), "sources": list(sources)}
+    rows, loaded_at, sources = client.query(f"SELECT {select} FROM {db}.etablissements FINAL").result_rows[0]
+    return {"school_year": None, "rows": int(rows), "loaded_at": loaded_at.isoformat() if rows else None,
+            "sources": list(sources)}
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", choices=sorted(DATASETS))
     p.add_argument(
         "--from", dest="debut", type=date.fromisoformat, required=True, help="first day (YYYY-MM-DD)"
     )
     p.add_argument("--to", dest="fin", type=date.fromisoformat, required=True, help="last day, inclusive")
-    p.add_argument("-o", "--output", type=Path, help="CSV file to write (default: standard output)")
+    p.add_argument("-o", "--output", type=Path,
+                   help="CSV file to write, with FILE.manifest.json beside it (default: standard output)")
+    p.add_argument("--partial", action="store_true",
+                   help="accept a range that is not whole ISO weeks over (needs -o: the file name and "
+                        "its manifest say partial)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from dnma import clock
     from dnma.chclient import get_client
     from dnma.settings import get_settings
 
+    problem = range_problem(args.debut, args.fin, clock.today())
+    if problem and (not args.partial or args.debut > args.fin):
+        print(f"dnma export: {problem}", file=sys.stderr)
+        return 2
+    if problem and args.output is None:
+        print("dnma export: --partial needs -o FILE (the file name says partial)", file=sys.stderr)
+        return 2
     settings = get_settings()
     client = get_client(settings)
     dataset = DATASETS[args.dataset]
     if args.output is None:
         n = write(client, dataset, args.debut, args.fin, sys.stdout, settings.clickhouse_database)
-    else:
-        with args.output.open("w", encoding="utf-8", newline="") as f:
-            n = write(client, dataset, args.debut, args.fin, f, settings.clickhouse_database)
-    print(f"{dataset.name}: {n} rows", file=sys.stderr)
+        print(f"{dataset.name}: {n} rows", file=sys.stderr)
+        return 0
+    path = partial_path(args.output, args.debut, args.fin) if problem else args.output
+    n, digest = write_file(client, dataset, args.debut, args.fin, path, settings.clickhouse_database)
+    manifest = {
+        "dataset": dataset.name,
+        "period": {"from": args.debut.isoformat(), "to": args.fin.isoformat()},
+        "partial": problem is not None,
+        **({"partial_because": problem} if problem else {}),
+        "files": {path.name: {"rows": n, "sha256": digest}},
+        "referential": referential_version(client, settings, args.debut),
+        "code_version": code_version(),
+        "exported_at": clock.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+    path.with_name(path.name + ".manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    print(f"{dataset.name}: {n} rows in {path}{' (partial)' if problem else ''}", file=sys.stderr)
     return 0

@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     quality_webhook_retries: int = Field(default=3, description="Webhook attempts after the first, with exponential backoff.")
     quality_webhook_backoff_s: float = Field(default=1.0, description="First webhook retry delay; doubles each time.")
 
+    # --- weekly open-data publication (aggregator/publication.py)
+    exports_dir: Path | None = Field(default=None, description="Where the loader publishes the weekly open-data exports, one YYYY-Www directory per ISO week. Empty: data_dir/exports.")
+    exports_keep_weeks: int = Field(default=104, ge=1, description="Published weeks kept (two years); the loader removes the directories of older weeks.")
+    publication_schedule: str = Field(default="monday 06:00", pattern=r"(?i)^(off|((mon|tue|wed|thu|fri|sat|sun|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\s+([01]?\d|2[0-3]):[0-5]\d))?$", description="When the loader publishes the previous ISO week: a weekday and a Europe/Paris time; it waits for the week's days to be settled. `off` (or empty) disables it.")
+    publication_recheck_weeks: int = Field(default=4, ge=0, description="Published weeks (the last ones) the loader re-checks for late data; changed data makes a new revision of the week.")
+
     @classmethod
     def settings_customise_sources(
         cls,
