@@ -1,5 +1,6 @@
 """The loader's side duties, on their own thread and ClickHouse client so loading never waits for
-them: a sessionizer pass (visits) and the quality checks, each when due, both at once on a kick.
+them: a sessionizer pass (visits), the quality checks and the weekly publication, each when due, all
+at once on a kick.
 """
 
 from __future__ import annotations
@@ -14,18 +15,21 @@ from aggregator.loader_logs import log_event
 from dnma.settings import Settings
 
 SIDE_DUTY_JOIN_S = 25.0  # how long a stopping loader waits for a sessionizer day or a check to end
+PUBLICATION_CHECK_S = 300.0  # how often the weekly publication looks whether its week is due and settled
 
 
 def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.Event) -> None:
     """Visits every loader_aggregate_interval_s, quality checks every quality_checks_interval_s,
     until `stop`; `kick` (SIGUSR1) runs both now."""
     from aggregator.checks.runner import checks_due, run_checks
+    from aggregator.publication import publication_duty
     from aggregator.sessionizer import Settling, aggregate_once
     from dnma.chclient import get_client
 
     client = get_client(settings)
     aggregated_at = time.monotonic()
     checked_at: float | None = None
+    publication_at: float | None = None
     settling = Settling()
     try:
         while not stop.wait(1.0):
@@ -45,6 +49,12 @@ def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.E
             if kicked or checks_due(settings, checked_at):
                 checked_at = time.time()
                 _duty("checked", lambda: {"transitions": len(run_checks(client, settings, stop=stop))})
+            if stop.is_set():
+                break
+            # The weekly open-data publication (aggregator.publication): due, settled, late data, retention.
+            if kicked or publication_at is None or time.monotonic() - publication_at >= PUBLICATION_CHECK_S:
+                publication_at = time.monotonic()
+                _duty("publication", functools.partial(publication_duty, client, settings))
     finally:
         client.close()
 
