@@ -38,6 +38,12 @@ class Periods:
         return self.spans[-1].last
 
 
+def school_year(d: date) -> int:
+    """The school year a day belongs to, as its first year: 1 August starts a new one
+    (spec/INDICATORS.md, the dashboards' `annee_scolaire`): 2026-07-31 -> 2025, 2026-08-01 -> 2026."""
+    return d.year - (d.month < 8)
+
+
 def start_of(period: str, d: date) -> date:
     if period == "week":
         return d - timedelta(days=d.weekday())

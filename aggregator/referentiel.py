@@ -13,13 +13,37 @@ from pathlib import Path
 from typing import Any
 
 from aggregator.geo_codes import departement_code, departement_iso, region_iso
+from aggregator.migrations import m0011_etablissements_annees as m0011
 from aggregator.migrations.m0002_etablissements import ETABLISSEMENT_COLUMNS, STAGE, TABLE
+from aggregator.periods import school_year
 from dnma import clock
 from dnma.uai import normalise
 
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in ETABLISSEMENT_COLUMNS)
 # Files above this size get a progress bar even when stderr is not a terminal (the national annuaire).
 PROGRESS_MIN_BYTES = 5 * 1024**2
+# The referential per school year (m0011): `annee` is the year the school year starts.
+YEARS_TABLE, YEARS_STAGE, YEARS_DICTIONARY = m0011.TABLE, m0011.STAGE, m0011.DICTIONARY
+
+
+def nearest_year(loaded: Iterable[int], annee: int) -> int | None:
+    """The loaded year nearest to `annee` (itself when loaded; the earlier one on a tie), None if
+    nothing is loaded: a period whose own year is missing is shown with the closest referential."""
+    return min(loaded, key=lambda y: (abs(y - annee), y), default=None)
+
+
+def year_sql(database: str, day: str) -> str:
+    """SQL for nearest_year(loaded years, school year of `day`), 0 when no year is loaded: the
+    first component of a key of `etablissements_annees_dict`."""
+    wanted = f"(toInt32(toYear({day})) - (toMonth({day}) < 8))"
+    loaded = f"(SELECT groupUniqArray(annee) FROM {database}.{YEARS_TABLE})"
+    return f"toUInt16(arraySort(a -> (abs(toInt32(a) - {wanted}), a), {loaded})[1])"
+
+
+def ref_sql(database: str, attr: str, year: str, uai: str, default: str = "''") -> str:
+    """An attribute of an establishment in the referential of school year `year` (SQL)."""
+    return (f"dictGetOrDefault('{database}.{YEARS_DICTIONARY}', '{attr}', tuple({year}, toString({uai})), "
+            f"{default})")
 
 
 class Kind(StrEnum):
@@ -244,6 +268,8 @@ class Referentiel:
 
     etablissements: dict[str, dict[str, Any]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    # The school year built: pupil counts of that year or the latest before it win (None: the latest).
+    annee: int | None = None
 
     def add_annuaire(self, rows: Iterable[dict[str, Any]]) -> None:
         for row in rows:
@@ -272,11 +298,14 @@ class Referentiel:
                     old[key] = value
 
     def add_effectifs(self, rows: Iterable[dict[str, Any]]) -> None:
-        latest: dict[str, tuple[str, int]] = {}
+        latest: dict[str, tuple[tuple[bool, str], int]] = {}
         for row in rows:
+            # Within the years up to self.annee the latest wins; a later year only if none is.
+            year = row["annee"]
+            rank = (self.annee is None or _start_year(year) <= self.annee, year)
             seen = latest.get(row["uai"])
-            if seen is None or row["annee"] >= seen[0]:
-                latest[row["uai"]] = (row["annee"], row["eleves"])
+            if seen is None or rank >= seen[0]:
+                latest[row["uai"]] = (rank, row["eleves"])
         for uai, (_, eleves) in latest.items():
             if uai in self.etablissements and eleves:
                 self.etablissements[uai]["eleves"] = eleves
@@ -297,6 +326,12 @@ class Referentiel:
                     self.add_effectifs(counted)
 
 
+def _start_year(annee: str) -> int:
+    """'2022' (écoles) and '2018-2019' (second degré) -> the school year's first year."""
+    digits = annee.strip()[:4]
+    return int(digits) if digits.isdigit() else 0
+
+
 def _counting(rows: Iterable[dict[str, Any]], counts: dict[str, int], key: str) -> Iterator[dict[str, Any]]:
     counts.setdefault(key, 0)
     for row in rows:
@@ -307,51 +342,97 @@ def _counting(rows: Iterable[dict[str, Any]], counts: dict[str, int], key: str) 
 # --- ClickHouse ----------------------------------------------------------------------------
 
 
-def _current(client: Any, database: str) -> dict[str, dict[str, Any]]:
-    result = client.query(f"SELECT {', '.join(COLUMN_NAMES)} FROM {database}.{TABLE} FINAL")
+def _current(client: Any, database: str, annee: int) -> dict[str, dict[str, Any]]:
+    """The referential of school year `annee` as loaded (empty when that year is not)."""
+    result = client.query(
+        f"SELECT {', '.join(COLUMN_NAMES)} FROM {database}.{YEARS_TABLE} FINAL WHERE annee = {{annee:UInt16}}",
+        parameters={"annee": annee},
+    )
     return {row[0]: dict(zip(COLUMN_NAMES, row, strict=True)) for row in result.result_rows}
 
 
-def load_files(client: Any, settings: Any, paths: list[Path], *, replace: bool = False) -> dict[str, int]:
-    """Merge the files onto the current referential (or onto nothing with replace=True) and swap
-    the result in atomically. Rows read per kind, plus 'etablissements' (rows in the table).
+def loaded_years(client: Any, database: str) -> list[int]:
+    rows = client.query(f"SELECT DISTINCT annee FROM {database}.{YEARS_TABLE} ORDER BY annee").result_rows
+    return [int(row[0]) for row in rows]
 
-    Loading the same files again gives the same table: the merge is keyed by UAI and the swap
-    replaces the table's only partition (`REPLACE PARTITION tuple() FROM` the stage table).
+
+def _swap(client: Any, r: Any, stage: str, table: str, partition: str, rows: list[list[Any]],
+          columns: list[str]) -> None:
+    """Replace one partition of `table` with `rows` in one step (through `stage`); none: drop it."""
+    on_cluster = r.on_cluster
+    client.command(f"TRUNCATE TABLE IF EXISTS {r.local_name(stage)}{on_cluster}")
+    if rows:
+        client.insert(
+            r.name(stage),
+            rows,
+            column_names=columns,
+            # A cluster inserts through the Distributed stage: wait until every shard has its part.
+            settings={"insert_distributed_sync": 1} if r.cluster else None,
+        )
+        client.command(f"ALTER TABLE {r.local_name(table)}{on_cluster} REPLACE PARTITION {partition} "
+                       f"FROM {r.local_name(stage)}")
+    elif partition == "tuple()":
+        client.command(f"TRUNCATE TABLE IF EXISTS {r.local_name(table)}{on_cluster}")
+    else:
+        client.command(f"ALTER TABLE {r.local_name(table)}{on_cluster} DROP PARTITION {partition}")
+    client.command(f"TRUNCATE TABLE IF EXISTS {r.local_name(stage)}{on_cluster}")
+
+
+def load_files(client: Any, settings: Any, paths: list[Path], *, replace: bool = False,
+               annee: int | None = None) -> dict[str, int]:
+    """Merge the files onto the referential of school year `annee` (default: the school year of
+    today on DNMA's clock), or onto nothing with replace=True, and swap the result in atomically.
+    Rows read per kind, plus 'etablissements' (rows of that year) and 'annee'.
+
+    Other years are kept (`etablissements_annees`, one partition per year). When `annee` is the
+    latest year loaded, `etablissements` (the current referential) becomes that year's too.
+    Loading the same files again gives the same tables: the merge is keyed by UAI and each swap
+    replaces one partition (`REPLACE PARTITION ... FROM` a stage table).
     """
     from aggregator.migrate import renderer
 
     r = renderer(settings)
-    ref = Referentiel()
+    year = annee if annee is not None else school_year(clock.now().date())
+    ref = Referentiel(annee=year)
     if not replace:
-        for uai, row in _current(client, r.database).items():
+        for uai, row in _current(client, r.database, year).items():
             row.pop("loaded_at")
             ref.etablissements[uai] = row
     ref.add_files(paths)
     loaded_at = clock.now().replace(microsecond=0)
     rows = [[*(e[name] for name in COLUMN_NAMES[:-1]), loaded_at] for e in ref.etablissements.values()]
 
-    on_cluster = r.on_cluster
-    client.command(f"TRUNCATE TABLE IF EXISTS {r.local_name(STAGE)}{on_cluster}")
-    if rows:
-        client.insert(
-            r.name(STAGE),
-            rows,
-            column_names=list(COLUMN_NAMES),
-            # A cluster inserts through the Distributed stage: wait until every shard has its part.
-            settings={"insert_distributed_sync": 1} if r.cluster else None,
-        )
-        client.command(
-            f"ALTER TABLE {r.local_name(TABLE)}{on_cluster} REPLACE PARTITION tuple() FROM {r.local_name(STAGE)}"
-        )
-    else:
-        client.command(f"TRUNCATE TABLE IF EXISTS {r.local_name(TABLE)}{on_cluster}")
-    client.command(f"TRUNCATE TABLE IF EXISTS {r.local_name(STAGE)}{on_cluster}")
-    client.command(f"SYSTEM RELOAD DICTIONARY{on_cluster} {r.database}.etablissements_dict")
-    return {**ref.counts, "etablissements": len(rows)}
+    _swap(client, r, YEARS_STAGE, YEARS_TABLE, str(int(year)), [[year, *row] for row in rows],
+          ["annee", *COLUMN_NAMES])
+    latest = max(loaded_years(client, r.database), default=None)
+    if latest is None or latest == year:
+        _swap(client, r, STAGE, TABLE, "tuple()", rows, list(COLUMN_NAMES))
+    elif latest < year:  # this year is now empty: the current referential is the latest one left
+        current = [[*(e[n] for n in COLUMN_NAMES)] for e in _current(client, r.database, latest).values()]
+        _swap(client, r, STAGE, TABLE, "tuple()", current, list(COLUMN_NAMES))
+    for dictionary in ("etablissements_dict", YEARS_DICTIONARY):
+        client.command(f"SYSTEM RELOAD DICTIONARY{r.on_cluster} {r.database}.{dictionary}")
+    return {**ref.counts, "etablissements": len(rows), "annee": year}
+
+
+def load_fetched(client: Any, settings: Any, result: Any) -> dict[str, int]:
+    """Load what referentiel_fetch.fetch() verified (a FetchResult) as school year result.annee,
+    in one swap: the whole country replaces that year's referential, some départements are
+    merged onto it."""
+    return load_files(client, settings, list(result.paths), replace=not result.departements, annee=result.annee)
 
 
 # --- CLI -----------------------------------------------------------------------------------
+
+
+def _annee(raw: str) -> int:
+    if not (raw.isdigit() and 2000 <= int(raw) <= 2999):
+        raise argparse.ArgumentTypeError(f"a school year's first year, e.g. 2026 for 2026-2027 (not {raw!r})")
+    return int(raw)
+
+
+ANNEE_HELP = ("the school year to load as, by its first year (2026 = 2026-2027; default: today's, "
+              "a new year starting on 1 August); other years are kept")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -361,6 +442,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     load.add_argument(
         "--replace", action="store_true", help="start from an empty referential instead of the current one"
     )
+    load.add_argument("--annee", type=_annee, help=ANNEE_HELP)
+    fetch = sub.add_parser("fetch", help="download the national files from data.education.gouv.fr, verify, load")
+    fetch.add_argument("--annee", type=_annee, help=ANNEE_HELP)
+    fetch.add_argument("--departements", nargs="+", default=[], metavar="CODE",
+                       help="only these départements (035 56 2A, or 035,056); default: all of France")
+    fetch.add_argument("--base-url", default="", help="the portal (default: the referentiel_base_url setting)")
+
+
+def _print_counts(counts: dict[str, int]) -> None:
+    for kind, n in counts.items():
+        print(f"{kind}: {n}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -369,13 +461,45 @@ def run(args: argparse.Namespace) -> int:
     from dnma.settings import get_settings
 
     settings = get_settings()
+    if args.action == "fetch":
+        return _run_fetch(args, settings)
     missing = [str(p) for p in args.files if not p.is_file()]
     if missing:
         print(f"not found: {', '.join(missing)}", file=sys.stderr)
         return 2
     client = get_client(settings)
     migrate(client, settings)
-    counts = load_files(client, settings, list(args.files), replace=args.replace)
-    for kind, n in counts.items():
-        print(f"{kind}: {n}")
+    _print_counts(load_files(client, settings, list(args.files), replace=args.replace, annee=args.annee))
+    return 0
+
+
+def _run_fetch(args: argparse.Namespace, settings: Any) -> int:
+    """Download into a temporary directory beside the data, verify everything, then load once."""
+    import tempfile
+
+    from aggregator.migrate import migrate
+    from aggregator.referentiel_fetch import FetchError, FetchOptions, fetch
+    from dnma.chclient import get_client
+
+    options = FetchOptions(annee=args.annee, departements=tuple(args.departements), base_url=args.base_url)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="referentiel-fetch-", dir=settings.data_dir) as tmp:
+            result = fetch(settings, options, Path(tmp))
+            try:
+                client = get_client(settings)
+                migrate(client, settings)
+                counts = load_fetched(client, settings, result)
+            except Exception as exc:  # noqa: BLE001 (one line for the operator, never a traceback)
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+                print(f"dnma referentiel fetch: loading failed: {first[:300]}", file=sys.stderr)
+                return 1
+    except FetchError as exc:
+        print(f"dnma referentiel fetch: {exc}; nothing changed", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"dnma referentiel fetch: {exc.strerror or exc} ({exc.filename or settings.data_dir}); "
+              "nothing changed", file=sys.stderr)
+        return 1
+    _print_counts(counts)
     return 0

