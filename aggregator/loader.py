@@ -23,6 +23,7 @@ from aggregator.loader_batches import Batches, DataError, Metrics
 from aggregator.loader_duties import SIDE_DUTY_JOIN_S, run_side_duties
 from aggregator.loader_logs import log_event, setup_logging
 from aggregator.loader_state import LoaderState
+from aggregator.write_gate import WriteGate
 from dnma import clock, spool
 from dnma.settings import Settings, get_settings
 
@@ -42,6 +43,8 @@ class Loader:
         self.kick = threading.Event()  # run the side duties now (SIGUSR1)
         self.metrics = Metrics()
         self.batches = Batches(settings, self.metrics, self._retry)
+        # Passed by each batch and side duty; a backup (aggregator.backup) closes it for its snapshot.
+        self.gate = WriteGate()
         self.endpoint: Any = None
         self._status_at = 0.0
 
@@ -144,7 +147,7 @@ class Loader:
             batches.redo_pending()
             self.start_endpoint()
             # Own thread and client, so loading never waits for the sessionizer or the checks.
-            side = threading.Thread(target=run_side_duties, args=(self.settings, self.stop, self.kick),
+            side = threading.Thread(target=run_side_duties, args=(self.settings, self.stop, self.kick, self.gate),
                                     name="side-duties", daemon=True)
             side.start()
             self.metrics.state = "running"
@@ -154,11 +157,12 @@ class Loader:
             while not self.stop.is_set():
                 started = time.monotonic()
                 self._note_clock_jump(jumps)
-                loaded = batches.load_once()
-                # Retire when idle, and every second under load so the spool cap frees up.
-                if not loaded or time.monotonic() - retired_at >= 1.0:
-                    batches.retire()
-                    retired_at = time.monotonic()
+                with self.gate.writing():
+                    loaded = batches.load_once()
+                    # Retire when idle, and every second under load so the spool cap frees up.
+                    if not loaded or time.monotonic() - retired_at >= 1.0:
+                        batches.retire()
+                        retired_at = time.monotonic()
                 self.write_status()
                 if not loaded:
                     self.stop.wait(poll)

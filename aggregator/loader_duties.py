@@ -12,15 +12,18 @@ import time
 from typing import Any
 
 from aggregator.loader_logs import log_event
+from aggregator.write_gate import WriteGate
 from dnma.settings import Settings
 
 SIDE_DUTY_JOIN_S = 25.0  # how long a stopping loader waits for a sessionizer day or a check to end
 PUBLICATION_CHECK_S = 300.0  # how often the weekly publication looks whether its week is due and settled
 
 
-def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.Event) -> None:
+def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.Event,
+                    gate: WriteGate | None = None) -> None:
     """Visits every loader_aggregate_interval_s, quality checks every quality_checks_interval_s,
-    until `stop`; `kick` (SIGUSR1) runs both now."""
+    until `stop`; `kick` (SIGUSR1) runs both now. Each duty passes `gate` (a backup waits for it)."""
+    gate = gate or WriteGate()
     from aggregator.checks.runner import checks_due, run_checks
     from aggregator.publication import publication_duty
     from aggregator.sessionizer import Settling, aggregate_once
@@ -39,8 +42,9 @@ def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.E
             interval = settings.loader_aggregate_interval_s
             if kicked or (interval > 0 and time.monotonic() - aggregated_at >= interval):
                 # A kick builds every dirty day; periodic passes hold back past days still changing.
-                _duty("aggregated", functools.partial(aggregate_once, client, settings, stop,
-                                                      None if kicked else settling))
+                with gate.writing():
+                    _duty("aggregated", functools.partial(aggregate_once, client, settings, stop,
+                                                          None if kicked else settling))
                 # Counted from the end of the pass: a long pass (a large day) is followed by a
                 # full interval of loading, never by another pass straight away.
                 aggregated_at = time.monotonic()
@@ -48,7 +52,8 @@ def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.E
                 break
             if kicked or checks_due(settings, checked_at):
                 checked_at = time.time()
-                _duty("checked", lambda: {"transitions": len(run_checks(client, settings, stop=stop))})
+                with gate.writing():
+                    _duty("checked", lambda: {"transitions": len(run_checks(client, settings, stop=stop))})
             if stop.is_set():
                 break
             # The weekly open-data publication (aggregator.publication): due, settled, late data, retention.

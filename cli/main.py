@@ -11,7 +11,7 @@ from types import ModuleType
 
 from dnma_superset import provision
 
-from aggregator import exports, loader, migrate, referentiel, sessionizer
+from aggregator import backup, exports, loader, migrate, referentiel, sessionizer
 from aggregator.checks import cli as checks
 from cli import access, demo, serve, stack, tagcheck
 
@@ -30,6 +30,8 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "checks": (checks, "run the data-quality checks, or list their status and open alerts"),
     "tag-check": (tagcheck, "check the tracking requests of a page (URL) or HAR file: tagging plan"),
     "access": (access, "perimeter tokens: `issue`, `revoke`, `list` (view only, across sites)"),
+    "backup": (backup, "back the stopped embedded stack up into a directory (ClickHouse, spool, settings, secrets)"),
+    "restore": (backup, "rebuild a stopped data directory from a `dnma backup` directory"),
     "superset": (provision, "Superset: `provision` imports the dashboards, roles, RLS and users"),
 }
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from dnma.settings import Settings
+
+# Under data_dir: the one directory chDB may write a `BACKUP ... TO File(...)` into, or RESTORE from
+# (aggregator/backup.py). chDB allows File backups only under `backups.allowed_path`, an engine
+# option fixed by the first client of a process: every embedded client passes it.
+BACKUP_STAGING_DIR = "backups-staging"
+
+
+def backup_staging_dir(settings: Settings) -> Path:
+    return (settings.data_dir / BACKUP_STAGING_DIR).resolve()
 
 
 def get_client(settings: Settings, database: str | None = None, **kwargs: Any) -> Client:
@@ -19,6 +29,9 @@ def get_client(settings: Settings, database: str | None = None, **kwargs: Any) -
     dsn = settings.resolved_dsn
     if dsn.startswith("chdb:"):
         (settings.data_dir / "clickhouse").mkdir(parents=True, exist_ok=True)
+        staging = backup_staging_dir(settings)
+        staging.mkdir(mode=0o700, parents=True, exist_ok=True)
+        kwargs.setdefault("chdb_options", {"backups.allowed_path": str(staging)})
     client = clickhouse_connect.get_client(dsn=dsn, **kwargs)
     if database:
         client.database = database
