@@ -262,11 +262,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "its manifest say partial)")
 
 
+class RangeRefused(ValueError):
+    """The range cannot be exported as asked (the message is the one line the CLI prints)."""
+
+
+def export_to_file(client: Any, settings: Any, dataset_name: str, debut: date, fin: date, output: Path,
+                   partial: bool = False, progress: Any = None) -> dict[str, Any]:
+    """One dataset over [debut, fin] into `output` (atomically) and `output.manifest.json` beside
+    it; returns the manifest. A range that is not whole ISO weeks over raises RangeRefused, unless
+    `partial`: then the file is `partial_path(output, ...)` and the manifest says partial. A
+    reversed range is always refused. `progress` (optional) gets one line per step."""
+    from dnma import clock
+
+    problem = range_problem(debut, fin, clock.today())
+    if problem and (not partial or debut > fin):
+        raise RangeRefused(problem)
+    dataset = DATASETS[dataset_name]
+    path = partial_path(output, debut, fin) if problem else output
+    if progress is not None:
+        progress(f"exporting {dataset.name} {debut}..{fin} to {path}")
+    n, digest = write_file(client, dataset, debut, fin, path, settings.clickhouse_database)
+    manifest = {
+        "dataset": dataset.name,
+        "period": {"from": debut.isoformat(), "to": fin.isoformat()},
+        "partial": problem is not None,
+        **({"partial_because": problem} if problem else {}),
+        "files": {path.name: {"rows": n, "sha256": digest}},
+        "referential": referential_version(client, settings, debut),
+        "code_version": code_version(),
+        "exported_at": clock.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+    side = path.with_name(path.name + ".manifest.json")
+    tmp = side.with_name(f".{side.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, side)
+    return manifest
+
+
 def run(args: argparse.Namespace) -> int:
     from dnma import clock
     from dnma.chclient import get_client
     from dnma.settings import get_settings
 
+    # Refused before anything opens ClickHouse.
     problem = range_problem(args.debut, args.fin, clock.today())
     if problem and (not args.partial or args.debut > args.fin):
         print(f"dnma export: {problem}", file=sys.stderr)
@@ -281,18 +319,12 @@ def run(args: argparse.Namespace) -> int:
         n = write(client, dataset, args.debut, args.fin, sys.stdout, settings.clickhouse_database)
         print(f"{dataset.name}: {n} rows", file=sys.stderr)
         return 0
-    path = partial_path(args.output, args.debut, args.fin) if problem else args.output
-    n, digest = write_file(client, dataset, args.debut, args.fin, path, settings.clickhouse_database)
-    manifest = {
-        "dataset": dataset.name,
-        "period": {"from": args.debut.isoformat(), "to": args.fin.isoformat()},
-        "partial": problem is not None,
-        **({"partial_because": problem} if problem else {}),
-        "files": {path.name: {"rows": n, "sha256": digest}},
-        "referential": referential_version(client, settings, args.debut),
-        "code_version": code_version(),
-        "exported_at": clock.now().isoformat(timespec="seconds").replace("+00:00", "Z"),
-    }
-    path.with_name(path.name + ".manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    print(f"{dataset.name}: {n} rows in {path}{' (partial)' if problem else ''}", file=sys.stderr)
+    try:
+        manifest = export_to_file(client, settings, args.dataset, args.debut, args.fin, args.output, args.partial)
+    except RangeRefused as exc:  # the day changed since the check above
+        print(f"dnma export: {exc}", file=sys.stderr)
+        return 2
+    (name, info), = manifest["files"].items()
+    print(f"{dataset.name}: {info['rows']} rows in {args.output.with_name(name)}"
+          f"{' (partial)' if manifest['partial'] else ''}", file=sys.stderr)
     return 0

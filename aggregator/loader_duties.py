@@ -59,7 +59,7 @@ def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.E
             # The weekly open-data publication (aggregator.publication): due, settled, late data, retention.
             if kicked or publication_at is None or time.monotonic() - publication_at >= PUBLICATION_CHECK_S:
                 publication_at = time.monotonic()
-                _duty("publication", functools.partial(publication_duty, client, settings))
+                _duty("publication", functools.partial(publication_duty, client, settings, stop=stop))
     finally:
         client.close()
 

@@ -123,17 +123,22 @@ class Decision:
 
 
 def decide(schedule: Schedule | None, now: datetime, published: set[tuple[int, int]],
-           unsettled_days: list[date], first_live: date, loader_caught_up: bool) -> Decision:
+           unsettled_days: list[date], first_live: date, loader_caught_up: bool,
+           first_data_day: date | None = date.min) -> Decision:
     """What the loader does about the weekly publication at `now`: the week due (`due_week`) is
     published once; it waits while a day of it is under way for some site (`first_live`: the
     earliest day still under way, sessionizer.live_from), still dirty for the sessionizer
-    (`unsettled_days`: held back by its settling or not built yet) or while the loader lags."""
+    (`unsettled_days`: held back by its settling or not built yet) or while the loader lags. A
+    week before the first day with data (`first_data_day`, None: no data at all; a stack
+    installed since) is not published: its empty files would say nobody visited."""
     if schedule is None:
         return Decision("disabled", None, "publication_schedule is off")
     week = due_week(schedule, now)
     if week in published:
         return Decision("published", week, f"{week_name(*week)} is published")
     monday, sunday = week_days(*week)
+    if first_data_day is None or first_data_day > sunday:
+        return Decision("no_data", week, f"no data up to {sunday}")
     if first_live <= sunday:
         return Decision("wait", week, f"{sunday} is not over for every site")
     held = [d for d in unsettled_days if monday <= d <= sunday]
@@ -198,12 +203,18 @@ class Published:
     created: bool  # False: the data matched the latest revision, nothing written
 
 
+class PublicationStopped(Exception):
+    """`stop` was set between two datasets: nothing was written."""
+
+
 def publish_week(client: Any, settings: Settings, iso_year: int, iso_week: int,
-                 progress: Progress | None = None, reason: str = "manual") -> Published:
+                 progress: Progress | None = None, reason: str = "manual",
+                 stop: threading.Event | None = None) -> Published:
     """Export the week's four datasets into `<exports_dir>/YYYY-Www/`: revision 1 the first time,
     a new revision when the content differs from the latest one, nothing when it is the same.
-    `progress` gets one line per step. Callable while the loader runs only from inside it (it is
-    chDB's one owner): the loader's duty, or a job of its admin channel."""
+    `progress` gets one line per step; `stop` set between two datasets abandons the publication
+    (PublicationStopped, nothing written). Callable while the loader runs only from inside it (it
+    is chDB's one owner): the loader's duty, or a job of its admin channel."""
     say = progress or (lambda _line: None)
     name = week_name(iso_year, iso_week)
     monday, sunday = week_days(iso_year, iso_week)
@@ -223,6 +234,8 @@ def publish_week(client: Any, settings: Settings, iso_year: int, iso_week: int,
         try:
             files: dict[str, dict[str, Any]] = {}
             for dataset in DATASETS.values():
+                if stop is not None and stop.is_set():
+                    raise PublicationStopped(name)
                 say(f"{name}: exporting {dataset.name}")
                 rows, digest = write_file(client, dataset, monday, sunday, tmp / f"{dataset.name}.csv",
                                           settings.clickhouse_database)
@@ -346,42 +359,53 @@ def loader_caught_up(settings: Settings) -> bool:
     return float(status.get("lag_seconds", 0.0)) <= MAX_LOADER_LAG_S
 
 
+def first_data_day(client: Any, settings: Settings) -> date | None:
+    """The first day the sessionizer built (None: none yet)."""
+    rows = client.query(f"SELECT min(day), count() FROM {settings.clickhouse_database}.visits_fingerprints").result_rows
+    return rows[0][0] if rows and rows[0][1] else None
+
+
 def publication_duty(client: Any, settings: Settings, progress: Progress | None = None,
                      caught_up: Callable[[Settings], bool] = loader_caught_up,
-                     now: datetime | None = None) -> dict[str, Any]:
+                     now: datetime | None = None, stop: threading.Event | None = None) -> dict[str, Any]:
     """One look of the loader: publish the week due when it is settled, revise the recently
     published weeks whose inputs changed, remove old weeks. Returns what it did. `now`: DNMA's
-    clock by default."""
+    clock by default; `stop` set: ends between two datasets, what was under way left for next time."""
     from aggregator.sessionizer import live_from, site_timezones
 
     now = now or clock.now()
     schedule = parse_schedule(settings.publication_schedule)
     published = published_weeks(settings)
     result: dict[str, Any] = {"published": [], "revised": [], "removed": [], "waiting": None}
-    if schedule is not None:
-        week = due_week(schedule, now)
-        monday, sunday = week_days(*week)
-        pending = week not in published
-        decision = decide(schedule, now, set(published),
-                          unsettled_days(client, settings, monday, sunday) if pending else [],
-                          live_from(site_timezones(settings), now), caught_up(settings) if pending else True)
-        if decision.action == "publish":
-            publish_week(client, settings, *week, progress, reason="scheduled")
-            result["published"].append(week_name(*week))
-        elif decision.action == "wait":
-            result["waiting"] = f"{week_name(*week)}: {decision.reason}"
-        # Late data: the published weeks of the last publication_recheck_weeks, once settled again.
-        for back in range(settings.publication_recheck_weeks):
-            y, w, _ = (monday - timedelta(weeks=back)).isocalendar()
-            if (y, w) not in published:
-                continue
-            manifest = read_manifest(published[(y, w)]) or {}
-            if manifest.get("last_check", {}).get("inputs") == week_inputs(client, settings, y, w):
-                continue
-            first, last = week_days(y, w)
-            if unsettled_days(client, settings, first, last) or not caught_up(settings):
-                continue
-            if publish_week(client, settings, y, w, progress, reason="late data").created:
-                result["revised"].append(week_name(y, w))
+    try:
+        if schedule is not None:
+            week = due_week(schedule, now)
+            monday, sunday = week_days(*week)
+            pending = week not in published
+            decision = decide(schedule, now, set(published),
+                              unsettled_days(client, settings, monday, sunday) if pending else [],
+                              live_from(site_timezones(settings), now), caught_up(settings) if pending else True,
+                              first_data_day(client, settings) if pending else date.min)
+            if decision.action == "publish":
+                publish_week(client, settings, *week, progress, reason="scheduled", stop=stop)
+                result["published"].append(week_name(*week))
+            elif decision.action == "wait":
+                result["waiting"] = f"{week_name(*week)}: {decision.reason}"
+            # Late data: the published weeks of the last publication_recheck_weeks, once settled again.
+            for back in range(settings.publication_recheck_weeks):
+                y, w, _ = (monday - timedelta(weeks=back)).isocalendar()
+                if (y, w) not in published:
+                    continue
+                manifest = read_manifest(published[(y, w)]) or {}
+                if manifest.get("last_check", {}).get("inputs") == week_inputs(client, settings, y, w):
+                    continue
+                first, last = week_days(y, w)
+                if unsettled_days(client, settings, first, last) or not caught_up(settings):
+                    continue
+                if publish_week(client, settings, y, w, progress, reason="late data", stop=stop).created:
+                    result["revised"].append(week_name(y, w))
+    except PublicationStopped as exc:
+        result["stopped"] = str(exc)
+        return result
     result["removed"] = remove_old_weeks(settings, now.astimezone(clock.PARIS).date())
     return result

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from refexp_data import ANNUAIRE_35, ANNUAIRE_94, COLLEGES, ECOLE_35, FIN, _visi
 
 from aggregator.exports import DATASETS
 from aggregator.publication import (
+    PublicationStopped,
     Schedule,
     decide,
     due_week,
@@ -99,6 +101,10 @@ def test_schedule_decisions() -> None:
     # a day being rebuilt outside the week does not hold it back
     assert decide(MONDAY_6, now, set(), [date(2026, 12, 7), date(2026, 11, 29)], today, True).action == "publish"
     assert decide(MONDAY_6, now, set(), [], today, False).action == "wait"  # loader backlog
+    # no data up to the week's end (installed since, or nothing ever built): not published empty
+    assert decide(MONDAY_6, now, set(), [], today, True, date(2026, 12, 7)).action == "no_data"
+    assert decide(MONDAY_6, now, set(), [], today, True, None).action == "no_data"
+    assert decide(MONDAY_6, now, set(), [], today, True, date(2026, 12, 6)).action == "publish"
     # a site in Polynesia (UTC-10) is still on Sunday 12-06 at 06:30 Paris
     assert decide(MONDAY_6, now, set(), [], date(2026, 12, 6), True).action == "wait"
     # the year's last ISO week, then a DST week
@@ -143,6 +149,12 @@ def test_publish_week_writes_files_and_manifest(db: tuple[Any, Settings], tmp_pa
     buf = io.StringIO()
     write(client, DATASETS["fr-en-dnma-par-uai-services"], date(2024, 1, 8), date(2024, 1, 14), buf)
     assert (week_dir / "fr-en-dnma-par-uai-services.csv").read_text(encoding="utf-8") == buf.getvalue()
+    # a stopping loader abandons a publication between two datasets: nothing written
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(PublicationStopped):
+        publish_week(client, settings, 2024, 1, stop=stop)
+    assert [p.name for p in (tmp_path / "exports").iterdir()] == ["2024-W02"]
     # the same data again: no new revision, the files untouched
     stamps = {name: (week_dir / name).stat().st_mtime_ns for name in NAMES}
     again = publish_week(client, settings, 2024, 2)
@@ -167,7 +179,12 @@ def test_duty_waits_publishes_and_revises(db: tuple[Any, Settings], tmp_path: Pa
             client.command(f"INSERT INTO dnma.visits_fingerprints (day, hits, hash, built_at) "
                            f"VALUES ('{day}', {n}, {h}, now64(6))")
 
-    fingerprint("2024-01-20", 5, built=False)  # the Saturday not built yet: the week waits
+    fingerprint("2024-01-20", 5, built=False)  # the Saturday not built yet
+    # nothing ever built (a stack installed since): the week is not published empty
+    result = publication_duty(client, settings, caught_up=lambda _s: True, now=now)
+    assert result == {"published": [], "revised": [], "removed": [], "waiting": None}
+    fingerprint("2024-01-15", 2, built=True)
+    # the Saturday still to build: the week waits
     result = publication_duty(client, settings, caught_up=lambda _s: True, now=now)
     assert result["published"] == [] and "2024-01-20" in result["waiting"]
     assert not week_dir.exists()
