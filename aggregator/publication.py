@@ -303,6 +303,18 @@ def published_weeks(settings: Settings) -> dict[tuple[int, int], Path]:
     return out
 
 
+def latest_publication(settings: Settings) -> dict[str, Any] | None:
+    """The latest published week and its latest revision (for `dnma status`), None when none is."""
+    weeks = published_weeks(settings)
+    if not weeks:
+        return None
+    week_dir = weeks[max(weeks)]
+    manifest = read_manifest(week_dir) or {}
+    latest = (manifest.get("revisions") or [{}])[-1]
+    return {"week": week_dir.name, "directory": str(week_dir), "revision": latest.get("revision"),
+            "published_at": latest.get("published_at"), "last_check": manifest.get("last_check", {}).get("at")}
+
+
 def remove_old_weeks(settings: Settings, today: date) -> list[str]:
     """Delete week directories whose Monday is more than `exports_keep_weeks` weeks before the
     current week's, and stale temporary directories; returns the weeks removed."""

@@ -23,6 +23,7 @@ from aggregator.publication import (
     Schedule,
     decide,
     due_week,
+    latest_publication,
     parse_schedule,
     publication_duty,
     publish_week,
@@ -210,6 +211,8 @@ def test_duty_waits_publishes_and_revises(db: tuple[Any, Settings], tmp_path: Pa
     r1, r2 = manifest["revisions"]
     assert (r1["revision"], r1["directory"], r2["revision"], r2["directory"]) == (1, ".", 2, "r2")
     assert r2["reason"] == "late data"
+    latest = latest_publication(settings)
+    assert latest is not None and (latest["week"], latest["revision"]) == ("2024-W03", 2)
     assert {name: (week_dir / name).read_bytes() for name in NAMES} == first  # revision 1 untouched
     for rev, directory in ((r1, week_dir), (r2, week_dir / "r2")):
         for name in NAMES:
