@@ -13,6 +13,9 @@ Choices the spec leaves open, fixed here:
   manifest saying partial, so a cut week is never published as a whole one (aggregator.publication
   writes the weekly publication itself);
 - visits without a UAI are left out (the rows are per UAI); unknown UAIs get empty shared columns;
+- shared columns come from the referential of the week's school year (that of its Monday; 1 August
+  starts one), or of the loaded year nearest to it when that year was never loaded (the earlier
+  on a tie), as referential_version() records it;
 - shared columns are labels: académie, commune, département, région, ministère and
   circonscription names, `nature_uai` the nature label (e.g. 'COLLEGE'), `secteur` PU/PR.
 """
@@ -33,6 +36,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import IO, Any
 
+from aggregator.referentiel import ref_sql, year_sql
 from dnma.vocab import BROWSERS, DEVICES, OSES, SERVICES
 
 SHARED_COLUMNS: tuple[str, ...] = (
@@ -130,9 +134,10 @@ def query(dataset: ExportDataset, database: str = "dnma") -> str:
         measures.append(f"countIf({cond}) AS `visites_{suffix}`")
         measures.append(f"uniqExactIf({user}, {cond}) AS `utilisateurs_{suffix}`")
         measures.append(f"sumIf(toUInt64(duration), {cond}) AS `duree_{suffix}`")
+    # The referential of the week's school year (its Monday's), else the loaded year nearest to it.
+    year = year_sql(database, "debutsemaine")
     referentiel = [
-        f"dictGetOrDefault('{database}.etablissements_dict', '{attr}', tuple(toString(uai)), '') AS `ref_{col}`"
-        for col, attr in _REFERENTIEL_ATTRIBUTES.items()
+        f"{ref_sql(database, attr, year, 'uai')} AS `ref_{col}`" for col, attr in _REFERENTIEL_ATTRIBUTES.items()
     ]
     return (
         "SELECT toMonday(day) AS debutsemaine, toString(uai) AS uai_, "

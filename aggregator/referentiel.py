@@ -35,15 +35,17 @@ def nearest_year(loaded: Iterable[int], annee: int) -> int | None:
 def year_sql(database: str, day: str) -> str:
     """SQL for nearest_year(loaded years, school year of `day`), 0 when no year is loaded: the
     first component of a key of `etablissements_annees_dict`."""
-    wanted = f"(toInt32(toYear({day})) - (toMonth({day}) < 8))"
+    wanted = f"(toInt32(toYear(toDate({day}))) - (toMonth(toDate({day})) < 8))"
     loaded = f"(SELECT groupUniqArray(annee) FROM {database}.{YEARS_TABLE})"
     return f"toUInt16(arraySort(a -> (abs(toInt32(a) - {wanted}), a), {loaded})[1])"
 
 
 def ref_sql(database: str, attr: str, year: str, uai: str, default: str = "''") -> str:
-    """An attribute of an establishment in the referential of school year `year` (SQL)."""
-    return (f"dictGetOrDefault('{database}.{YEARS_DICTIONARY}', '{attr}', tuple({year}, toString({uai})), "
-            f"{default})")
+    """An attribute of an establishment in the referential of school year `year` (SQL); when no
+    year is loaded (`year` 0, e.g. rows put straight into `etablissements`), the current one."""
+    return (f"if({year} = 0, dictGetOrDefault('{database}.etablissements_dict', '{attr}', tuple(toString({uai})), "
+            f"{default}), dictGetOrDefault('{database}.{YEARS_DICTIONARY}', '{attr}', "
+            f"tuple({year}, toString({uai})), {default}))")
 
 
 class Kind(StrEnum):

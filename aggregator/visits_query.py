@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from aggregator.ddl import Renderer
 from aggregator.migrations.m0003_visits import VISIT_COLUMN_NAMES
+from aggregator.referentiel import ref_sql, year_sql
 from dnma import clock
 from dnma.vocab import COUNTED_ACTIONS
 
@@ -198,10 +199,11 @@ def _dictionary(r: Renderer, timezones: dict[int, str], only: str = "") -> str:
     sets = ", ".join(f"({c})" for c in CODED)
     distinct = (f"SELECT {', '.join(CODED)}, grouping({', '.join(CODED)}) AS _set {_valid_hits(r, timezones, only)} "
                 f"GROUP BY GROUPING SETS ({sets})")
-    dictionary = f"{r.database}.etablissements_dict"
+    # The referential of the day's school year (else the loaded year nearest to it), so a day
+    # rebuilt later keeps the labels of its own year.
+    year = year_sql(r.database, "{day:Date}")
     referential = ", ".join(
-        f"arrayMap(u -> toString(dictGetOrDefault('{dictionary}', '{attr}', tuple(u), '')), v_uai)"
-        for _, attr in REFERENTIAL
+        f"arrayMap(u -> toString({ref_sql(r.database, attr, year, 'u')}), v_uai)" for _, attr in REFERENTIAL
     )
     columns = ", ".join(f"v_{c}" for c in CODED)
     return f"(SELECT tuple({columns}, {referential}) FROM (SELECT {values} FROM ({distinct})))"
@@ -334,10 +336,8 @@ def _hit_tuple() -> str:
 
 
 def _referential(r: Renderer) -> str:
-    dictionary = f"{r.database}.etablissements_dict"
-    return ",\n  ".join(
-        f"dictGetOrDefault('{dictionary}', '{attr}', tuple(uai), '') AS {col}" for col, attr in REFERENTIAL
-    )
+    year = year_sql(r.database, "{day:Date}")
+    return ",\n  ".join(f"{ref_sql(r.database, attr, year, 'uai')} AS {col}" for col, attr in REFERENTIAL)
 
 
 def window_select(r: Renderer, timezones: dict[int, str]) -> str:

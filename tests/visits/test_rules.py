@@ -144,6 +144,22 @@ def test_referential_attributes_are_filled_from_the_dictionary(db: Db) -> None:
     }
 
 
+def test_referential_attributes_come_from_the_school_year_of_the_day(db: Db) -> None:
+    """The referential is kept per school year (m0011): a day's visits take the labels of its own
+    year (1 August starts one), or of the loaded year nearest to it when that year is missing."""
+    for annee, academie in ((2024, "Rennes-2024"), (2026, "Rennes-2026")):
+        db.client.command(f"INSERT INTO dnma.etablissements_annees (annee, uai, academie) "
+                          f"VALUES ({annee}, '0350002B', '{academie}')")
+    db.client.command("SYSTEM RELOAD DICTIONARY dnma.etablissements_annees_dict")
+    # 2025-2026 is not loaded: 2024 and 2026 are as near, the earlier wins. (Days of 2026 only:
+    # the hits' TTL runs on the host's clock.)
+    days = {paris(2026, 1, 15, 10, 0, 0): "Rennes-2024", paris(2026, 7, 31, 10, 0, 0): "Rennes-2024",
+            paris(2026, 8, 1, 9, 0, 0): "Rennes-2026"}
+    db.insert([hit(t, visitor_id=n, uai="0350002B") for n, t in enumerate(days)])
+    db.rebuild()
+    assert {v["day"]: v["academie"] for v in db.visits()} == {t.date(): a for t, a in days.items()}
+
+
 def test_site_time_zone_sets_the_day(tmp_path: Path) -> None:
     sites = [{"id": 1, "name": "a", "main_url": "https://a"},
              {"id": 2, "name": "b", "main_url": "https://b", "timezone": "America/Cayenne"}]
