@@ -317,6 +317,17 @@ def backup(client: Any, settings: Settings, dest: Path, progress: Progress = _qu
     return manifest
 
 
+def backup_job(ctx: Any, dir: Path) -> int:  # noqa: A002 - the job's argument name (aggregator/jobs.py)
+    """The `backup` job of the admin channel (aggregator/jobs.py): in the live loader through its
+    write gate (ctx.gate), else on the storage the command opened."""
+    try:
+        backup(ctx.client(), ctx.settings, dir, progress=lambda text: ctx.err(text + "\n"), gate=ctx.gate)
+    except BackupError as exc:
+        ctx.err(f"dnma backup: {exc}\n")
+        return 1
+    return 0
+
+
 # --- restore -----------------------------------------------------------------------------------
 
 

@@ -80,7 +80,7 @@ class Loader:
         def attempt() -> Any:
             client = get_client(self.settings)
             migrate(client, self.settings, settle=settle_pending)
-            apply_retention(client, renderer(self.settings), self.settings.hits_ttl_months)
+            apply_retention(client, renderer(self.settings), self.settings)
             apply_durability(client, renderer(self.settings))
             return client
 

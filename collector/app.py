@@ -106,7 +106,8 @@ class Collector:
         from collector import debug, quality_routes
         from collector.debug import DebugRecorder
 
-        self.debug = DebugRecorder(s.data_dir, self.clock_offset)  # records only while a /debug view is open
+        # Records only while a /debug view is open; captures are kept debug_captures_keep_hours.
+        self.debug = DebugRecorder(s.data_dir, self.clock_offset, s.debug_captures_keep_hours * 3600)
         from collector.api import create_api  # FastAPI: only for the slow paths
 
         routers = [quality_routes.build_router(s, access=self.access), debug.build_router(self)]

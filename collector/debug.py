@@ -6,7 +6,8 @@ Records are written only while someone watches: opening the view touches
 second and, for a watched site, appends one JSON line per hit to `<data_dir>/debug/site-<id>.jsonl`
 (rotated to `.jsonl.1` past 256 KiB). All workers append to the same file and the view reads it,
 so with several workers the view shows every hit whichever worker took it. Recording stops
-VIEWER_TTL_S after the last poll. Nothing recorded holds an IP, a raw uid, a token or the values
+VIEWER_TTL_S after the last poll; captures and markers untouched for `debug_captures_keep_hours`
+are deleted (each worker looks every SWEEP_S). Nothing recorded holds an IP, a raw uid, a token or the values
 of the page URL's query string.
 """
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 VIEWER_TTL_S = 600.0  # recording goes on this long after the view's last poll
 REFRESH_S = 1.0  # how often a worker looks for open views
+SWEEP_S = 60.0  # how often a worker deletes old captures
 MAX_FILE_BYTES = 256 * 1024
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -102,11 +104,13 @@ def mask_query(url: str) -> str:
 class DebugRecorder:
     """One per worker. `wants()` is the only call on the hot path: a clock compare and a set lookup."""
 
-    def __init__(self, data_dir: Path, clock_offset: float = 0.0) -> None:
+    def __init__(self, data_dir: Path, clock_offset: float = 0.0, keep_s: float = 24 * 3600.0) -> None:
         self.dir = Path(data_dir) / "debug"
         self.clock_offset = clock_offset  # hits are timed on DNMA's clock, files on the host's
+        self.keep_s = keep_s  # captures untouched this long are deleted (0: never)
         self._active: frozenset[int] = frozenset()
         self._next_refresh = 0.0
+        self._next_sweep = 0.0
         self._seq = 0
         self._pid = os.getpid()
 
@@ -123,17 +127,24 @@ class DebugRecorder:
 
     def _refresh(self, now: float) -> None:
         self._next_refresh = now + REFRESH_S
+        sweep = self.keep_s > 0 and now >= self._next_sweep
+        if sweep:
+            self._next_sweep = now + SWEEP_S
         active = set()
         try:
             with os.scandir(self.dir) as entries:
                 for entry in entries:
                     name = entry.name
-                    if name.startswith("site-") and name.endswith(".viewer"):
-                        try:
-                            if entry.stat().st_mtime + self.clock_offset > now - VIEWER_TTL_S:
-                                active.add(int(name[5:-7]))
-                        except (OSError, ValueError):
-                            continue
+                    if not name.startswith("site-"):
+                        continue
+                    try:
+                        age = now - (entry.stat().st_mtime + self.clock_offset)
+                        if sweep and age > self.keep_s:
+                            os.unlink(entry.path)  # an old capture (or marker): nobody watches it
+                        elif name.endswith(".viewer") and age < VIEWER_TTL_S:
+                            active.add(int(name[5:-7]))
+                    except (OSError, ValueError):
+                        continue
         except OSError:  # no view ever opened: no directory
             pass
         self._active = frozenset(active)

@@ -44,7 +44,11 @@ class Settings(BaseSettings):
     )
     clickhouse_database: str = Field(default="dnma", description="ClickHouse database holding every DNMA table.")
     clickhouse_cluster: str = Field(default="", description="Cluster name: migrations render ReplicatedMergeTree + Distributed, ON CLUSTER.")
-    hits_ttl_months: int = Field(default=13, ge=1, le=1200, description="Raw hits expire after this many months (ClickHouse TTL, set by the loader at start and by `dnma migrate`; visits and rollups keep).")
+    hits_ttl_months: int = Field(default=13, ge=1, le=1200, description="Raw hits expire after this many months (ClickHouse TTL, set by the loader at start and by `dnma migrate`; visits and rollups keep longer).")
+    visits_ttl_months: int = Field(default=37, ge=1, le=1200, description="Visits (and their days' fingerprints) expire after this many months, never before the raw hits they are rebuilt from (the longer of the two applies). ClickHouse TTL, set with the hits'.")
+    rollups_ttl_months: int = Field(default=0, ge=0, le=1200, description="The hit and visit rollups (hits_daily, hits_hourly, visits_daily, visits_weekly, the territorial, national and service tiers) expire after this many months, never before the visits; 0: kept for ever.")
+    quality_alerts_ttl_months: int = Field(default=13, ge=0, le=1200, description="Quality alerts last seen this many months ago are deleted (resolved ones: an open alert is seen at every run); 0: kept for ever.")
+    debug_captures_keep_hours: float = Field(default=24.0, ge=0, description="The tagging debug view's captures (data_dir/debug) untouched for this many hours are deleted by the collector; 0: kept.")
     now: str = Field(default="", description="Run as if the clock read this: an offset from the host clock (-3d, +90m, +3600) or an instant with its zone (2026-03-29T01:30:00Z); @<file>: either, read from that file and followed while the stack runs. For tests and rehearsals; empty: the host clock.")
 
     # --- sites (ENT platforms)

@@ -116,3 +116,59 @@ def test_dnma_migrate_sets_the_ttl(tmp_path: Path) -> None:
     assert "set on: ['hits', 'hits_fingerprints']" in first
     again = subprocess.run(run, env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
     assert "none (up to date)" in again and "none (already set)" in again
+
+
+def test_every_growing_table_gets_its_retention_and_aggregates_outlive_hits(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Default settings: hits 13 months, visits 37, rollups for ever, alerts 13. Rows dated relative
+    to ClickHouse's now() (the clock TTLs use), so any day of the year gives the same answer."""
+    settings = Settings(data_dir=tmp_path)
+    migrate(client, settings)
+    r = renderer(settings)
+    altered = apply_retention(client, r, settings)
+    assert set(altered) == {"hits", "hits_fingerprints", "visits", "visits_fingerprints", "quality_alerts"}
+    assert current_ttl(client, r, "visits") == "toDate32(day) + toIntervalMonth(37)"
+    assert current_ttl(client, r, "visits_weekly") == current_ttl(client, r, "hits_daily") == ""
+    assert apply_retention(client, r, settings) == []  # a second start alters nothing
+
+    for months in (20, 40):
+        client.command("INSERT INTO dnma.hits (ts, received_at, site_id, visitor_id) "
+                       f"SELECT now() - INTERVAL {months} MONTH, now(), 1, {months}")
+        client.command("INSERT INTO dnma.visits (site_id, uai, visitor_id, visit_id, day, start) "
+                       f"SELECT 1, '0350001A', {months}, {months}, toDate(now() - INTERVAL {months} MONTH), "
+                       f"now() - INTERVAL {months} MONTH")
+    for table in ("hits", "hits_fingerprints", "hits_daily", "visits"):
+        client.command(f"OPTIMIZE TABLE dnma.{table} FINAL")
+    left = {t: client.command(f"SELECT count() FROM dnma.{t}") for t in ("hits", "hits_fingerprints", "hits_daily")}
+    assert left == {"hits": 0, "hits_fingerprints": 0, "hits_daily": 2}  # the rollups outlive the raw hits
+    assert client.query("SELECT visitor_id FROM dnma.visits").result_rows == [(20,)]  # 37 months: 20 kept, 40 gone
+
+
+def test_retention_never_shorter_than_what_it_is_rebuilt_from(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings = Settings(data_dir=tmp_path, hits_ttl_months=24, visits_ttl_months=6, rollups_ttl_months=3,
+                        quality_alerts_ttl_months=0)
+    migrate(client, settings)
+    r = renderer(settings)
+    apply_retention(client, r, settings)
+    for table in ("visits", "visits_fingerprints", "visits_daily", "hits_hourly"):
+        assert current_ttl(client, r, table).endswith("toIntervalMonth(24)"), table
+    assert current_ttl(client, r, "visits_weekly") == "toDate32(debutsemaine) + toIntervalMonth(24)"
+    assert current_ttl(client, r, "quality_alerts") == ""
+    # Back to "for ever": the TTL is removed, not left behind.
+    again = settings.model_copy(update={"rollups_ttl_months": 0})
+    assert "visits_weekly" in apply_retention(client, r, again)
+    assert current_ttl(client, r, "visits_weekly") == ""
+
+
+def test_an_expired_alert_goes_with_all_its_versions(client, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """An alert opened then resolved 14 months ago (two versions, two parts) is deleted whole: its
+    older 'open' version does not come back; an alert seen this month stays."""
+    settings = Settings(data_dir=tmp_path)
+    migrate(client, settings)
+    apply_retention(client, renderer(settings), settings)
+    columns = "check, scope_kind, scope_value, window, status, last_seen, version"
+    for status, version in (("open", 1), ("resolved", 2)):
+        client.command(f"INSERT INTO dnma.quality_alerts ({columns}) "
+                       f"SELECT 'volume', 'site', '1', '1d', '{status}', now() - INTERVAL 14 MONTH, {version}")
+    client.command(f"INSERT INTO dnma.quality_alerts ({columns}) SELECT 'volume', 'site', '2', '1d', 'open', now(), 1")
+    client.command("OPTIMIZE TABLE dnma.quality_alerts FINAL")
+    assert client.query("SELECT scope_value, status FROM dnma.quality_alerts_current").result_rows == [("2", "open")]
