@@ -9,6 +9,7 @@ uniqExact of the uid hash, else the visitor id.
 
 from __future__ import annotations
 
+from aggregator.referentiel import year_sql
 from aggregator.rollups import BY_TABLE, rollup_for
 
 DB = "dnma"
@@ -102,13 +103,17 @@ def visits_measures(users_state: str) -> str:
 
 
 # Small lookups on a territory (a few hundred rows), joined by the map and académie charts' dataset.
+# The pupils of an académie (taux de visite) are those of the day's school year in the referential
+# kept per year, or of the loaded year nearest to it (aggregator.referentiel.year_sql): comparing
+# two school years compares each with its own pupil counts. ISO codes do not change with the year.
 TERRITORY_JOINS = f"""
 LEFT JOIN (SELECT departement, any(departement_iso) AS departement_iso FROM {DB}.etablissements FINAL
            WHERE departement != '' GROUP BY departement) AS di ON di.departement = t.departement
 LEFT JOIN (SELECT region, any(region_iso) AS region_iso FROM {DB}.etablissements FINAL
            WHERE region != '' GROUP BY region) AS ri ON ri.region = t.region
-LEFT JOIN (SELECT academie, sum(eleves) AS eleves FROM {DB}.etablissements FINAL GROUP BY academie) AS ea
-  ON ea.academie = t.academie"""
+LEFT JOIN (SELECT annee, academie, sum(eleves) AS eleves FROM {DB}.etablissements_annees FINAL
+           GROUP BY annee, academie) AS ea
+  ON ea.academie = t.academie AND ea.annee = {year_sql(DB, 't.day')}"""
 TERRITORY_COLUMNS = "di.departement_iso AS departement_iso, ri.region_iso AS region_iso, ea.eleves AS eleves_academie"
 NO_TERRITORY_COLUMNS = "'' AS departement_iso, '' AS region_iso, toUInt64(0) AS eleves_academie"
 

@@ -90,3 +90,33 @@ def test_cli_refuses_a_bad_year(raw: str, capsys) -> None:  # type: ignore[no-un
     with pytest.raises(SystemExit) as exit_:
         main(["referentiel", "load", "--annee", raw, "x.csv"])
     assert exit_.value.code == 2 and "school year" in capsys.readouterr().err
+
+
+def test_taux_de_visite_reads_the_pupils_of_its_school_year(tmp_path: Path) -> None:
+    """The territories dataset's pupils per académie (Superset's "taux de visite") are those of the
+    row's school year, or of the loaded year nearest to it: a year-on-year chart compares each
+    year with its own pupil counts. Runs the dataset's rollup branch, its Jinja loop dropped."""
+    import re
+
+    from dnma_superset.dataset_sql import SQL
+
+    from aggregator.migrate import migrate
+    from dnma.settings import Settings
+
+    branch = re.split(r"\{%- (?:if|elif|else)[^%]*%\}", SQL["visites_territoires"])[-1]
+    sql = re.sub(r"\{%.*?%\}.*?\{% endfor %\}|\{%-? endif %\}", "", branch, flags=re.S)
+    assert "{" not in sql and "visits_territoires_daily" in sql
+    settings = Settings(data_dir=tmp_path, clickhouse_dsn=f"chdb://{tmp_path / 'ch'}")
+    client = clickhouse_connect.get_client(dsn=settings.clickhouse_dsn)
+    try:
+        migrate(client, settings)
+        client.command("INSERT INTO dnma.etablissements_annees (annee, uai, academie, eleves) VALUES "
+                       "(2024, '0350002M', 'Rennes', 700), (2024, '0350122T', 'Rennes', 100), "
+                       "(2026, '0350002M', 'Rennes', 900)")
+        client.command("INSERT INTO dnma.visits_territoires_daily (day, academie, visites) VALUES "
+                       "('2024-10-07', 'Rennes', 1), ('2025-10-06', 'Rennes', 1), ('2026-10-05', 'Rennes', 1)")
+        got = client.query(f"SELECT annee_scolaire, eleves_academie FROM ({sql}) ORDER BY day").result_rows
+        # 2025-2026 is not loaded: 2024 and 2026 are as near, the earlier wins
+        assert got == [("2024-2025", 800), ("2025-2026", 800), ("2026-2027", 900)]
+    finally:
+        client.close()
