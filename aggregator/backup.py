@@ -389,6 +389,8 @@ def restore(source: Path, target: Path, settings: Settings, force: bool = False,
     reader's knobs only; the database and the layout come from the backup. Returns a summary."""
     source, target = source.resolve(), target.resolve()
     manifest = read_manifest(source)
+    if target == source or target in source.parents:
+        raise BackupError(f"the backup {source} lies inside {target}: move it out of the directory to rebuild")
     if target.exists():
         running = running_processes(target)
         if running:
