@@ -120,3 +120,22 @@ def test_taux_de_visite_reads_the_pupils_of_its_school_year(tmp_path: Path) -> N
         assert got == [("2024-2025", 800), ("2025-2026", 800), ("2026-2027", 900)]
     finally:
         client.close()
+
+
+def test_the_migration_keeps_the_referential_already_loaded(tmp_path: Path) -> None:
+    """An install upgraded past m0011 keeps its referential: the rows of `etablissements` become
+    the school year of their load (1 August starts one), and the exports still find them."""
+    from aggregator.migrate import migrate
+    from dnma.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, clickhouse_dsn=f"chdb://{tmp_path / 'ch'}")
+    client = clickhouse_connect.get_client(dsn=settings.clickhouse_dsn)
+    try:
+        migrate(client, settings, until=10)
+        client.command("INSERT INTO dnma.etablissements (uai, commune, loaded_at) VALUES "
+                       "('0350122T', 'Baulon', '2025-07-31 23:00:00'), ('0940176F', 'Fresnes', '2025-08-01 00:00:00')")
+        migrate(client, settings)
+        rows = client.query("SELECT annee, uai, commune FROM dnma.etablissements_annees ORDER BY uai").result_rows
+        assert rows == [(2024, "0350122T", "Baulon"), (2025, "0940176F", "Fresnes")]
+    finally:
+        client.close()
