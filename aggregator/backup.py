@@ -55,9 +55,10 @@ CLICKHOUSE_DIR = "clickhouse"  # in the backup: ClickHouse's own BACKUP director
 SPOOL_DIR = "spool"  # in the backup: the loader's offsets and the unloaded part of each segment
 FILES_DIR = "files"  # in the backup: the data directory's other files, at their relative paths
 SUPERSET_DB = "superset/superset.db"  # relative to data_dir (dnma_superset.server), copied with SQLite's backup API
-# Entries of the data directory a backup leaves out: process state, logs, captures, scratch.
-NOT_COPIED = frozenset({"clickhouse", "spool", BACKUP_STAGING_DIR, "run", "log", "debug",
-                        "loader_status.json", "loader_status.json.tmp"})
+# Entries of the data directory a backup leaves out: process state (pids, the collector's
+# per-process metric files), logs, captures, scratch.
+NOT_COPIED = frozenset({"clickhouse", "spool", BACKUP_STAGING_DIR, "run", "log", "debug", "prometheus",
+                        "loader_status.json"})
 NOT_HELD = ("the logs (data_dir/log)", "the tagging debug captures (data_dir/debug)",
             "records acknowledged after the spool was copied",
             "a ClickHouse server's data (embedded mode only)", "Superset's own virtual environment")
@@ -292,8 +293,8 @@ def backup(client: Any, settings: Settings, dest: Path, progress: Progress = _qu
         progress(f"spool: {spool_info['segments']} segments, {spool_info['unloaded_records']} records not loaded yet")
         clickhouse = _backup_clickhouse(client, settings, dest / CLICKHOUSE_DIR)
         paused_s = time.monotonic() - paused_at
-    progress(f"clickhouse: {len(clickhouse['tables'])} tables, {clickhouse['bytes']} bytes; "
-             f"loading resumed after {paused_s:.1f} s")
+    progress(f"clickhouse: {len(clickhouse['tables'])} tables, {clickhouse['bytes']} bytes"
+             + (f"; loading resumed after {paused_s:.1f} s" if gate else ""))
     files = _copy_files(settings, dest / FILES_DIR, exclude=[dest])
     progress(f"files: {len(files)} ({', '.join(f['path'] for f in files[:6])}{', …' if len(files) > 6 else ''})")
     manifest = {
