@@ -4,6 +4,7 @@ the subset of ClickHouse's HTTP interface clickhouse-connect and Superset use, o
 from __future__ import annotations
 
 import base64
+import bisect
 import contextlib
 import hmac
 import json
@@ -198,15 +199,30 @@ class _Reaper:
                 self._changed.wait(timeout=max(wait, 0.01))
 
 
+# Errors that are the endpoint refusing what it was asked (its rules and limits), by ClickHouse
+# code, as `refusals` names them; any other error is a failed query (syntax, unknown table, ...).
+REFUSALS = {AUTH_FAILED: "auth", 164: "readonly", 497: "access_denied", TOO_MANY_ROWS_OR_BYTES: "result_too_large",
+            TIMEOUT_EXCEEDED: "timeout", 241: "memory_limit"}
+QUERY_OUTCOMES = ("ok", "refused", "failed", "client_gone")
+QUERY_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
 class EndpointStats:
     """What the endpoint answered, for /metrics (the loader writes it in its status file): every
-    5xx by route (each of PATHS present at 0, "*" for connections refused before any route), and
-    the requests answered."""
+    5xx by route (each of PATHS present at 0, "*" for connections refused before any route), the
+    requests answered, the queries by outcome, the refusals by reason (each present at 0), the
+    queries' durations (a histogram: counts per bucket of QUERY_SECONDS_BUCKETS, not cumulative,
+    the last one past the largest bound) and the result bytes sent."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.server_errors = dict.fromkeys((*PATHS, "*"), 0)
         self.requests = 0
+        self.queries = dict.fromkeys(QUERY_OUTCOMES, 0)
+        self.refusals = dict.fromkeys((*REFUSALS.values(), "too_many_connections"), 0)
+        self.query_buckets = [0] * (len(QUERY_SECONDS_BUCKETS) + 1)
+        self.query_seconds = 0.0
+        self.result_bytes = 0
 
     def answered(self, route: str, status: int) -> None:
         with self._lock:
@@ -215,9 +231,32 @@ class EndpointStats:
                 key = route if route in self.server_errors else "*"
                 self.server_errors[key] += 1
 
+    def refused(self, reason: str) -> None:
+        with self._lock:
+            self.refusals[reason] = self.refusals.get(reason, 0) + 1
+
+    def outcome_of(self, code: int) -> str:
+        """"refused" (and the refusal counted) for a code of REFUSALS, else "failed"."""
+        reason = REFUSALS.get(code)
+        if reason is None:
+            return "failed"
+        self.refused(reason)
+        return "refused"
+
+    def query_done(self, outcome: str, seconds: float, result_bytes: int) -> None:
+        with self._lock:
+            self.queries[outcome] = self.queries.get(outcome, 0) + 1
+            self.query_buckets[bisect.bisect_left(QUERY_SECONDS_BUCKETS, seconds)] += 1
+            self.query_seconds += seconds
+            self.result_bytes += result_bytes
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"requests": self.requests, "server_errors": dict(self.server_errors)}
+            return {"requests": self.requests, "server_errors": dict(self.server_errors),
+                    "queries": dict(self.queries), "refusals": dict(self.refusals),
+                    "query_seconds": {"le": list(QUERY_SECONDS_BUCKETS), "counts": list(self.query_buckets),
+                                      "sum": round(self.query_seconds, 6)},
+                    "result_bytes": self.result_bytes}
 
 
 class _BoundedServer(ThreadingHTTPServer):
@@ -249,6 +288,7 @@ class _BoundedServer(ThreadingHTTPServer):
                 request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
                                 b"Content-Length: 35\r\nConnection: close\r\n\r\ntoo many connections, retry later\r\n")
             self.stats.answered("*", 503)
+            self.stats.refused("too_many_connections")
             self.shutdown_request(request)
             return
         super().process_request(request, client_address)
@@ -379,6 +419,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _BoundedServer
     _opened: float
     _served: int
+    _outcome: str  # the query's, for EndpointStats: ok, refused, failed, client_gone
+    _result_bytes: int
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         # Access lines would carry query strings (personal data may sit in SQL literals).
@@ -537,6 +579,7 @@ class _Handler(BaseHTTPRequestHandler):
         return ok_user and ok_password
 
     def _send_auth_failed(self) -> None:
+        self.server.stats.refused("auth")
         user = self.settings.ch_http_user
         self._send_error(_Error(AUTH_FAILED, f"{user}: Authentication failed: password is incorrect, or there is no user with such name"))
 
@@ -545,16 +588,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_auth_failed()
             return
         query_id = params.get("query_id") or str(uuid.uuid4())
+        stats = self.server.stats
+        started = time.monotonic()
+        self._outcome, self._result_bytes = "ok", 0
         try:
             sql = self._sql_text(params, body)
             self._run(params, sql, query_id)
         except _Error as err:
             # The code only: SQL text may hold personal data.
             log.info("endpoint_query_failed", extra={"code": err.code, "query_id": query_id})
+            self._outcome = stats.outcome_of(err.code)
             self._send_error(err, query_id=query_id)
         except _ClientGone:
             log.info("endpoint_client_gone", extra={"query_id": query_id})
+            self._outcome = "client_gone"
             self.close_connection = True
+        finally:
+            stats.query_done(self._outcome, time.monotonic() - started, self._result_bytes)
 
     def _sql_text(self, params: dict[str, str], body: bytes) -> str:
         raw = (params.get("query", "").encode() + (b"\n" if params.get("query") and body else b"") + body)
@@ -607,6 +657,7 @@ class _Handler(BaseHTTPRequestHandler):
                     stream.start(marked, default_format, query_params, whole=not read.select)
                     self._answer(stream, fmt, query_id)
                 finally:
+                    self._result_bytes = stream.sent
                     stream.close()  # before the slot's next query
             finally:
                 if database:
@@ -651,6 +702,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._write_chunk(chunk)
             except _Error as err:
                 log.info("endpoint_query_failed_midstream", extra={"code": err.code, "query_id": query_id})
+                self._outcome = self.server.stats.outcome_of(err.code)
                 self.close_connection = True
                 self._write_chunk(_exception_block(_error_text(err), exception_tag))
                 self.wfile.flush()

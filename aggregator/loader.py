@@ -19,15 +19,18 @@ from typing import Any
 
 import orjson
 
+from aggregator import loader_health
 from aggregator.loader_batches import Batches, DataError, Metrics
 from aggregator.loader_duties import SIDE_DUTY_JOIN_S, run_side_duties
 from aggregator.loader_logs import log_event, setup_logging
 from aggregator.loader_state import LoaderState
 from aggregator.write_gate import WriteGate
 from dnma import clock, spool
+from dnma.logs import CleanStop
 from dnma.settings import Settings, get_settings
 
 STATUS_FILE = "loader_status.json"  # read by the collector's /metrics (separate process)
+RUNNING_MARKER = "run/loader.running"  # under data_dir: present while a loader runs (dnma/logs.CleanStop)
 
 
 class Stopping(Exception):
@@ -47,6 +50,8 @@ class Loader:
         self.gate = WriteGate()
         self.endpoint: Any = None
         self._status_at = 0.0
+        self.stop_reason = "shutdown"  # what the stop event says when it is logged: a signal's name, "error"
+        self.running = CleanStop(settings.data_dir / RUNNING_MARKER)
 
     # -- retry
     def _retry(self, what: str, fn: Any, give_up: Any = None, event: str = "clickhouse_failed") -> Any:
@@ -115,7 +120,7 @@ class Loader:
         if not force and now - self._status_at < 1.0:
             return
         self._status_at = now
-        doc = {"pid": os.getpid(), "updated_at": time.time(), **self.metrics.__dict__}
+        doc = {"pid": os.getpid(), "updated_at": time.time(), **self.metrics.__dict__, **loader_health.snapshot()}
         if self.endpoint is not None:
             doc["endpoint"] = self.endpoint.stats.snapshot()  # exported by the collector's /metrics
         path = self.settings.data_dir / STATUS_FILE
@@ -173,6 +178,10 @@ class Loader:
                     self._gather(started + min_interval, poll)
         except Stopping:
             log_event("stopped_with_pending", logging.WARNING, pending=batches.state.pending is not None)
+        except BaseException as exc:
+            self.stop_reason = "error"
+            log_event("loader_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc)[:200])
+            raise
         finally:
             self.stop.set()
             if side is not None:
@@ -183,7 +192,17 @@ class Loader:
             self.write_status(force=True)
             if self.endpoint is not None:
                 self.endpoint.stop()
-            log_event("loader_stopped", batches=self.metrics.batches, rows=self.metrics.rows)
+            log_event("loader_stopped", reason=self.stop_reason, batches=self.metrics.batches, rows=self.metrics.rows)
+            if self.stop_reason != "error":
+                self.running.stopped()
+
+    def note_start(self) -> None:
+        """Mark this run as running; a mark left by the previous one says it did not stop cleanly."""
+        previous = self.running.start()
+        if previous is not None:
+            log_event("previous_run_not_stopped_cleanly", logging.WARNING, previous_pid=previous.get("pid"),
+                      previous_started=previous.get("started"))
+        log_event("loader_started", pid=os.getpid())
 
 
 def settle_pending(client: Any, settings: Settings) -> None:
@@ -209,7 +228,8 @@ def run(args: argparse.Namespace) -> int:
     loader = Loader(settings)
 
     def on_term(signum: int, _frame: Any) -> None:
-        log_event("signal", signum=signum)
+        loader.stop_reason = signal.Signals(signum).name
+        log_event("signal", signum=signum, signal=loader.stop_reason)
         loader.stop.set()  # the current batch finishes; a retry wait is cut short
         # A stop that takes longer than a side duty may last prints every thread's stack on
         # stderr: where a stuck loader is, for whoever must kill it.
@@ -218,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGUSR1, lambda _s, _f: loader.kick.set())
+    loader.note_start()
     if getattr(args, "once", False):
         try:
             loader.connect()
@@ -226,9 +247,15 @@ def run(args: argparse.Namespace) -> int:
                 pass
             loader.batches.retire()
         except Stopping:
+            loader.running.stopped()
             return 1
+        except BaseException as exc:
+            log_event("loader_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc)[:200])
+            raise
         finally:
             loader.write_status(force=True)
+        loader.running.stopped()
+        log_event("loader_stopped", reason="done")
         return 0
     loader.run()
     return 0

@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+from aggregator.loader_health import aggregate_pass, job_finished
 from aggregator.loader_logs import log_event
 from aggregator.write_gate import WriteGate
 from dnma.settings import Settings
@@ -43,7 +44,7 @@ def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.E
             if kicked or (interval > 0 and time.monotonic() - aggregated_at >= interval):
                 # A kick builds every dirty day; periodic passes hold back past days still changing.
                 with gate.writing():
-                    _duty("aggregated", functools.partial(aggregate_once, client, settings, stop,
+                    _duty("aggregated", functools.partial(aggregate_pass, aggregate_once, client, settings, stop,
                                                           None if kicked else settling))
                 # Counted from the end of the pass: a long pass (a large day) is followed by a
                 # full interval of loading, never by another pass straight away.
@@ -64,13 +65,18 @@ def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.E
         client.close()
 
 
+_JOB_NAMES = {"aggregated": "aggregate", "checked": "checks"}  # loader_health's job names
+
+
 def _duty(name: str, fn: Any) -> None:
+    t0 = time.perf_counter()
     try:
-        t0 = time.perf_counter()
         result = fn()
         # Quiet (DEBUG): a pass that found nothing to do; its timings alone do not count.
         quiet = isinstance(result, dict) and not any(v for k, v in result.items() if not k.endswith("seconds"))
         log_event(name, logging.DEBUG if quiet else logging.INFO,
                   ms=round((time.perf_counter() - t0) * 1000, 1), result=result if isinstance(result, dict) else None)
+        job_finished(_JOB_NAMES.get(name, name), ok=True, seconds=time.perf_counter() - t0)
     except Exception as exc:  # recomputed next time; loading must go on
+        job_finished(_JOB_NAMES.get(name, name), ok=False, seconds=time.perf_counter() - t0)
         log_event(f"{name}_failed", logging.ERROR, error=type(exc).__name__, detail=str(exc)[:200])

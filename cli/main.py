@@ -53,7 +53,26 @@ def main(argv: list[str] | None = None) -> int:
     # metadata, exports) is its owner's alone: files 0600, directories 0700, children included.
     os.umask(0o077)
     args = build_parser().parse_args(argv)
+    if args.command not in ("serve", "loader"):  # those two set their own logging up
+        _command_logging()
     return int(getattr(args._module, args._runner)(args) or 0)
+
+
+def _command_logging() -> None:
+    """A command's warnings and errors in DNMA's log schema (dnma/logs.py), on stderr or log_file;
+    its INFO events stay quiet, as before, unless log_level is DEBUG."""
+    import logging
+
+    from dnma import logs
+    from dnma.settings import Settings
+
+    try:
+        settings = Settings()  # not get_settings(): `dnma up` changes the environment before it reads its own
+    except Exception:  # a broken configuration is the command's to report, in its own words
+        return
+    logs.setup_logging(settings)
+    if logging.getLogger("dnma").getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("dnma").setLevel(logging.WARNING)
 
 
 if __name__ == "__main__":

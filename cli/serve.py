@@ -6,10 +6,10 @@ across them; `create_app` wires the aggregator's reporting queries into the coll
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 
 from collector.app import Collector
+from dnma import logs
 from dnma.settings import get_settings
 
 
@@ -19,7 +19,9 @@ def create_app() -> Collector:
     from aggregator import reporting
     from collector.reporting_routes import report_methods
 
-    return Collector(get_settings(), api_methods=report_methods(reporting))
+    settings = get_settings()
+    logs.setup_logging(settings)  # again in each worker: a spawned worker starts with no logging set
+    return Collector(settings, api_methods=report_methods(reporting))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,14 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _configure_logging(fmt: str, level: str) -> None:
-    if fmt == "json":
-        pattern = '{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}'
-    else:
-        pattern = "%(asctime)s %(levelname)s %(name)s %(message)s"
-    logging.basicConfig(level=level.upper(), format=pattern)
-
-
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -45,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from collector.metrics import prepare_multiprocess_dir
 
     settings = get_settings()
-    _configure_logging(settings.log_format, settings.log_level)
+    logs.setup_logging(settings)
     host = args.host or settings.collector_host
     port = args.port or settings.collector_port
     workers = args.workers or settings.collector_workers

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from cli import status
 from dnma import clock
 from dnma.settings import REPO_ROOT, Settings
 from dnma.sites import dump_sites, hash_token
@@ -153,12 +154,14 @@ def running_pid(data_dir: Path, name: str) -> int | None:
 
 
 def _spawn(data_dir: Path, name: str, args: list[str], env: dict[str, str]) -> int:
+    """Start `dnma <args>` in the background: its log events in log/<name>.log (rotated by size,
+    log_max_bytes), whatever else it prints (a crash's traceback) in log/<name>.out."""
     (data_dir / "run").mkdir(parents=True, exist_ok=True)
     (data_dir / "log").mkdir(parents=True, exist_ok=True)
-    log = open(data_dir / "log" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    log = open(data_dir / "log" / f"{name}.out", "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen(
         [sys.executable, "-m", "cli", *args],
-        env=env,
+        env=dict(env, DNMA_LOG_FILE=str(data_dir / "log" / f"{name}.log")),
         stdout=log,
         stderr=log,
         stdin=subprocess.DEVNULL,
@@ -177,7 +180,7 @@ def _wait_http(url: str, name: str, data_dir: Path, timeout: float = 120) -> Non
         except httpx.HTTPError:
             pass
         if running_pid(data_dir, name) is None:
-            raise SystemExit(f"{name} died at start; see {data_dir / 'log' / (name + '.log')}")
+            raise SystemExit(f"{name} died at start; see {data_dir / 'log' / (name + '.log')} and {name}.out")
         time.sleep(0.3)
     raise SystemExit(f"{name} not ready after {timeout:.0f}s; see {data_dir / 'log' / (name + '.log')}")
 
@@ -330,11 +333,11 @@ def run_down(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_arguments_status(p: argparse.ArgumentParser) -> None:
+    status.add_arguments(p)
+
+
 def run_status(args: argparse.Namespace) -> int:
-    data_dir = _data_dir()
-    code = 0
-    for name in PROCESSES:
-        pid = running_pid(data_dir, name)
-        print(f"{name:<10} {'running, pid ' + str(pid) if pid else 'stopped'}")
-        code = code or (0 if pid else 3)
-    return code
+    """Each process, its URL and health, the loader's lag, the spool, visits, alerts, last export
+    (cli/status.py); exit code 3 when a process is down, 1 when the collector is not ready."""
+    return status.run(args, _settings_for(_data_dir()))

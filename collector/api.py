@@ -1,10 +1,11 @@
-"""The collector's slow paths on FastAPI: /healthz, /metrics, the tracker script, and the Matomo
+"""The collector's slow paths on FastAPI: /metrics, the tracker script, and the Matomo
 `module=API` surface: a table of method name → handler, the sites methods of this module plus those
 handed to `create_api` (the reporting API's, wired by the command line; see collector/app.py).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -141,9 +142,9 @@ UNROUTED = "(unrouted)"  # the route label of a 5xx answered before a route matc
 
 
 class ServerErrorCount:
-    """ASGI middleware: every 5xx answer counted in `tally.server_errors` under its route's
-    template (`/index.php`, not the raw path). An exception that escapes the app is one too: the
-    ServerErrorMiddleware outside this one answers it 500."""
+    """ASGI middleware: every answer timed (`tally.observe`) and every 5xx answer counted in
+    `tally.server_errors`, under its route's template (`/index.php`, not the raw path). An
+    exception that escapes the app is a 5xx too: the ServerErrorMiddleware outside this one answers it 500."""
 
     def __init__(self, app: ASGIApp, tally: Tally) -> None:
         self.app = app
@@ -154,6 +155,7 @@ class ServerErrorCount:
             await self.app(scope, receive, send)
             return
         status = 0
+        started = time.perf_counter()
 
         async def watch(message: Message) -> None:
             nonlocal status
@@ -167,8 +169,11 @@ class ServerErrorCount:
             status = status or 500
             raise
         finally:
-            if status >= 500:
-                self.tally.server_errors[getattr(scope.get("route"), "path", UNROUTED)] += 1
+            route = getattr(scope.get("route"), "path", UNROUTED)
+            self.tally.observe(route, time.perf_counter() - started)
+            # /readyz's 503 says "not ready" on purpose (collector.health): not a server error.
+            if status >= 500 and route != "/readyz":
+                self.tally.server_errors[route] += 1
 
 
 def _json(doc: Any) -> Response:
@@ -180,30 +185,13 @@ TRACKER_SCRIPT = REPO_ROOT / "tagging-sdk" / "js" / "dist" / "dnma.iife.js"  # b
 
 def create_api(collector: Collector, methods: Mapping[str, ApiHandler], routers: Sequence[APIRouter]) -> FastAPI:
     """The slow paths of `collector`: `methods` are its Matomo API methods besides SITE_METHODS and
-    API.getBulkRequest, `routers` its other surfaces (quality, debug)."""
+    API.getBulkRequest, `routers` its other surfaces (health, quality, debug)."""
     settings = collector.settings
     app = FastAPI(title="DNMA collector", docs_url=None, redoc_url=None, openapi_url=None)
     for router in routers:
         app.include_router(router)
     table: dict[str, ApiHandler] = {**SITE_METHODS, **methods}
     table["API.getBulkRequest"] = bulk_request(dict(table))  # a bulk request never nests another
-
-    @app.get("/healthz")
-    async def healthz() -> Response:
-        spool = collector.spool
-        full = bool(spool.is_full()) if spool is not None else False
-        doc = {
-            "status": "degraded" if full else "ok",
-            "spool": {
-                "started": spool is not None,
-                "full": full,
-                "max_bytes": settings.spool_max_bytes,
-                **(dict(spool.stats) if spool is not None else {}),
-            },
-            "sites": len(collector.sites.all()),
-            "ua_cache": {"hits": collector.ua.hits, "misses": collector.ua.misses},
-        }
-        return _json(doc)
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -270,6 +258,7 @@ def create_api(collector: Collector, methods: Mapping[str, ApiHandler], routers:
         if isinstance(route, APIRoute):
             listed.setdefault(route.path, set()).update(route.methods or ())
             collector.tally.routes.add(route.path)
+    collector.tally.routes.add(UNROUTED)
     app.state.routes = listed
     app.state.api_methods = sorted(table)
     return app

@@ -9,6 +9,7 @@ import base64
 import contextlib
 import gc
 import logging
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
@@ -16,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from collector import pipeline, steps
+from collector import incident, pipeline, steps
 from collector.context import PipelineContext
 from collector.hit import DropReason, Hit
 from collector.metrics import Tally
@@ -77,6 +78,17 @@ class ClientGone(Exception):
     """The client disconnected before its body arrived: nothing to answer."""
 
 
+class TrackingFault(Exception):
+    """An unexpected error (`cause`) while a request's parameters were at hand: the log's
+    sample of the request shows them (collector.incident)."""
+
+    def __init__(self, cause: Exception, params: Mapping[str, str] | None, bulk_items: int | None = None) -> None:
+        super().__init__("unexpected error in the tracking path")
+        self.cause = cause  # also set as __cause__ below, but compiled code drops `raise ... from`
+        self.params = params
+        self.bulk_items = bulk_items
+
+
 class Collector:
     """One per worker process. Owns the spool writer, the access registry (tokens, and the sites as
     sites.yaml says now) and the pipeline context (the sites as they were at start-up: its per-site
@@ -101,18 +113,21 @@ class Collector:
         )
         self.spool: Any = None  # dnma.spool.SpoolWriter once started
         self.started_at = time.time()
+        self._fault = s.collector_fault_param  # tests only (Settings): a parameter that raises
         self.clock_offset = clock.configure(s.now)  # hits are timed on DNMA's clock (DNMA_NOW)
         self._flusher: asyncio.Task[None] | None = None
-        from collector import debug, quality_routes
+        from collector import debug, health, quality_routes
         from collector.debug import DebugRecorder
 
         # Records only while a /debug view is open; captures are kept debug_captures_keep_hours.
         self.debug = DebugRecorder(s.data_dir, self.clock_offset, s.debug_captures_keep_hours * 3600)
         from collector.api import create_api  # FastAPI: only for the slow paths
 
-        routers = [quality_routes.build_router(s, access=self.access), debug.build_router(self)]
+        routers = [health.build_router(self), quality_routes.build_router(s, access=self.access),
+                   debug.build_router(self)]
         self.api = create_api(self, api_methods or {}, routers)  # counts the 5xx of its routes
         self.tally.routes.update(TRACKING_PATHS)
+        self.tally.drop_reasons = [str(reason) for reason in DropReason]
 
     # --- ASGI entry point
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -134,12 +149,13 @@ class Collector:
                 try:
                     await self.startup()
                 except Exception as exc:
-                    log.exception("collector startup failed")
+                    log.exception("collector_start_failed", extra={"fields": {"error": type(exc).__name__}})
                     await send({"type": "lifespan.startup.failed", "message": type(exc).__name__})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.shutdown()
+                log.info("collector_stopped", extra={"fields": {"reason": _stop_reason()}})
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -168,7 +184,7 @@ class Collector:
         # The spool's fsync thread hands its result back through the GIL: with the default 5 ms
         # switch interval a busy event loop makes every group commit wait up to 5 ms for it.
         sys.setswitchinterval(0.0005)
-        log.info("collector worker ready: %d sites", len(self.sites.all()))
+        log.info("collector_ready", extra={"fields": {"sites": len(self.sites.all())}})
 
     async def shutdown(self) -> None:
         if self._flusher is not None:
@@ -186,7 +202,7 @@ class Collector:
             try:
                 self.tally.flush()
             except Exception:  # a metrics hiccup must never stop the worker
-                log.exception("metrics flush failed")
+                log.exception("metrics_flush_failed")
             self._follow_clock(jumps)
 
     def _follow_clock(self, jumps: clock.JumpWatch) -> None:
@@ -196,14 +212,15 @@ class Collector:
             self.clock_offset = self.debug.clock_offset = clock.offset()
         jump = jumps.observe()
         if jump is not None:
-            log.warning("clock jumped by %+.0f s", jump)
+            log.warning("clock_jumped", extra={"fields": {"jump_s": round(jump, 1)}})
             try:
                 clock.record_jump(self.settings.data_dir, "collector", jump)
-            except OSError:
-                log.exception("could not record the clock jump")
+            except OSError as exc:
+                log.error("clock_jump_unrecorded", extra={"fields": {"error": type(exc).__name__}})
 
     # --- the tracking endpoints
     async def track(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
         method: str = scope["method"]
         headers = dict(scope["headers"])
         is_get = method == "GET" or method == "HEAD"
@@ -228,15 +245,11 @@ class Collector:
         except ClientGone:
             return
         except Exception as exc:
-            # A bug must cost one request, never the worker; the log names the place, not the data.
+            # A bug must cost one request, never the worker.
             self.tally.errors += 1
-            tb = exc.__traceback__
-            while tb is not None and tb.tb_next is not None:
-                tb = tb.tb_next
-            where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
-            log.error("unexpected error in the tracking path: %s at %s", type(exc).__name__, where)
-            status, extra, body = 400, [_CT_TEXT], b"bad request\n"
+            status, extra, body = self._tracking_error(scope, headers, exc)
         self.tally.responses[("tracking", status)] += 1
+        self.tally.observe(scope["path"], time.perf_counter() - started)  # a tracking path is its own template
         if status >= 500:
             self.tally.server_errors[scope["path"]] += 1  # a tracking path is its own route template
         if extra is _GIF_EXTRA:
@@ -269,30 +282,59 @@ class Collector:
                 except ProtocolError as exc:
                     return exc.status, [_CT_JSON], orjson.dumps({"status": "error", "message": exc.reason})
                 del body, read  # the body is not kept while the items are processed and spooled
-                return await self._bulk(scope, headers, bulk)
+                items = len(bulk.raw_items)
+                first = bulk.raw_items[0] if items else None
+                try:
+                    return await self._bulk(scope, headers, bulk)
+                except Exception as bug:  # (not `exc`: compiled, a name keeps its first type, ProtocolError)
+                    raise TrackingFault(bug, _first_item(first), items) from bug
         params = request_params(query, body)
         if not params:
             return (200 if is_get else 400), [_CT_TEXT], TEXT_PAGE
-        now = time.time() + self.clock_offset
-        hit = self._hit(scope, headers, params, "", now)
-        reason = pipeline.run(hit, self.ctx)
-        if self.debug.wants(hit):
-            self.debug.record(hit, reason, self.ctx)
-        send_image = params.get("send_image") != "0"
-        extra = [_TK_N] if hit.tk else []
-        if reason is not None and reason.invalid:
-            text = f"{reason.value}: {hit.detail}\n".encode()
-            # Browsers still get an image; scripts read the reason after it (see test_responses).
+        try:
+            if self._fault and self._fault in params:
+                raise RuntimeError("collector_fault_param: a fault injected for a test")
+            now = time.time() + self.clock_offset
+            hit = self._hit(scope, headers, params, "", now)
+            reason = pipeline.run(hit, self.ctx)
+            if self.debug.wants(hit):
+                self.debug.record(hit, reason, self.ctx)
+            send_image = params.get("send_image") != "0"
+            extra = [_TK_N] if hit.tk else []
+            if reason is not None and reason.invalid:
+                text = f"{reason.value}: {hit.detail}\n".encode()
+                # Browsers still get an image; scripts read the reason after it (see test_responses).
+                if send_image:
+                    return 400, [_CT_GIF, *extra], GIF + text
+                return 400, [_CT_TEXT, *extra], text
+            if reason is None:
+                refused = await self._append([hit.record])
+                if refused is not None:
+                    return refused
             if send_image:
-                return 400, [_CT_GIF, *extra], GIF + text
-            return 400, [_CT_TEXT, *extra], text
-        if reason is None:
-            refused = await self._append([hit.record])
-            if refused is not None:
-                return refused
-        if send_image:
-            return 200, ([_CT_GIF, *extra] if extra else _GIF_EXTRA), GIF
-        return 204, extra, b""
+                return 200, ([_CT_GIF, *extra] if extra else _GIF_EXTRA), GIF
+            return 204, extra, b""
+        except Exception as bug:  # free when nothing is raised: the sample needs the parameters
+            raise TrackingFault(bug, params) from bug
+
+    def _tracking_error(self, scope: Scope, headers: dict[bytes, bytes], exc: Exception) -> Response:
+        """Log an unexpected error with a request id and a sanitised sample of the request (no
+        personal data: collector.incident), and answer 400 naming the id."""
+        fault = exc if isinstance(exc, TrackingFault) else None
+        cause = fault.cause if fault is not None else exc
+        tb = cause.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb else "?"
+        rid = incident.request_id(headers)
+        try:
+            sample = incident.sample(scope, headers, fault.params if fault else None,
+                                     fault.bulk_items if fault else None)
+        except Exception as err:  # the sample must never hide the error itself
+            sample = {"unavailable": type(err).__name__}
+        log.error("tracking_error", extra={"fields": {"request_id": rid, "error": type(cause).__name__,
+                                                      "where": where, "request": sample}})
+        return 400, [_CT_TEXT, (b"x-request-id", rid.encode())], f"bad request (request id {rid})\n".encode()
 
     def _hit(
         self, scope: Scope, headers: dict[bytes, bytes], params: dict[str, str], token: str, now: float
@@ -323,7 +365,7 @@ class Collector:
             )
         except (OSError, RuntimeError) as exc:
             self.tally.spool_errors += 1
-            log.error("spool append failed: %s", type(exc).__name__)
+            log.error("spool_append_failed", extra={"fields": {"error": type(exc).__name__, "detail": str(exc)[:200]}})
             return 503, [_CT_TEXT, (b"retry-after", RETRY_AFTER_S)], b"storage unavailable, retry later\n"
         self.tally.accepted += len(records)
         return None
@@ -409,6 +451,27 @@ class Collector:
             if grant is None or not grant.may_write(site.id):
                 return False
         return seen or bool(bulk.token_auth)
+
+
+def _first_item(raw: Any) -> dict[str, str] | None:
+    """A bulk request's first item as parameters, for the error log's sample."""
+    try:
+        return bulk_item(raw) if raw is not None else None
+    except Exception:
+        return None
+
+
+def _stop_reason() -> str:
+    """Why the worker stops: the signal uvicorn caught (its handler is still installed while the
+    app shuts down), else "shutdown"."""
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    caught = getattr(server, "_captured_signals", None)
+    if caught:
+        try:
+            return signal.Signals(caught[-1]).name
+        except ValueError:
+            return f"signal {caught[-1]}"
+    return "shutdown"
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

@@ -73,7 +73,7 @@ def connection_bound(wanted: int) -> int:
     if soft == resource.RLIM_INFINITY or soft - FILES_RESERVE >= wanted:
         return wanted
     bound = max(1, soft - FILES_RESERVE)
-    log.warning("collector_max_connections lowered to %d: the file limit is %d", bound, soft)
+    log.warning("collector_max_connections_lowered", extra={"fields": {"to": bound, "file_limit": soft}})
     return bound
 
 
@@ -95,8 +95,11 @@ def limits() -> Limits:
 _cut_counter: Any = None
 
 
-def _count_cut(reason: str) -> None:
-    """Rare events (an attack or a broken client): a Prometheus increment each, no batching."""
+CUT_REASONS = ("too_many_connections", "header_timeout", "body_timeout", "header_too_large")
+
+
+def zero_cut_counters() -> Any:
+    """The cut counter, each of CUT_REASONS present at 0 (called when the worker's metrics start)."""
     global _cut_counter
     if _cut_counter is None:
         from prometheus_client import Counter
@@ -104,7 +107,14 @@ def _count_cut(reason: str) -> None:
         _cut_counter = Counter(
             "dnma_collector_connections_cut", "Connections the collector closed on one of its limits", ["reason"]
         )
-    _cut_counter.labels(reason).inc()
+        for reason in CUT_REASONS:
+            _cut_counter.labels(reason)
+    return _cut_counter
+
+
+def _count_cut(reason: str) -> None:
+    """Rare events (an attack or a broken client): a Prometheus increment each, no batching."""
+    zero_cut_counters().labels(reason).inc()
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):

@@ -331,9 +331,10 @@ class Access:
             try:
                 self._snap = self._load()
             except (OSError, ValueError, KeyError, TypeError, yaml.YAMLError) as exc:
-                log.error("access registry not reloaded, keeping the previous one: %s", exc)
+                log.error("access_registry_not_reloaded",
+                          extra={"fields": {"error": type(exc).__name__, "detail": str(exc)[:200], "kept": "previous"}})
             else:
-                log.info("access registry reloaded")
+                log.info("access_registry_reloaded")
         finally:
             self._lock.release()
 

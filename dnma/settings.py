@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     # --- logging
     log_format: str = Field(default="json", description="json (one event per line) or text.")
     log_level: str = Field(default="INFO", description="Python log level.")
+    log_file: Path | None = Field(default=None, description="Append this process's logs to this file, rotated by size (`dnma up` sets it per process: data_dir/log/<process>.log). Empty: stderr.")
+    log_max_bytes: int = Field(default=50 * 1024**2, ge=0, description="A log file past this size is renamed <file>.1 (older ones shifted) and a new one started; 0: never rotated.")
+    log_backup_count: int = Field(default=5, ge=0, description="Rotated log files kept per process (<file>.1 ... <file>.N).")
+
+    # --- health and test hooks
+    ready_loader_lag_max_s: float = Field(default=300.0, gt=0, description="/readyz answers 503 when the loader's lag (oldest spool record not yet stored) exceeds this many seconds, or its status file is older than this.")
+    collector_fault_param: str = Field(default="", description="Tests only: a tracking request carrying a parameter of this name fails as a bug would (an unexpected error, answered 400 and logged with a sanitised sample). Empty (the default): off.")
 
     # --- quality checks (aggregator/checks; INDICATORS.md "Automated quality checks")
     quality_checks_interval_s: float = Field(default=900.0, description="How often the loader runs the quality checks; 0 disables.")
