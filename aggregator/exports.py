@@ -29,7 +29,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import lru_cache
@@ -70,6 +70,7 @@ PROFILS: dict[str, str] = {
     "admin_vie_scol_tech": "ADMIN_VIE_SCOL_TECH",
 }
 MEASURES: tuple[str, ...] = ("visites", "utilisateurs", "duree")
+Produce = Callable[[IO[str]], int]  # writes an export's CSV to a file, returns its rows
 
 
 @dataclass(frozen=True)
@@ -176,13 +177,13 @@ def write(client: Any, dataset: ExportDataset, debut: date, fin: date, out: IO[s
 
 
 def write_file(client: Any, dataset: ExportDataset, debut: date, fin: date, path: Path,
-               database: str = "dnma") -> tuple[int, str]:
+               database: str = "dnma", produce: Produce | None = None) -> tuple[int, str]:
     """The export written to `path` through a temporary file renamed into place (never half a
-    file); returns (rows, SHA-256 of the file)."""
+    file); returns (rows, SHA-256 of the file). `produce` writes the CSV instead of `client`."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("w", encoding="utf-8", newline="") as f:
-            n = write(client, dataset, debut, fin, f, database)
+            n = produce(f) if produce else write(client, dataset, debut, fin, f, database)
             f.flush()
             os.fsync(f.fileno())
         digest = hashlib.sha256()
@@ -272,7 +273,7 @@ class RangeRefused(ValueError):
 
 
 def export_to_file(client: Any, settings: Any, dataset_name: str, debut: date, fin: date, output: Path,
-                   partial: bool = False, progress: Any = None) -> dict[str, Any]:
+                   partial: bool = False, progress: Any = None, produce: Produce | None = None) -> dict[str, Any]:
     """One dataset over [debut, fin] into `output` (atomically) and `output.manifest.json` beside
     it; returns the manifest. A range that is not whole ISO weeks over raises RangeRefused, unless
     `partial`: then the file is `partial_path(output, ...)` and the manifest says partial. A
@@ -286,7 +287,7 @@ def export_to_file(client: Any, settings: Any, dataset_name: str, debut: date, f
     path = partial_path(output, debut, fin) if problem else output
     if progress is not None:
         progress(f"exporting {dataset.name} {debut}..{fin} to {path}")
-    n, digest = write_file(client, dataset, debut, fin, path, settings.clickhouse_database)
+    n, digest = write_file(client, dataset, debut, fin, path, settings.clickhouse_database, produce)
     manifest = {
         "dataset": dataset.name,
         "period": {"from": debut.isoformat(), "to": fin.isoformat()},
@@ -305,8 +306,9 @@ def export_to_file(client: Any, settings: Any, dataset_name: str, debut: date, f
 
 
 def run(args: argparse.Namespace) -> int:
+    from aggregator.jobs import JobFailed, export_csv
     from dnma import clock
-    from dnma.chclient import get_client
+    from dnma.admin import read_client
     from dnma.settings import get_settings
 
     # Refused before anything opens ClickHouse.
@@ -318,17 +320,24 @@ def run(args: argparse.Namespace) -> int:
         print("dnma export: --partial needs -o FILE (the file name says partial)", file=sys.stderr)
         return 2
     settings = get_settings()
-    client = get_client(settings)
     dataset = DATASETS[args.dataset]
-    if args.output is None:
-        n = write(client, dataset, args.debut, args.fin, sys.stdout, settings.clickhouse_database)
-        print(f"{dataset.name}: {n} rows", file=sys.stderr)
-        return 0
+
+    def produce(out: IO[str]) -> int:
+        # Streamed from the live loader's export job (no reader time limit), else computed here.
+        return export_csv(dataset.name, args.debut, args.fin, out)
+
     try:
-        manifest = export_to_file(client, settings, args.dataset, args.debut, args.fin, args.output, args.partial)
+        if args.output is None:
+            n = produce(sys.stdout)
+            print(f"{dataset.name}: {n} rows", file=sys.stderr)
+            return 0
+        manifest = export_to_file(read_client(settings), settings, args.dataset, args.debut, args.fin, args.output,
+                                  args.partial, produce=produce)
     except RangeRefused as exc:  # the day changed since the check above
         print(f"dnma export: {exc}", file=sys.stderr)
         return 2
+    except JobFailed as exc:  # the job said why on stderr
+        return exc.code
     (name, info), = manifest["files"].items()
     print(f"{dataset.name}: {info['rows']} rows in {args.output.with_name(name)}"
           f"{' (partial)' if manifest['partial'] else ''}", file=sys.stderr)

@@ -49,6 +49,7 @@ class Loader:
         # Passed by each batch and side duty; a backup (aggregator.backup) closes it for its snapshot.
         self.gate = WriteGate()
         self.endpoint: Any = None
+        self.admin: Any = None  # the admin channel (aggregator/admin.py): commands' jobs, embedded mode
         self._status_at = 0.0
         self.stop_reason = "shutdown"  # what the stop event says when it is logged: a signal's name, "error"
         self.running = CleanStop(settings.data_dir / RUNNING_MARKER)
@@ -101,6 +102,21 @@ class Loader:
         self.endpoint = start_endpoint(self.settings, chdb_path)
         log_event("endpoint_started", port=self.endpoint.port)
 
+    def start_admin(self) -> None:
+        """The admin channel where `dnma` commands send their jobs (embedded mode: chDB is ours)."""
+        if not self.settings.embedded:
+            return  # commands open the ClickHouse server themselves
+        from aggregator.admin import AdminServer
+
+        server = AdminServer(self.settings, self.gate, lambda _client, _settings: self.batches.redo_pending())
+        try:
+            server.start()
+        except OSError as exc:  # e.g. a data_dir path too long for a Unix socket: loading goes on
+            log_event("admin_unavailable", logging.ERROR, error=type(exc).__name__, detail=str(exc)[:200])
+            return
+        self.admin = server
+        log_event("admin_started", path=str(server.path))
+
     def _gather(self, deadline: float, poll: float) -> None:
         """Wait until `deadline` while records keep coming; a spool that gets no new record for a
         poll interval ends the wait: a burst is over (a log import's last request, a lone hit),
@@ -123,6 +139,8 @@ class Loader:
         doc = {"pid": os.getpid(), "updated_at": time.time(), **self.metrics.__dict__, **loader_health.snapshot()}
         if self.endpoint is not None:
             doc["endpoint"] = self.endpoint.stats.snapshot()  # exported by the collector's /metrics
+        if self.admin is not None:
+            doc["admin"] = self.admin.snapshot()  # admin requests, refusals by reason, jobs run and failed
         path = self.settings.data_dir / STATUS_FILE
         tmp = path.with_name(f".{STATUS_FILE}.{os.getpid()}")
         try:
@@ -151,6 +169,7 @@ class Loader:
             self.connect()
             batches.redo_pending()
             self.start_endpoint()
+            self.start_admin()
             # Own thread and client, so loading never waits for the sessionizer or the checks.
             side = threading.Thread(target=run_side_duties, args=(self.settings, self.stop, self.kick, self.gate),
                                     name="side-duties", daemon=True)
@@ -188,6 +207,8 @@ class Loader:
                 # A duty in progress finishes its current day or check: exiting under a thread
                 # that is inside chDB can crash the process on the way out.
                 side.join(timeout=SIDE_DUTY_JOIN_S)
+            if self.admin is not None:
+                self.admin.close(join_s=SIDE_DUTY_JOIN_S)  # a job in progress ends its current step
             self.metrics.state = "stopped"
             self.write_status(force=True)
             if self.endpoint is not None:

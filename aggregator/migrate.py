@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -137,19 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"digests recorded: {record_missing(discover()) or 'none (all recorded)'}")
         return 0
-    from aggregator.durability import apply_durability
-    from aggregator.retention import apply_retention
-    from dnma.chclient import get_client
+    from aggregator.jobs import run_command
 
-    client = get_client(settings)
-    try:
-        ran = migrate(client, settings)
-    except PendingBatch as exc:
-        print(f"dnma migrate: {exc}", file=sys.stderr)
-        return 1
-    print(f"migrations applied: {[f'{m.number:04d}_{m.name}' for m in ran] or 'none (up to date)'}")
-    altered = apply_retention(client, renderer(settings), settings.hits_ttl_months)
-    print(f"hits TTL ({settings.hits_ttl_months} months) set on: {altered or 'none (already set)'}")
-    synced = apply_durability(client, renderer(settings))
-    print(f"parts fsynced on insert, set on: {synced or 'none (already set)'}")
-    return 0
+    # In the live loader (loading pauses while it migrates), else on the storage opened here.
+    return run_command("migrate", {})

@@ -452,56 +452,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     fetch.add_argument("--base-url", default="", help="the portal (default: the referentiel_base_url setting)")
 
 
-def _print_counts(counts: dict[str, int]) -> None:
-    for kind, n in counts.items():
-        print(f"{kind}: {n}")
-
-
 def run(args: argparse.Namespace) -> int:
-    from aggregator.migrate import migrate
-    from dnma.chclient import get_client
-    from dnma.settings import get_settings
+    from aggregator.jobs import run_command
 
-    settings = get_settings()
+    # Jobs (aggregator/jobs.py): run by the live loader when one runs, else in this process.
     if args.action == "fetch":
-        return _run_fetch(args, settings)
+        return run_command("referentiel.fetch", {"annee": args.annee, "departements": list(args.departements),
+                                                 "base_url": args.base_url})
     missing = [str(p) for p in args.files if not p.is_file()]
     if missing:
         print(f"not found: {', '.join(missing)}", file=sys.stderr)
         return 2
-    client = get_client(settings)
-    migrate(client, settings)
-    _print_counts(load_files(client, settings, list(args.files), replace=args.replace, annee=args.annee))
-    return 0
+    return run_command("referentiel.load", {"files": [str(p.resolve()) for p in args.files],
+                                            "replace": args.replace, "annee": args.annee})
 
 
-def _run_fetch(args: argparse.Namespace, settings: Any) -> int:
-    """Download into a temporary directory beside the data, verify everything, then load once."""
+def fetch_job(ctx: Any, annee: int | None, departements: list[str] | None, base_url: str | None) -> int:
+    """`dnma referentiel fetch` (a job): download into a temporary directory beside the data, verify
+    everything, then load once."""
     import tempfile
 
     from aggregator.migrate import migrate
     from aggregator.referentiel_fetch import FetchError, FetchOptions, fetch
-    from dnma.chclient import get_client
 
-    options = FetchOptions(annee=args.annee, departements=tuple(args.departements), base_url=args.base_url)
+    settings = ctx.settings
+    options = FetchOptions(annee=annee, departements=tuple(departements or ()), base_url=base_url or "")
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="referentiel-fetch-", dir=settings.data_dir) as tmp:
-            result = fetch(settings, options, Path(tmp))
+            result = fetch(settings, options, Path(tmp), progress=ctx.err)
             try:
-                client = get_client(settings)
-                migrate(client, settings)
+                client = ctx.client()
+                if not ctx.in_loader:  # a live loader migrated when it started
+                    migrate(client, settings)
                 counts = load_fetched(client, settings, result)
             except Exception as exc:  # noqa: BLE001 (one line for the operator, never a traceback)
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-                print(f"dnma referentiel fetch: loading failed: {first[:300]}", file=sys.stderr)
+                ctx.err(f"dnma referentiel fetch: loading failed: {first[:300]}")
                 return 1
     except FetchError as exc:
-        print(f"dnma referentiel fetch: {exc}; nothing changed", file=sys.stderr)
+        ctx.err(f"dnma referentiel fetch: {exc}; nothing changed")
         return 1
     except OSError as exc:
-        print(f"dnma referentiel fetch: {exc.strerror or exc} ({exc.filename or settings.data_dir}); "
-              "nothing changed", file=sys.stderr)
+        ctx.err(f"dnma referentiel fetch: {exc.strerror or exc} ({exc.filename or settings.data_dir}); nothing changed")
         return 1
-    _print_counts(counts)
+    for kind, n in counts.items():
+        ctx.out(f"{kind}: {n}\n")
     return 0

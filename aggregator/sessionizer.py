@@ -8,7 +8,6 @@ calls `aggregate_once` itself and `dnma aggregate` only works while the loader i
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import threading
 import time
@@ -28,7 +27,7 @@ from aggregator.rollups import (
 )
 from aggregator.visits_query import array_select, checked_timezones, fingerprints_select, site_days_select
 from dnma import clock
-from dnma.settings import Settings, get_settings
+from dnma.settings import Settings
 
 log = logging.getLogger("dnma.sessionizer")
 
@@ -371,17 +370,12 @@ def _parse_days(text: str) -> list[date]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from aggregator.migrate import migrate
-    from dnma.chclient import get_client
+    from aggregator.jobs import run_command
 
-    settings = get_settings()
-    client = get_client(settings)
-    migrate(client, settings)
-    if args.days:
-        print(json.dumps(rebuild_days(client, settings, _parse_days(args.days))))
-        return 0
+    # Each pass a job: in the live loader when one runs (it owns chDB), else in this process.
+    days = [d.isoformat() for d in _parse_days(args.days)] if args.days else None
     while True:
-        print(json.dumps(aggregate_once(client, settings)), flush=True)
-        if args.once:
-            return 0
+        code = run_command("aggregate", {"days": days})
+        if args.once or days or code:
+            return code
         time.sleep(args.interval)

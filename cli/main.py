@@ -14,6 +14,7 @@ from dnma_superset import provision
 from aggregator import backup, exports, loader, migrate, referentiel, sessionizer
 from aggregator.checks import cli as checks
 from cli import access, demo, serve, stack, tagcheck
+from dnma.admin import Unavailable
 
 # command name -> (module, help). Modules import heavy libraries lazily inside run().
 COMMANDS: dict[str, tuple[ModuleType, str]] = {
@@ -55,7 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command not in ("serve", "loader"):  # those two set their own logging up
         _command_logging()
-    return int(getattr(args._module, args._runner)(args) or 0)
+    try:
+        return int(getattr(args._module, args._runner)(args) or 0)
+    except Unavailable as exc:  # neither the live loader nor the storage can serve it: one line
+        print(f"dnma {args.command}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _command_logging() -> None:

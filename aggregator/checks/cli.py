@@ -1,5 +1,6 @@
-"""`dnma checks run [--check NAME] [--window START/END]` and `dnma checks list` (status of every
-check and the open alerts). `run` writes, so in embedded mode it needs the loader stopped."""
+"""`dnma checks run [--check NAME] [--window START/END]`, `dnma checks ack CHECK SCOPE_KIND
+SCOPE_VALUE` and `dnma checks list` (status of every check and the open alerts). `run` and `ack`
+write: jobs (aggregator/jobs.py) the live loader runs, or this process with no loader."""
 
 from __future__ import annotations
 
@@ -18,50 +19,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     run.add_argument("--window", help="explicit window START/END (ISO, Europe/Paris), e.g. 2025-03-10T00:00/2025-03-11T00:00")
     run.add_argument("--now", help="pretend the run happens at this time (ISO)")
     sub.add_parser("list", help="status of every check and the open alerts")
+    ack = sub.add_parser("ack", help="acknowledge an open alert (who and when are recorded)")
+    ack.add_argument("check")
+    ack.add_argument("scope_kind", help="site, projet, academie, uai, pipeline (as `dnma checks list` shows)")
+    ack.add_argument("scope_value")
+    ack.add_argument("--by", help="who acknowledges (default: the login name)")
+    ack.add_argument("--note", default="", help="a short note kept with the acknowledgement")
 
 
-def _parse(value: str) -> datetime:
+def parse_time(value: str) -> datetime:
     from dnma.clock import PARIS
 
     dt = datetime.fromisoformat(value)
     return dt if dt.tzinfo else dt.replace(tzinfo=PARIS)
 
 
-def _reader(settings: Any) -> Any:
-    """The loader's read-only endpoint when it runs (it owns chDB), else the storage directly."""
-    from clickhouse_connect.driver.exceptions import OperationalError
-
-    from dnma.chclient import get_client, get_reader_client
-
-    if settings.embedded:
-        try:
-            client = get_reader_client(settings)
-            client.command("SELECT 1")
-            return client
-        except OperationalError:  # nothing listens: the loader is not running, nobody holds chDB
-            log.info("checks_reader_fallback", extra={"reason": "loader endpoint unreachable, opening chDB"})
-    return get_client(settings)
-
-
 def run(args: argparse.Namespace) -> int:
+    from aggregator.jobs import run_command
+    from dnma.admin import read_client
     from dnma.settings import get_settings
 
-    settings = get_settings()
     if args.action == "list":
-        return _list(settings, _reader(settings))
-    from aggregator.checks.runner import run_checks
-    from dnma.chclient import get_client
+        settings = get_settings()
+        return _list(settings, read_client(settings))
+    if args.action == "ack":
+        import getpass
 
-    window = None
-    if args.window:
-        start, _, end = args.window.partition("/")
-        window = (_parse(start), _parse(end))
-    now = _parse(args.now) if args.now else (window[1] if window else None)
-    transitions = run_checks(get_client(settings), settings, only=args.checks, now=now, window=window)
-    for t in transitions:
-        print(f"{t.change:<9} {t.check:<18} {t.scope_kind}:{t.scope_value:<12} {t.severity:<8} {t.message}")
-    print(f"{len(transitions)} transition(s)")
-    return 0
+        return run_command("checks.ack", {"check": args.check, "scope_kind": args.scope_kind,
+                                          "scope_value": args.scope_value, "by": args.by or getpass.getuser(),
+                                          "note": args.note})
+    return run_command("checks.run", {"checks": args.checks, "window": args.window, "now": args.now})
 
 
 def _list(settings: Any, client: Any) -> int:
@@ -87,10 +74,16 @@ def _list(settings: Any, client: Any) -> int:
         if err:
             print(f"{'':<19} {err}")
     alerts = client.query(
-        f"SELECT `check`, scope_kind, scope_value, severity, toString(first_seen), message FROM {db}.quality_alerts_current "
-        "WHERE status = 'open' ORDER BY severity = 'critical' DESC, `check`, scope_kind, scope_value"
-    ).result_rows
+        f"SELECT a.`check`, a.scope_kind, a.scope_value, a.severity, toString(a.first_seen), a.message, "
+        f"k.last_by, toString(k.last_at) FROM {db}.quality_alerts_current AS a "
+        f"LEFT JOIN (SELECT `check`, scope_kind, scope_value, `window`, first_seen, argMax(acked_by, acked_at) AS last_by, "
+        f"max(acked_at) AS last_at FROM {db}.quality_alert_acks GROUP BY `check`, scope_kind, scope_value, `window`, first_seen) AS k "
+        "ON a.`check` = k.`check` AND a.scope_kind = k.scope_kind AND a.scope_value = k.scope_value "
+        "AND a.`window` = k.`window` AND a.first_seen = k.first_seen "
+        "WHERE a.status = 'open' ORDER BY a.severity = 'critical' DESC, a.`check`, a.scope_kind, a.scope_value"
+    ).result_rows  # an alert nobody acknowledged joins an empty acked_by
     print(f"\n{len(alerts)} open alert(s)")
-    for check, kind, value, severity, first, message in alerts:
-        print(f"  [{severity}] {check} {kind}:{value} since {first}: {message}")
+    for check, kind, value, severity, first, message, by, at in alerts:
+        acked = f" (acknowledged by {by} at {at})" if by else ""
+        print(f"  [{severity}] {check} {kind}:{value} since {first}{acked}: {message}")
     return 0

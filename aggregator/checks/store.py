@@ -106,3 +106,24 @@ def record_run(client: Any, database: str, check: str, run_at: datetime, duratio
 def _transition(change: str, row: dict[str, Any]) -> Transition:
     return Transition(change, row["check"], row["scope_kind"], row["scope_value"], row["window"], row["severity"],
                       float(row["observed"]), float(row["expected"]), row["message"])
+
+
+def acknowledge(client: Any, database: str, check: str, scope_kind: str, scope_value: str, by: str,
+                note: str = "", at: datetime | None = None) -> int:
+    """Record that `by` acknowledged the open alert(s) of this check and scope (every window):
+    `quality_alert_acks`, keyed by the alert's first_seen. Returns how many were open."""
+    from dnma import clock
+
+    opened = client.query(
+        f"SELECT `window`, toUnixTimestamp(first_seen) FROM {database}.quality_alerts FINAL "
+        "WHERE `check` = {c:String} AND scope_kind = {k:String} AND scope_value = {v:String} AND status = 'open'",
+        parameters={"c": check, "k": scope_kind, "v": scope_value},
+    ).result_rows
+    acked_at = (at or clock.now(PARIS)).astimezone(PARIS).replace(microsecond=0)
+    rows = [[check, scope_kind, scope_value, window, datetime.fromtimestamp(first, PARIS), acked_at, by, note]
+            for window, first in opened]
+    if rows:
+        client.insert(f"{database}.quality_alert_acks", rows,
+                      column_names=["check", "scope_kind", "scope_value", "window", "first_seen", "acked_at",
+                                    "acked_by", "note"])
+    return len(rows)
