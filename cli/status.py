@@ -187,9 +187,13 @@ def gather(settings: Settings, now: float | None = None) -> Report:
     report.processes.append(_superset(settings, data_dir))
     if status and report.processes[0].state == "up":
         report.lag_seconds = float(status.get("lag_seconds", 0) or 0)
-    spool_dir = settings.resolved_spool_dir
-    report.backlog_bytes = spool_bytes(spool_dir) if spool_dir.exists() else 0
-    report.backlog_segments = len(list_segments(spool_dir)) if spool_dir.exists() else 0
+    if report.lag_seconds is not None:  # what the running loader has yet to store
+        report.backlog_bytes = int(status.get("backlog_bytes", 0) or 0)
+        report.backlog_segments = int(status.get("backlog_segments", 0) or 0)
+    else:  # no loader: the spool's files, all still to load or retire
+        spool_dir = settings.resolved_spool_dir
+        report.backlog_bytes = spool_bytes(spool_dir)
+        report.backlog_segments = len(list_segments(spool_dir))
     fresh = status.get("freshness") if isinstance(status.get("freshness"), dict) else {}
     if fresh:
         report.visits_built_age_s = max(0.0, now - float(fresh.get("pass_at", 0) or 0))
