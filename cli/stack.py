@@ -4,6 +4,7 @@ loader + collector, demo data once, var/stack.env), `dnma down`, `dnma status`."
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import secrets
 import signal
@@ -153,6 +154,62 @@ def running_pid(data_dir: Path, name: str) -> int | None:
     return pid
 
 
+# What a running process's code is made of: `dnma up` restarts a process whose code changed since
+# it started (a `git pull`, an upgrade), so that an updated stack never runs old code unnoticed.
+CODE_DIRS = ("cli", "collector", "aggregator", "dnma", "superset/dnma_superset", "tagging-sdk/python/dnma_client")
+
+
+def code_digest() -> str:
+    """SHA-256 of the Python sources (and compiled collector modules) and of pyproject.toml."""
+    digest = hashlib.sha256()
+    paths = [REPO_ROOT / "pyproject.toml"]
+    for top in CODE_DIRS:
+        paths += [p for p in (REPO_ROOT / top).rglob("*") if p.suffix in (".py", ".so", ".sql", ".yaml", ".json")
+                  and "__pycache__" not in p.parts and ".venv" not in p.parts]
+    for path in sorted(paths):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        digest.update(str(path.relative_to(REPO_ROOT)).encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def _code_file(data_dir: Path, name: str) -> Path:
+    return data_dir / "run" / f"{name}.code"
+
+
+def stale_code(data_dir: Path, name: str, current: str) -> bool:
+    """True when the running `name` was started from other code (or by a release that did not
+    record it)."""
+    try:
+        return _code_file(data_dir, name).read_text().strip() != current
+    except OSError:
+        return True
+
+
+def stop_process(data_dir: Path, name: str, timeout: float = 30) -> int | None:
+    """SIGTERM the process group of `name`, SIGKILL after `timeout`; its pid, or None if not running."""
+    pid = running_pid(data_dir, name)
+    if pid is None:
+        return None
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and running_pid(data_dir, name) is not None:
+        time.sleep(0.2)
+    if running_pid(data_dir, name) is not None:
+        os.killpg(pid, signal.SIGKILL)
+    _pid_file(data_dir, name).unlink(missing_ok=True)
+    _code_file(data_dir, name).unlink(missing_ok=True)
+    return pid
+
+
+def _stop_if_stale(data_dir: Path, name: str, current: str) -> None:
+    if running_pid(data_dir, name) is not None and stale_code(data_dir, name, current):
+        print(f"restarting {name}: its code changed since it started")
+        stop_process(data_dir, name)
+
+
 def _spawn(data_dir: Path, name: str, args: list[str], env: dict[str, str]) -> int:
     """Start `dnma <args>` in the background: its log events in log/<name>.log (rotated by size,
     log_max_bytes), whatever else it prints (a crash's traceback) in log/<name>.out."""
@@ -168,6 +225,7 @@ def _spawn(data_dir: Path, name: str, args: list[str], env: dict[str, str]) -> i
         start_new_session=True,  # survives the shell that ran `make up`
     )
     _pid_file(data_dir, name).write_text(str(proc.pid))
+    _code_file(data_dir, name).write_text(code_digest())
     return proc.pid
 
 
@@ -205,6 +263,11 @@ def run_up(args: argparse.Namespace) -> int:
         # One offset for every process started below, whatever their start times (dnma/clock.py).
         env["DNMA_NOW"] = clock.as_offset(settings.now)
 
+    # Updated code: its processes are restarted, the loader first (the collector keeps acknowledging
+    # into the spool meanwhile), then the collector; the loader's start applies new migrations.
+    current = code_digest()
+    _stop_if_stale(data_dir, "loader", current)
+
     if running_pid(data_dir, "loader") is None:
         # Nobody owns chDB yet: migrate and load the referential from here, then hand over.
         _run_cli(["migrate"], env)
@@ -218,6 +281,7 @@ def run_up(args: argparse.Namespace) -> int:
         _spawn(data_dir, "loader", ["loader"], env)
     _wait_http(f"http://{settings.ch_http_host}:{settings.ch_http_port}/ping", "loader", data_dir)
 
+    _stop_if_stale(data_dir, "collector", current)
     if running_pid(data_dir, "collector") is None:
         _spawn(data_dir, "collector", ["serve"], env)
     collector_url = f"http://{settings.collector_host}:{settings.collector_port}"
@@ -319,17 +383,9 @@ def add_arguments_down(p: argparse.ArgumentParser) -> None:
 def run_down(args: argparse.Namespace) -> int:
     data_dir = _data_dir()
     for name in reversed(PROCESSES):
-        pid = running_pid(data_dir, name)
-        if pid is None:
-            continue
-        os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline and running_pid(data_dir, name) is not None:
-            time.sleep(0.2)
-        if running_pid(data_dir, name) is not None:
-            os.killpg(pid, signal.SIGKILL)
-        _pid_file(data_dir, name).unlink(missing_ok=True)
-        print(f"stopped {name} (pid {pid})")
+        pid = stop_process(data_dir, name, args.timeout)
+        if pid is not None:
+            print(f"stopped {name} (pid {pid})")
     return 0
 
 
