@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from aggregator import jobs
+from aggregator.loader_health import job_finished
 from aggregator.loader_logs import log_event
 from dnma import admin
 from dnma.settings import Settings
@@ -211,6 +212,13 @@ class AdminServer:
         finally:
             self.write_lock.release()
 
+    @staticmethod
+    def _count(name: str, ok: bool, t0: float) -> None:
+        """Runs and failures per job for /metrics (aggregator/loader_health.py, as admin.<job>: the
+        side duties count there under their own names); not the pings."""
+        if name != "ping":
+            job_finished(f"admin.{name}", ok=ok, seconds=time.perf_counter() - t0)
+
     def _run(self, conn: socket.socket, name: str, args: Any) -> None:
         conn.settimeout(SEND_TIMEOUT_S)
 
@@ -230,10 +238,12 @@ class AdminServer:
             code = jobs.run_job(ctx, name, args)
         except OSError as exc:  # the command went away (or stopped reading): its job ends here
             self.counts["jobs_failed"] += 1
+            self._count(name, False, t0)
             log_event("admin_job_abandoned", logging.WARNING, job=name, error=type(exc).__name__)
             return
         except Exception as exc:  # a job's failure is the command's answer; the loader goes on
             self.counts["jobs_failed"] += 1
+            self._count(name, False, t0)
             log_event("admin_job_failed", logging.ERROR, job=name, error=type(exc).__name__, detail=str(exc)[:300])
             with contextlib.suppress(OSError):
                 send({"err": f"job {name} failed: {type(exc).__name__}: {str(exc)[:300]}"})
@@ -241,6 +251,7 @@ class AdminServer:
             return
         if code:
             self.counts["jobs_failed"] += 1
+        self._count(name, not code, t0)
         log_event("admin_job_ended", quiet, job=name, exit=code, ms=round((time.perf_counter() - t0) * 1000, 1))
         with contextlib.suppress(OSError):
             send({"exit": code})

@@ -19,8 +19,9 @@ _lock = threading.Lock()
 _jobs: dict[str, dict[str, Any]] = {}
 _freshness: dict[str, Any] = {}
 
-# Present at 0 from the start: the side duties (aggregator/loader_duties.py).
-KNOWN_JOBS = ("aggregate", "checks")
+# Present at 0 from the start: the side duties (aggregator/loader_duties.py). Admin-channel jobs
+# count as admin.<job> (aggregator/admin.py) from their first run.
+KNOWN_JOBS = ("aggregate", "checks", "publication")
 
 
 def job_finished(name: str, *, ok: bool, seconds: float = 0.0) -> None:

@@ -164,6 +164,10 @@ def test_metrics_are_typed_present_from_the_start_and_cover_every_process(stack:
     bad = httpx.get(f"{stack.ch_http_url}/", params={"query": "SELECT 1", "user": stack.ch_user, "password": "wrong"},
                     timeout=10)
     assert bad.status_code in (401, 403, 516), bad.status_code
+    # A command's job, run by the loader through its admin channel, is counted by name.
+    job = subprocess.run([sys.executable, "-m", "cli", "aggregate", "--once"], cwd=REPO, env=stack.env,
+                         capture_output=True, text=True, timeout=120)
+    assert job.returncode == 0, job.stdout + job.stderr
 
     def scrape() -> dict[str, dict[str, Any]] | None:
         text = httpx.get(f"{stack.collector_url}/metrics", timeout=10).text
@@ -172,7 +176,8 @@ def test_metrics_are_typed_present_from_the_start_and_cover_every_process(stack:
         ok = ("dnma_endpoint_queries" in families and samples(families, "dnma_endpoint_queries", outcome="ok")[0] >= 1
               and samples(families, "dnma_endpoint_refusals", reason="auth")[0] >= 1
               and "dnma_visits_behind_hits_seconds" in families
-              and samples(families, "dnma_loader_job_runs", job="aggregate")[0] >= 1)
+              and samples(families, "dnma_loader_job_runs", job="aggregate")[0] >= 1
+              and samples(families, "dnma_loader_job_runs", job="admin.aggregate") == [1.0])
         return families if ok else None
 
     families = wait_for(scrape, 30, "the loader's figures in /metrics")
@@ -201,6 +206,8 @@ def test_metrics_are_typed_present_from_the_start_and_cover_every_process(stack:
     assert samples(families, "dnma_endpoint_result_bytes")[0] > 0
     # Jobs (side duties at 0 or more, failures at 0) and the sessionizer's freshness.
     assert samples(families, "dnma_loader_job_failures", job="aggregate") == [0.0]
+    assert samples(families, "dnma_loader_job_failures", job="admin.aggregate") == [0.0]
+    assert samples(families, "dnma_loader_admin_jobs_started")[0] >= 1
     assert samples(families, "dnma_loader_job_runs", job="checks")
     assert samples(families, "dnma_visits_held_days")[0] >= 0
 
