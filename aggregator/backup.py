@@ -16,7 +16,9 @@ and the offsets then describe the same instant, every table (hits, the rollups i
 views fill, visits, alerts) included, and the restored loader re-inserts nothing. The collector
 keeps acknowledging into the spool meanwhile: loading only waits for the backup (its lag grows by
 the backup's duration and is caught up afterwards). Records acknowledged after the spool was copied
-are not in the backup. With the stack down (the CLI), nothing else writes: the gate is not needed.
+are not in the backup. `dnma backup` on a live stack is a job the loader runs (its admin channel,
+aggregator/jobs.py: `backup_job`, with its gate); with the stack down the command opens chDB itself,
+and nothing else writes: no gate is needed.
 
 chDB writes File backups only under `backups.allowed_path` (an engine option every embedded client
 of DNMA passes, dnma/chclient.py): the backup is written under `data_dir/backups-staging`, then
@@ -220,10 +222,13 @@ def _copy_files(settings: Settings, dest: Path, exclude: list[Path]) -> list[dic
                 continue
             if rel.startswith(SUPERSET_DB + "-") or entry.name.endswith(".tmp"):
                 continue  # SQLite's -wal/-shm (the copy holds their content), half-written files
-            if entry.is_dir() and not entry.is_symlink():
-                walk(entry)
-            elif entry.is_file():
-                keep(entry, rel)
+            try:
+                if entry.is_dir() and not entry.is_symlink():
+                    walk(entry)
+                elif entry.is_file():
+                    keep(entry, rel)
+            except FileNotFoundError:
+                continue  # a live stack's temporary file, renamed into place meanwhile
 
     if data_dir.is_dir():
         walk(data_dir)
@@ -319,12 +324,14 @@ def backup(client: Any, settings: Settings, dest: Path, progress: Progress = _qu
 
 
 def backup_job(ctx: Any, dir: Path) -> int:  # noqa: A002 - the job's argument name (aggregator/jobs.py)
-    """The `backup` job of the admin channel (aggregator/jobs.py): in the live loader through its
-    write gate (ctx.gate), else on the storage the command opened."""
+    """The `backup` job (aggregator/jobs.py): in the live loader, through its write gate (ctx.gate);
+    with the stack down, on the chDB the command opened itself."""
     try:
-        backup(ctx.client(), ctx.settings, dir, progress=lambda text: ctx.err(text + "\n"), gate=ctx.gate)
-    except BackupError as exc:
-        ctx.err(f"dnma backup: {exc}\n")
+        if not ctx.in_loader and not (_chdb_dir(ctx.settings) / "metadata").is_dir():
+            raise BackupError(f"no ClickHouse data under {_chdb_dir(ctx.settings)}: nothing to back up")
+        backup(ctx.client(), ctx.settings, dir, progress=ctx.err, gate=ctx.gate)
+    except (BackupError, OSError) as exc:
+        ctx.err(f"dnma backup: {exc}")
         return 1
     return 0
 
@@ -442,27 +449,15 @@ def add_arguments_backup(p: argparse.ArgumentParser) -> None:
 
 
 def run_backup(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    try:
-        if not settings.embedded:
-            raise BackupError("backup supports the embedded mode (chDB) only; back a ClickHouse server up with its own tools")
-        running = running_processes(settings.data_dir, names=("loader",))
-        if running:
-            raise BackupError(f"the stack is running on {settings.data_dir} ({', '.join(running)}): "
-                              "stop it (dnma down), then back up")
-        if not (_chdb_dir(settings) / "metadata").is_dir():
-            raise BackupError(f"no ClickHouse data under {_chdb_dir(settings)}: nothing to back up")
-        from dnma.chclient import get_client
-
-        client = get_client(settings)
-        try:
-            backup(client, settings, args.dest, progress=print)
-        finally:
-            client.close()
-    except (BackupError, OSError) as exc:
-        print(f"dnma backup: {exc}", file=sys.stderr)
+    """On a live stack the loader takes the backup (its admin channel's `backup` job); stack down,
+    this process opens chDB and takes it."""
+    if not get_settings().embedded:
+        print("dnma backup: backup supports the embedded mode (chDB) only; back a ClickHouse server up "
+              "with its own tools", file=sys.stderr)
         return 1
-    return 0
+    from aggregator.jobs import run_command
+
+    return run_command("backup", {"dir": str(args.dest.resolve())})
 
 
 def add_arguments_restore(p: argparse.ArgumentParser) -> None:

@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "checks": (checks, "run the data-quality checks, or list their status and open alerts"),
     "tag-check": (tagcheck, "check the tracking requests of a page (URL) or HAR file: tagging plan"),
     "access": (access, "perimeter tokens: `issue`, `revoke`, `list` (view only, across sites)"),
-    "backup": (backup, "back the stopped embedded stack up into a directory (ClickHouse, spool, settings, secrets)"),
+    "backup": (backup, "back the embedded stack up into a directory (ClickHouse, spool, settings, secrets; live: by the loader)"),
     "restore": (backup, "rebuild a stopped data directory from a `dnma backup` directory"),
     "superset": (provision, "Superset: `provision` imports the dashboards, roles, RLS and users"),
 }
