@@ -36,8 +36,8 @@ def migrate_job(ctx: JobContext) -> int:
         ctx.err(f"dnma migrate: {exc}")
         return 1
     ctx.out(line(f"migrations applied: {[f'{m.number:04d}_{m.name}' for m in ran] or 'none (up to date)'}"))
-    altered = apply_retention(client, renderer(settings), settings.hits_ttl_months)
-    ctx.out(line(f"hits TTL ({settings.hits_ttl_months} months) set on: {altered or 'none (already set)'}"))
+    altered = apply_retention(client, renderer(settings), settings)
+    ctx.out(line(f"retention TTLs set on: {altered or 'none (already set)'}"))
     synced = apply_durability(client, renderer(settings))
     ctx.out(line(f"parts fsynced on insert, set on: {synced or 'none (already set)'}"))
     return 0

@@ -113,7 +113,7 @@ def test_dnma_migrate_sets_the_ttl(tmp_path: Path) -> None:
     run = [sys.executable, "-c", "import argparse, sys; from aggregator.migrate import run; "
            "sys.exit(run(argparse.Namespace(print=False, record_digests=False)))"]
     first = subprocess.run(run, env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
-    assert "set on: ['hits', 'hits_fingerprints']" in first
+    assert "TTLs set on: ['hits', 'hits_fingerprints', 'visits', 'visits_fingerprints', 'quality_alerts']" in first
     again = subprocess.run(run, env=env, cwd=REPO, capture_output=True, text=True, timeout=120, check=True).stdout
     assert "none (up to date)" in again and "none (already set)" in again
 
