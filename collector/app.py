@@ -386,7 +386,7 @@ class Collector:
         ip = self._client_ip(scope, headers)
         token = bulk.token_auth
         shared: dict[Any, Any] = {}  # per-request memo: decoded headers, token checks, masked IP
-        ctx, debug = self.ctx, self.debug
+        ctx, debug, fault = self.ctx, self.debug, self._fault
         watched = debug.watched_sites(now)  # sites with an open debug view
         records: list[bytes] = []
         tracked = 0
@@ -401,6 +401,8 @@ class Collector:
                 params = raw_items[index] if parsed else bulk_item(raw_items[index])
                 if params is None:  # an item without a query part: skipped, counted nowhere
                     continue
+                if fault and fault in params:
+                    raise RuntimeError("collector_fault_param: a fault injected for a test")
                 hits.append(Hit(params, ip, headers, token, now, shared))
                 indices.append(index)
             pipeline.run_batch(hits, ctx)

@@ -89,11 +89,20 @@ def test_an_unexpected_tracking_error_is_logged_with_a_request_id_and_no_secret(
     for name, value in SECRETS.items():
         assert sample["params"][name] == len(value), name
     assert logged["client-req-0001"]["request"]["method"] == "GET"
+    # In a bulk request: the item count, and the first item's names and lengths.
+    item = "?" + "&".join(f"{k}={v}" for k, v in params.items() if k not in ("url", "urlref"))
+    bulk = httpx.post(f"{stack.collector_url}/matomo.php", json={"requests": [item, "?idsite=1&rec=1"]}, timeout=10)
+    assert bulk.status_code == 400
+    bulk_entry = wait_for(lambda: [e for e in events(stack, "collector", "tracking_error")
+                                   if e["request_id"] == bulk.headers["x-request-id"]], what="the bulk request's error")[0]
+    assert bulk_entry["request"]["bulk_items"] == 2
+    assert bulk_entry["request"]["params"]["token_auth"] == len(DEMO_TOKEN)
+    assert bulk_entry["request"]["params"]["idsite"] == {"len": 1, "value": "1"}
     text = (stack.data_dir / "collector.log").read_text(encoding="utf-8")
     for value in [*SECRETS.values(), "Jean-Secret", "SESSIONSECRET", "203.0.113"]:
         assert value not in text, value
     metrics = httpx.get(f"{stack.collector_url}/metrics", timeout=10).text
-    assert re.search(r"^dnma_collector_unexpected_errors_total 2\.0$", metrics, re.M), metrics[:500]
+    assert re.search(r"^dnma_collector_unexpected_errors_total 3\.0$", metrics, re.M), metrics[:500]
 
 
 def parse_exposition(text: str) -> dict[str, dict[str, Any]]:
