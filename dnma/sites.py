@@ -89,10 +89,20 @@ def _site_from_dict(raw: dict[str, Any]) -> Site:
             academies=tuple(str(d) for d in perim.get("academies", ())),
             regions=tuple(str(d) for d in perim.get("regions", ())),
         ),
-        excluded_ips=tuple(raw.get("excluded_ips", ())),
-        excluded_user_agents=tuple(raw.get("excluded_user_agents", ())),
+        excluded_ips=_strings(raw.get("excluded_ips")),
+        excluded_user_agents=_strings(raw.get("excluded_user_agents")),
         honour_dnt=bool(raw.get("honour_dnt", False)),
     )
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    """A YAML list of patterns as strings: `[2024]` is "2024" (its int broke every hit of the site
+    with an AttributeError), and a lone `curl` one pattern, not the letters c, u, r, l."""
+    if value is None:
+        return ()
+    if isinstance(value, str | int | float):
+        return (str(value),)
+    return tuple(str(v) for v in value)
 
 
 class SiteRegistry:
