@@ -155,24 +155,61 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Any:
     assert stop(proc) == 0
 
 
+def _write_until(spool_dir: Path, done: threading.Event, first: int, written: list[int]) -> None:
+    """Append 20 records every 20 ms until `done`; `written` gets how many were acknowledged."""
+    async def go() -> None:
+        w = SpoolWriter(spool_dir, max_bytes=10**10, segment_bytes=256 * 1024, commit_interval_ms=2)
+        await w.start()
+        n = first
+        while not done.is_set() or n == first:
+            await w.append([_record(n + k, "0350122T", 7) for k in range(20)])
+            n += 20
+            written[0] = n - first
+            await asyncio.sleep(0.02)
+        await w.close()
+
+    asyncio.run(go())
+
+
 def test_hits_are_stored_while_a_long_job_runs(live: Any) -> None:
     data_dir, env, proc = live
     days = 5
     _write(data_dir / "spool", [_record(n, "0350122T", 1 + n % days) for n in range(2000)])
     wait_until(lambda: status(data_dir).get("rows") == 2000, 60, "first records loaded")
     acknowledged = 2000
-    late = [_record(10_000 + n, "0350122T", 7) for n in range(3000)]
-    writer = threading.Thread(target=_write, args=(data_dir / "spool", late, 100, 0.05))
+    # Rebuilding every day's visits and rollups: a job of a few seconds; records are acknowledged
+    # into the spool from its start to its end.
+    def aggregate_starts() -> int:
+        return sum(e["job"] == "aggregate" for e in log_events(data_dir, "admin_job_started"))
+
+    before = aggregate_starts()
+    job = subprocess.Popen([sys.executable, "-m", "cli", "aggregate", "--days",
+                            ",".join(f"2026-12-0{d}" for d in range(1, days + 1))],
+                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: aggregate_starts() > before, 60, "job started")
+    over, written = threading.Event(), [0]
+    writer = threading.Thread(target=_write_until, args=(data_dir / "spool", over, 10_000, written))
     writer.start()
-    # Rebuilding every day's visits and rollups: a job of a few seconds, during which the writer goes on.
-    done = _cli(env, "aggregate", "--days", ",".join(f"2026-12-0{d}" for d in range(1, days + 1)))
+    out, err = job.communicate(timeout=120)
+    over.set()
     writer.join()
-    acknowledged += len(late)
-    assert done.returncode == 0, (done.stderr, log_tail(data_dir))
+    acknowledged += written[0]
+    assert job.returncode == 0, (err, log_tail(data_dir))
     started = log_events(data_dir, "admin_job_started")[-1]["time"]
     ended = log_events(data_dir, "admin_job_ended")[-1]["time"]
     during = [e for e in log_events(data_dir, "batch_loaded") if started < e["time"] < ended]
     assert during, f"no batch loaded while the job ran ({started}..{ended})"
+    # `dnma migrate` meanwhile: loading pauses while it migrates, records acknowledged then wait in the spool.
+    more = [_record(20_000 + n, "0350122T", 8) for n in range(1000)]
+    writer = threading.Thread(target=_write, args=(data_dir / "spool", more, 50, 0.02))
+    writer.start()
+    migrated = _cli(env, "migrate")
+    writer.join()
+    acknowledged += len(more)
+    assert migrated.returncode == 0, (migrated.stderr, log_tail(data_dir))
+    paused = log_events(data_dir, "loading_paused")[-1]["time"]
+    resumed = log_events(data_dir, "loading_resumed")[-1]["time"]
+    assert not [e for e in log_events(data_dir, "batch_loaded") if paused < e["time"] < resumed]
     wait_until(lambda: status(data_dir).get("rows") == acknowledged, 60, "all records loaded")
     assert proc.poll() is None
     # Stored == acknowledged, read through the loader's read-only endpoint (it owns chDB).
