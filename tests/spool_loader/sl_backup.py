@@ -86,7 +86,9 @@ def _live_backup(dest: Path, ack_file: Path, count: int) -> None:
         time.sleep(0.05)
     client = get_client(settings)
     writer = _writer(spool_dir, 3000, count, ack_file)
-    while len(_acked(ack_file)) < 3500:
+    deadline = time.monotonic() + 60
+    while len(_acked(ack_file)) < 3500:  # the writer is under way
+        assert time.monotonic() < deadline and writer.poll() is None, "the writer acknowledged nothing"
         time.sleep(0.01)
     noted: dict[str, Any] = {}
 

@@ -49,6 +49,8 @@ def _modes(root: Path) -> set[str]:
 
 
 def test_backup_restore_with_the_stack_down(tmp_path: Path) -> None:
+    """Backed up with the stack down, restored into a new directory (refusals on the way), drained
+    by a loader (on which `dnma backup` then runs live): each record once, tables equal."""
     src, dst, dest = tmp_path / "src", tmp_path / "dst", tmp_path / "backup"
     src.mkdir()
     write_records(src / "spool", 3000)
