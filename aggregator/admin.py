@@ -33,7 +33,7 @@ from dnma.settings import Settings
 MAX_CONNECTIONS = 8
 REQUEST_DEADLINE_S = 5.0  # the whole request line, from the connection's acceptance
 SEND_TIMEOUT_S = 60.0  # a command that stops reading a job's output for this long is dropped
-EXIT_BUSY = 75  # EX_TEMPFAIL: another write job runs; try again
+EXIT_BUSY = admin.EXIT_BUSY
 EXIT_REFUSED = 2
 REFUSALS = ("too_many_connections", "peer_uid", "slow", "too_large", "bad_request", "busy")
 
@@ -223,6 +223,9 @@ class AdminServer:
         conn.settimeout(SEND_TIMEOUT_S)
 
         def send(frame: dict[str, Any]) -> None:
+            if self.stop.is_set() and "exit" not in frame:
+                # A stopping loader ends a job at its next line of output (an export's next chunk).
+                raise ConnectionAbortedError("the loader is stopping")
             conn.sendall(orjson.dumps(frame) + b"\n")
 
         ctx = jobs.JobContext(self.settings, out=lambda text: send({"out": text}),

@@ -371,11 +371,12 @@ def _parse_days(text: str) -> list[date]:
 
 def run(args: argparse.Namespace) -> int:
     from aggregator.jobs import run_command
+    from dnma.admin import EXIT_BUSY
 
     # Each pass a job: in the live loader when one runs (it owns chDB), else in this process.
     days = [d.isoformat() for d in _parse_days(args.days)] if args.days else None
     while True:
         code = run_command("aggregate", {"days": days})
-        if args.once or days or code:
+        if args.once or days or code not in (0, EXIT_BUSY):  # the loop retries after a busy answer
             return code
         time.sleep(args.interval)

@@ -25,6 +25,7 @@ from dnma.settings import Settings
 
 SOCKET_NAME = "admin.sock"
 MAX_REQUEST_BYTES = 64 * 1024
+EXIT_BUSY = 75  # EX_TEMPFAIL: the loader runs another write job; try again
 ANSWER_TIMEOUT_S = 10.0  # a live loader accepts or refuses a request at once; a silent one is stuck
 
 Write = Callable[[str], Any]

@@ -190,6 +190,12 @@ def test_hits_are_stored_while_a_long_job_runs(live: Any) -> None:
     over, written = threading.Event(), [0]
     writer = threading.Thread(target=_write_until, args=(data_dir / "spool", over, 10_000, written))
     writer.start()
+    # Another write job meanwhile is answered busy (unless the rebuild already ended).
+    second = _ask(data_dir / "admin.sock", b'{"job": "checks.run", "args": {"checks": ["clock_jumps"]}}\n')
+    if "error" in second[0]:
+        assert second[0] == {"error": "another write job is running; try again when it ends", "exit": 75}
+    else:
+        assert any(e["job"] == "aggregate" for e in log_events(data_dir, "admin_job_ended")), second
     out, err = job.communicate(timeout=120)
     over.set()
     writer.join()
