@@ -3,11 +3,13 @@ rows, aggregate states finalized), and a loader run in-process that takes a back
 
 usage: python sl_backup.py digests CHDB_DIR
        python sl_backup.py live-backup DEST ACK_FILE COUNT   (DNMA_* settings from the environment)
+       python sl_backup.py crash-after-insert                (idem)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -113,8 +115,29 @@ def _live_backup(dest: Path, ack_file: Path, count: int) -> None:
     (dest.parent / "noted.json").write_text(json.dumps(noted | {"manifest": manifest}))
 
 
+def _crash_after_insert() -> None:
+    """Load the next batch, then die before its offsets move (exit 3): ClickHouse holds the batch,
+    the loader's state still says it is pending (a kill -9 between the insert and the commit)."""
+    from aggregator.loader_batches import Batches, Metrics
+    from dnma.chclient import get_client
+    from dnma.settings import get_settings
+
+    def retry(what: str, fn: Any, give_up: Any = None, event: str = "") -> Any:
+        if what == "commit":
+            sys.stdout.flush()
+            os._exit(3)
+        return fn()
+
+    settings = get_settings()
+    batches = Batches(settings, Metrics(), retry)
+    batches.connect(get_client(settings))
+    batches.load_once()
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "digests":
         _print_digests(sys.argv[2])
+    elif sys.argv[1] == "crash-after-insert":
+        _crash_after_insert()
     elif sys.argv[1] == "live-backup":
         _live_backup(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))

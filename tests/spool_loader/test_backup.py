@@ -148,3 +148,32 @@ def test_backup_while_the_source_keeps_ingesting(tmp_path: Path) -> None:
     assert counts["count"] == counts["uniq"]  # nothing stored twice
     assert acked_before <= stored  # everything acknowledged before the backup point
     assert stored <= {str(n) for n in range(3000 + count)}
+
+
+def test_a_batch_left_pending_by_a_crash_is_settled_before_the_backup(tmp_path: Path) -> None:
+    """A loader killed between a batch's insert and its commit leaves the batch in ClickHouse and
+    pending in its state. The backup inserts it again under its token first (ClickHouse, whose
+    deduplication log knows the token, drops it) and commits it: the restored loader, whose
+    ClickHouse has no deduplication log, has nothing to redo. Copied as it was, the redo would
+    store those records twice."""
+    src, dst, dest = tmp_path / "src", tmp_path / "dst", tmp_path / "backup"
+    src.mkdir()
+    write_records(src / "spool", 2000)
+    run_loader_once(src)
+    _write(src / "spool", 2000, 1000)
+    crash = subprocess.run([sys.executable, str(HERE / "sl_backup.py"), "crash-after-insert"], cwd=REPO,
+                           env=loader_env(src), capture_output=True, text=True, timeout=120)
+    assert crash.returncode == 3, crash.stderr[-3000:]
+    assert json.loads((src / "spool" / "_loader.state").read_text())["pending"]
+
+    done = _dnma(src, "backup", str(dest))
+    assert done.returncode == 0, done.stderr
+    assert "settling the batch" in done.stderr
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert manifest["clickhouse"]["tables"]["hits"]["rows"] == 3000  # stored once, in the source too
+    assert manifest["spool"]["unloaded_records"] == 0
+    restored = _dnma(dst, "restore", str(dest), "--data-dir", str(dst))
+    assert restored.returncode == 0, restored.stderr
+    run_loader_once(dst)
+    counts = hits_counts(dst)
+    assert counts["count"] == counts["uniq"] == 3000
