@@ -179,6 +179,9 @@ def _table_sizes(client: Any, database: str) -> dict[str, dict[str, int]]:
 
 def _backup_clickhouse(client: Any, settings: Settings, dest: Path) -> dict[str, Any]:
     staging = backup_staging_dir(settings)
+    for stale in staging.glob("backup-*"):
+        # Left by a backup killed midway (backups run one at a time: never another's in progress).
+        shutil.rmtree(stale, ignore_errors=True)
     target = staging / f"backup-{uuid.uuid4().hex[:12]}"
     database = settings.clickhouse_database
     try:
