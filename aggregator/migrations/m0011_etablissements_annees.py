@@ -61,13 +61,16 @@ def _table(r: Renderer, table: str) -> list[str]:
 def up(r: Renderer) -> list[str]:
     names = ", ".join(f"`{name}`" for name, _, _ in COLUMNS[1:])
     attributes = ",\n  ".join(f"`{name}` {dict_type}" for name, _, dict_type in COLUMNS)
+    # The school year starts on 1 August (spec/INDICATORS.md). A cluster's statements all run ON
+    # CLUSTER, which INSERT cannot: there, as for m0005's backfill, the next `referentiel load` fills it.
+    backfill = [] if r.cluster else [
+        f"INSERT INTO {r.name(TABLE)} (`annee`, {names}) "
+        f"SELECT toUInt16(toYear(loaded_at) - (toMonth(loaded_at) < 8)), {names} "
+        f"FROM {r.name('etablissements')} FINAL"]
     return [
         *_table(r, TABLE),
         *_table(r, STAGE),
-        # The school year starts on 1 August (spec/INDICATORS.md).
-        f"INSERT INTO {r.name(TABLE)} (`annee`, {names}) "
-        f"SELECT toUInt16(toYear(loaded_at) - (toMonth(loaded_at) < 8)), {names} "
-        f"FROM {r.name('etablissements')} FINAL",
+        *backfill,
         f"CREATE DICTIONARY IF NOT EXISTS {r.database}.{DICTIONARY}{r.on_cluster} (\n  {attributes}\n)\n"
         f"PRIMARY KEY annee, uai\n"
         f"SOURCE(CLICKHOUSE(TABLE '{TABLE}' DB '{r.database}'))\n"
