@@ -73,7 +73,10 @@ def parse_week(text: str) -> tuple[int, int]:
     if not m:
         raise ValueError(f"{text!r} is not an ISO week like 2026-W49")
     year, week = int(m.group(1)), int(m.group(2))
-    week_days(year, week)
+    try:
+        week_days(year, week)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO week: {year} has no week {week}") from None
     return year, week
 
 
@@ -421,3 +424,42 @@ def publication_duty(client: Any, settings: Settings, progress: Progress | None 
         return result
     result["removed"] = remove_old_weeks(settings, now.astimezone(clock.PARIS).date())
     return result
+
+
+# --- the admin channel's job and the command -------------------------------------------------
+
+
+def publish_job(ctx: Any, week: str | None = None) -> int:
+    """The `export.weekly` job (aggregator/jobs.py): publish `week` ('2026-W49') now, or the week
+    the schedule has due, whether the loader's duty has published it yet or not. A week not over
+    yet is refused (its files would be labelled whole); an identical re-run adds no revision."""
+    try:
+        year, number = parse_week(week) if week else due_week(
+            parse_schedule(ctx.settings.publication_schedule) or Schedule(0, time(6)), clock.now(clock.PARIS))
+    except ValueError as exc:
+        ctx.err(f"dnma publish: {exc}")
+        return 2
+    _, sunday = week_days(year, number)
+    if sunday >= clock.now(clock.PARIS).date():
+        ctx.err(f"dnma publish: {week_name(year, number)} is not over yet (it ends on {sunday.isoformat()}): "
+                "a week is published once its Sunday has passed")
+        return 2
+    try:
+        done = publish_week(ctx.client(), ctx.settings, year, number, progress=ctx.err, reason="manual", stop=ctx.stop)
+    except PublicationStopped:
+        ctx.err(f"dnma publish: {week_name(year, number)}: stopped before it was written (the loader is stopping)")
+        return 1
+    ctx.out(f"{done.week} revision {done.revision} {'published' if done.created else 'unchanged'}: "
+            f"{revision_dir(done.directory, done.revision)}\n")
+    return 0
+
+
+def add_arguments(p: Any) -> None:
+    p.add_argument("week", nargs="?", help="ISO week, e.g. 2026-W49 (default: the week the schedule has due)")
+
+
+def run(args: Any) -> int:
+    from aggregator.jobs import run_command
+
+    # In the live loader (chDB's one owner) when it runs, else on the storage opened here.
+    return run_command("export.weekly", {"week": args.week} if args.week else {})

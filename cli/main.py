@@ -11,7 +11,7 @@ from types import ModuleType
 
 from dnma_superset import provision
 
-from aggregator import backup, exports, loader, migrate, referentiel, sessionizer
+from aggregator import backup, exports, loader, migrate, publication, referentiel, sessionizer
 from aggregator.checks import cli as checks
 from cli import access, demo, serve, stack, tagcheck
 from dnma.admin import Unavailable
@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "referentiel": (referentiel, "load the annuaire de l'éducation and pupil counts"),
     "aggregate": (sessionizer, "compute visits and visit rollups (once or as a loop)"),
     "export": (exports, "write an open-data export (CSV)"),
+    "publish": (publication, "publish an ISO week's open-data files now (var/exports/YYYY-Www, a new revision if changed)"),
     "demo": (demo, "send simulated ENT traffic through the collector"),
     "checks": (checks, "run the data-quality checks, or list their status and open alerts"),
     "tag-check": (tagcheck, "check the tracking requests of a page (URL) or HAR file: tagging plan"),

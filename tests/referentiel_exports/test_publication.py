@@ -276,3 +276,28 @@ def test_cli_refuses_cut_or_reversed_weeks(db: tuple[Any, Settings], tmp_path: P
     assert main([*base, "--from", "2024-01-08", "--to", FIN.isoformat()]) == 0
     manifest = json.loads((tmp_path / "s.csv.manifest.json").read_text(encoding="utf-8"))
     assert manifest["partial"] is False and manifest["files"]["s.csv"]["sha256"] == _sha(out)
+
+
+def test_cli_publishes_a_week_by_hand(db: tuple[Any, Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`dnma publish 2024-W02` (the job export.weekly, here with no loader running): the week's
+    files; again: unchanged, no revision; a week not over or not a week: one line, exit 2."""
+    import dnma.settings
+    from cli.main import main
+
+    _, settings = db
+    settings = settings.model_copy(update={"exports_dir": tmp_path / "exports"})
+    monkeypatch.setattr(dnma.settings, "get_settings", lambda: settings)
+    assert main(["publish", "2024-W02"]) == 0
+    assert capsys.readouterr().out.startswith("2024-W02 revision 1 published")
+    week = tmp_path / "exports" / "2024-W02"
+    assert sorted(p.name for p in week.iterdir()) == sorted([*NAMES, "manifest.json"])
+    assert sum(_rows(week / name) for name in NAMES) > 0
+    assert main(["publish", "2024-W02"]) == 0
+    assert capsys.readouterr().out.startswith("2024-W02 revision 1 unchanged")
+    assert read_manifest(week)["latest_revision"] == 1  # type: ignore[index]
+    for bad, why in {"2099-W02": "not over yet", "2024-02": "is not an ISO week", "2026-W54": "is not an ISO week"}.items():
+        assert main(["publish", bad]) == 2
+        err = capsys.readouterr().err
+        assert why in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert sorted(p.name for p in (tmp_path / "exports").iterdir()) == ["2024-W02"]
