@@ -171,10 +171,18 @@ def _copy_spool(spool_dir: Path, dest: Path) -> dict[str, Any]:
 
 
 def _table_sizes(client: Any, database: str) -> dict[str, dict[str, int]]:
+    """Each table's rows and bytes. The rows of a table whose merges collapse rows (Replacing,
+    Aggregating, Summing… MergeTree) are counted with FINAL: a merge running after the backup, or
+    after the restore, must not make equal data look different."""
     rows = client.query(
-        "SELECT name, total_rows, total_bytes FROM system.tables WHERE database = {db:String} "
+        "SELECT name, engine, total_rows, total_bytes FROM system.tables WHERE database = {db:String} "
         "AND total_rows IS NOT NULL ORDER BY name", parameters={"db": database}).result_rows
-    return {str(name): {"rows": int(n or 0), "bytes": int(b or 0)} for name, n, b in rows}
+    out = {}
+    for name, engine, n, b in rows:
+        if str(engine).endswith("MergeTree") and str(engine) not in ("MergeTree", "ReplicatedMergeTree"):
+            n = client.query(f"SELECT count() FROM `{database}`.`{name}` FINAL").result_rows[0][0]
+        out[str(name)] = {"rows": int(n or 0), "bytes": int(b or 0)}
+    return out
 
 
 def _backup_clickhouse(client: Any, settings: Settings, dest: Path) -> dict[str, Any]:
