@@ -10,7 +10,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from dnma_client.simulator import SITES, Simulation, demo_sites, send
-from harness import SHARED, SUPER_TOKEN, Stack
+from harness import REPO, SUPER_TOKEN, Stack
 
 from aggregator.checks.runner import run_checks
 from aggregator.migrate import migrate
@@ -19,7 +19,7 @@ from dnma.clock import PARIS
 from dnma.settings import Settings
 
 START, DAYS = date(2025, 9, 29), 38  # to 5 November: the Toussaint holidays (18 Oct - 3 Nov) inside
-REFERENTIEL = sorted((SHARED / "data" / "referentiel").glob("*.csv"))
+REFERENTIEL = sorted((REPO / "deploy" / "referentiel").glob("*.csv"))
 
 
 def test_clean_simulator_traffic_opens_no_alert(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-REFERENTIEL_DIR = REPO / ".." / "shared" / "data" / "referentiel"
+# The repository's copy of the open-data extracts (deploy/referentiel, with their source and licence):
+# the tests run in a clone with no ../shared beside it.
+REFERENTIEL_DIR = REPO / "deploy" / "referentiel"
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 
 ANNUAIRE_35 = REFERENTIEL_DIR / "annuaire-education-35-2023.csv"

@@ -1,7 +1,8 @@
 """Upgrading a stack from the release this work started from, commit 51f272b, keeps its data.
 
-That commit's tree (from this clone's history) is unpacked beside a link to `../shared`, which
-the old code reads its referential from, and installed in its own virtualenv (its own
+That commit's tree (from this clone's history) is unpacked beside a `shared/data/referentiel`
+made of the repository's deploy/referentiel (the old code reads its referential from
+`../shared`; the files are the same), and installed in its own virtualenv (its own
 `pyproject.toml`, pinned by our constraints: the pins it was released with; its collector runs
 as pure Python). It starts a stack with a few demo days (`dnma up --no-superset`, as `make up`
 does without Superset), stops it; then this code's `dnma up` starts on the same data directory:
@@ -20,7 +21,7 @@ from urllib.parse import urlsplit
 
 import clickhouse_connect
 import pytest
-from harness import REPO, SHARED, free_port
+from harness import REPO, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -60,13 +61,12 @@ def _counts(data_dir: Path) -> dict[str, Any]:
 
 
 def test_upgrade_from_51f272b_keeps_every_count(tmp_path: Path) -> None:
-    if not SHARED.is_dir():
-        pytest.skip("the release reads its referential from ../shared, absent here")
     if subprocess.run(["git", "cat-file", "-e", f"{RELEASE}^{{commit}}"], cwd=REPO).returncode != 0:
         pytest.skip(f"{RELEASE} is not in this clone's history (a shallow clone)")
     old = tmp_path / "release" / "dnma"
     _unpack_release(old)
-    (old.parent / "shared").symlink_to(SHARED)
+    (old.parent / "shared" / "data").mkdir(parents=True)
+    (old.parent / "shared" / "data" / "referentiel").symlink_to(REPO / "deploy" / "referentiel")
     data_dir = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNMA_") and k != "VIRTUAL_ENV"}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(REPO)))

@@ -17,11 +17,11 @@ import httpx
 import pytest
 from dnma_superset import server
 from dnma_superset.provision import RolePerimeters, read_env
-from harness import REPO, SHARED, Stack, free_port
+from harness import REPO, Stack, free_port
 
 DEMO_TOKEN = "superset-demo-token"
 REFERENTIEL = [
-    SHARED / "data" / "referentiel" / name
+    REPO / "deploy" / "referentiel" / name
     for name in ("annuaire-education-35-2023.csv", "annuaire-education-94-ecoles-2026.csv",
                  "geolocalisation-colleges-france.csv", "effectifs-ecoles-35.csv",
                  "effectifs-second-degre-35.csv")
