@@ -320,8 +320,11 @@ def test_log_files_rotate_by_size_across_processes(tmp_path: Path) -> None:
     files = [f for f in files if not f.name.endswith(".lock")]
     assert len(files) > 5  # it rotated
     seen = set()
+    longest = max(len(line) + 1 for f in files for line in f.read_text().splitlines())
     for f in files:
-        assert f.stat().st_size <= 20_000 + 200, f  # past the size by at most the line that crossed it
+        # Past the size by at most one line per writer: the one that crossed it, and a line the other
+        # writer appended between its check of the file and the rename.
+        assert f.stat().st_size <= 20_000 + 2 * longest, (f, f.stat().st_size, longest)
         for line in f.read_text().splitlines():
             doc = json.loads(line)
             seen.add((doc["writer"], doc["n"]))
