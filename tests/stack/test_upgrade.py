@@ -2,9 +2,9 @@
 
 That commit's tree (from this clone's history) is unpacked beside a `shared/data/referentiel`
 made of the repository's deploy/referentiel (the old code reads its referential from
-`../shared`; the files are the same), and installed in its own virtualenv (its own
-`pyproject.toml`, pinned by our constraints: the pins it was released with; its collector runs
-as pure Python). It starts a stack with a few demo days (`dnma up --no-superset`, as `make up`
+`../shared`; the files are the same), and run from its own virtualenv, whose packages are the
+release's tree and, for its dependencies, this environment's (our pins, which it was released
+with; its collector runs as pure Python): no download, so the test costs its two stacks only. It starts a stack with a few demo days (`dnma up --no-superset`, as `make up`
 does without Superset), stops it; then this code's `dnma up` starts on the same data directory:
 its migrations run, nothing is lost, and every count reads the same as before.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -71,21 +72,24 @@ def test_upgrade_from_51f272b_keeps_every_count(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DNMA_") and k != "VIRTUAL_ENV"}
     env["PATH"] = os.pathsep.join(p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(REPO)))
     env.update(DNMA_DATA_DIR=str(data_dir), DNMA_COLLECTOR_PORT=str(free_port()),
-               DNMA_CH_HTTP_PORT=str(free_port()), DNMA_SUPERSET_PORT=str(free_port()),
-               PIP_CONSTRAINT=str(REPO / "constraints.txt"))
+               DNMA_CH_HTTP_PORT=str(free_port()), DNMA_SUPERSET_PORT=str(free_port()))
 
     def run(cmd: list[str], cwd: Path, timeout: float, **extra: str) -> str:
         done = subprocess.run(cmd, cwd=cwd, env={**env, **extra}, capture_output=True, text=True, timeout=timeout)
         assert done.returncode == 0, f"{cmd}: {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
-    run(["make", ".venv/.installed", f"PYTHON={sys.executable}"], old, 900)
+    run([sys.executable, "-m", "venv", ".venv"], old, 120)
+    site = next((old / ".venv" / "lib").glob("python3*")) / "site-packages"
+    (site / "release.pth").write_text("\n".join(map(str, (
+        old, old / "tagging-sdk" / "python", old / "superset", sysconfig.get_paths()["purelib"]))) + "\n")
+    dnma = [str(old / ".venv" / "bin" / "python"), "-m", "dnma.cli"]  # the release's entry point
     try:
         # The release knows no injectable clock: its demo days are the host's.
-        run([".venv/bin/dnma", "up", "--no-superset", "--demo-days", "3", "--demo-scale", "0.1"], old, 600)
+        run([*dnma, "up", "--no-superset", "--demo-days", "3", "--demo-scale", "0.1"], old, 600)
         before = _counts(data_dir)
     finally:
-        run([".venv/bin/dnma", "down"], old, 120)
+        run([*dnma, "down"], old, 120)
     assert sum(n for _, n, _ in before["hits by day"]) > 500 and before["schools"][0][0] > 5000, before["schools"]
 
     new = [sys.executable, "-m", "cli"]
