@@ -114,8 +114,8 @@ contracts: $(STAMP)
 # both Paris DST changes, the year's end), never on the host's date alone: `make test` runs the
 # whole suite at one of them (a Monday, the day CI once failed on) and the suites that read "now"
 # (simulation, reporting, visits settling, checks, exports, the collector's cdt rule, the datasets'
-# today) at all the others, those of the loader's passes and the clock itself at four of them,
-# within CI's 30 minutes;
+# today, the loader's passes, the clock itself) at some of the others (TEST_DATES below), within
+# CI's 30 minutes;
 # `make test-dates` runs the whole suite at every one (about 90 minutes).
 FULL_DATES := monday
 OTHER_DATES := new-year-eve sunday christmas august dst-spring-before dst-spring-after dst-spring-later \
@@ -124,16 +124,18 @@ ALL_DATES := $(FULL_DATES) $(OTHER_DATES)
 DATE_SUITES := tests/client_sim tests/visits/test_settling.py tests/quality/test_checks.py \
 	tests/referentiel_exports/test_exports.py tests/collector/test_collector_responses.py tests/collector/test_collector_parameters.py \
 	tests/superset/test_clock_config.py
-# The suites that start a whole stack (a minute each) run at the instants that change the most:
-# the year's end, a Sunday and both DST changes; `make test-dates` runs them at every instant.
+# `make test` runs the date-sensitive suites at the instants that differ the most (the year's end, a
+# Sunday, the summer break, the skipped and the repeated DST hour), and those that start a whole
+# stack (a minute and a half each) at two of them; `make test-dates` runs everything everywhere.
+TEST_DATES := new-year-eve sunday august dst-spring-after dst-autumn-second
 STACK_DATE_SUITES := tests/stack/test_clock.py tests/stack/test_clock_jumps.py tests/stack/test_loader_side_duties.py
-STACK_DATES := new-year-eve sunday dst-spring-after dst-autumn-first
+STACK_DATES := new-year-eve dst-spring-after
 
 pytest: $(STAMP) $(NATIVE) js system-deps superset-install
 	cd $(JS) && npm test --silent
 	@for d in $(FULL_DATES); do echo "== whole suite at DNMA_TEST_NOW=$$d"; \
 		DNMA_TEST_NOW=$$d $(BIN)/pytest -q --durations=15 || exit 1; done
-	@for d in $(OTHER_DATES); do echo "== date-sensitive suites at DNMA_TEST_NOW=$$d"; \
+	@for d in $(TEST_DATES); do echo "== date-sensitive suites at DNMA_TEST_NOW=$$d"; \
 		suites="$(DATE_SUITES)"; case " $(STACK_DATES) " in *" $$d "*) suites="$$suites $(STACK_DATE_SUITES)";; esac; \
 		DNMA_TEST_NOW=$$d $(BIN)/pytest -q $$suites || exit 1; done
 
