@@ -38,6 +38,7 @@ from typing import Any
 from aggregator.exports import DATASETS, code_version, referential_version, write_file
 from dnma import clock
 from dnma.settings import Settings
+from dnma.spool import fsync_dir
 
 log = logging.getLogger("dnma.publication")
 
@@ -186,14 +187,6 @@ def _write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
     os.replace(tmp, directory / MANIFEST)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def revision_dir(week_dir: Path, revision: int) -> Path:
     return week_dir if revision == 1 else week_dir / f"r{revision}"
 
@@ -271,16 +264,16 @@ def publish_week(client: Any, settings: Settings, iso_year: int, iso_week: int,
             }
             if revision == 1:
                 _write_manifest(tmp, new_manifest)
-                _fsync_dir(tmp)
+                fsync_dir(tmp)
                 os.rename(tmp, week_dir)  # the week appears whole, manifest included
-                _fsync_dir(root)
+                fsync_dir(root)
             else:
                 target = revision_dir(week_dir, revision)
                 shutil.rmtree(target, ignore_errors=True)  # an unlisted leftover of a crash
-                _fsync_dir(tmp)
+                fsync_dir(tmp)
                 os.rename(tmp, target)
                 _write_manifest(week_dir, new_manifest)
-                _fsync_dir(week_dir)
+                fsync_dir(week_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

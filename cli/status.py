@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from aggregator.checks.ingestion import read_json
 from dnma.settings import Settings
 
 HTTP_TIMEOUT_S = 3.0
@@ -56,14 +57,6 @@ class Report:
         if self.ready is None or self.ready.get("status") != "ready":
             return NOT_READY
         return 0
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
 
 
 def _get(url: str) -> httpx.Response | None:
@@ -166,7 +159,7 @@ def _last_export(settings: Settings) -> dict[str, Any] | None:
 def _open_alerts(data_dir: Path) -> dict[str, int]:
     """Open quality alerts by severity (quality_status.json, written by the loader's checks)."""
     out: dict[str, int] = {}
-    for row in _read_json(data_dir / "quality_status.json").get("open", []):
+    for row in read_json(data_dir / "quality_status.json").get("open", []):
         if isinstance(row, dict):
             severity = str(row.get("severity", "?"))
             out[severity] = out.get(severity, 0) + int(row.get("open", 0) or 0)
@@ -179,7 +172,7 @@ def gather(settings: Settings, now: float | None = None) -> Report:
 
     now = time.time() if now is None else now
     data_dir = settings.data_dir
-    status = _read_json(data_dir / "loader_status.json")
+    status = read_json(data_dir / "loader_status.json")
     report = Report(spool_max_bytes=settings.spool_max_bytes)
     report.processes.append(_loader(settings, status, now))
     collector, report.ready = _collector(settings, data_dir)

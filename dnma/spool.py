@@ -233,7 +233,7 @@ def claim_if_orphaned(seg: Segment) -> Segment:
             raise
         done = seg.path.with_name(seg.name + DONE_SUFFIX)
         os.rename(seg.path, done)
-        _fsync_dir(seg.path.parent)
+        fsync_dir(seg.path.parent)
         return Segment(seg.name, done, True)
     finally:
         os.close(fd)
@@ -284,7 +284,8 @@ def iter_records(spool_dir: Path) -> Iterator[bytes]:
             offset = end
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a rename, a new file) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -407,7 +408,7 @@ class SpoolWriter:
         os.fsync(fd)
         path = self.spool_dir / f"{name}{OPEN_SUFFIX}"
         os.rename(tmp, path)
-        _fsync_dir(self.spool_dir)
+        fsync_dir(self.spool_dir)
         self._fd, self._path, self._seg_size = fd, path, len(MAGIC)
         self.stats["segments"] += 1
 
@@ -417,7 +418,7 @@ class SpoolWriter:
         os.fsync(self._fd)
         done = self._path.with_suffix(DONE_SUFFIX)
         os.rename(self._path, done)
-        _fsync_dir(self.spool_dir)
+        fsync_dir(self.spool_dir)
         os.close(self._fd)  # releases the flock, after the rename
         self._fd, self._path = None, None
 

@@ -14,7 +14,8 @@ STATE_FILE = "quality_ingestion_state.json"  # the collector counters seen at th
 MIN_REQUESTS = 100  # below this many requests between two runs, shares mean nothing
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object file, or {} when absent, unreadable or not an object."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -49,7 +50,7 @@ def run(ctx: CheckContext) -> CheckResult:
     s = ctx.settings
     now = ctx.now
     result = CheckResult("now", now, now)
-    status = _read_json(s.data_dir / "loader_status.json")
+    status = read_json(s.data_dir / "loader_status.json")
     if status:
         backlog = float(status.get("backlog_bytes", 0))
         limit = s.quality_backlog_max_share * s.spool_max_bytes
@@ -77,7 +78,7 @@ def _refusals(ctx: CheckContext, result: CheckResult) -> None:
     s = ctx.settings
     counters = collector_counters(f"http://{s.collector_host}:{s.collector_port}/metrics")
     state_path = s.data_dir / STATE_FILE
-    previous = _read_json(state_path).get("counters", {})
+    previous = read_json(state_path).get("counters", {})
     if counters is None:
         result.skipped.add(("pipeline", "refus:*"))  # collector down: keep refusal alerts as they are
         return
