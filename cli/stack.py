@@ -57,6 +57,14 @@ def _write_env_file(path: Path, values: dict[str, str]) -> None:
     tmp.replace(path)
 
 
+def new_secret() -> str:
+    """A random URL-safe secret that never starts with '-', so that it passes as a command-line
+    value (`--token X`) without being read as an option."""
+    while (value := secrets.token_urlsafe(24)).startswith("-"):
+        pass
+    return value
+
+
 def site_token_key(site_id: int) -> str:
     """The key naming a demo site's write token in secrets.env and stack.env."""
     return f"DEMO_SITE_{site_id}_TOKEN"
@@ -70,12 +78,12 @@ def ensure_config(data_dir: Path) -> dict[str, str]:
     values = read_env_file(secrets_file)
     for key in ("UID_SECRET", "SUPER_USER_TOKEN", "CH_HTTP_PASSWORD", "DEMO_TOKEN", "SUPERSET_SECRET_KEY",
                 "SUPERSET_ADMIN_PASSWORD"):
-        values.setdefault(key, secrets.token_urlsafe(24))
+        values.setdefault(key, new_secret())
     # Each demo site has its own write token (a site token also reads the site's reports and debug
     # view); DEMO_TOKEN stays site 1's.
     values.setdefault(site_token_key(DEMO_SITE_ID), values["DEMO_TOKEN"])
     for site_id in _demo_site_ids():
-        values.setdefault(site_token_key(site_id), secrets.token_urlsafe(24))
+        values.setdefault(site_token_key(site_id), new_secret())
     _write_env_file(secrets_file, values)
     config = data_dir / "dnma.toml"
     if not config.exists():

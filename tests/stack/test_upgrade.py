@@ -24,6 +24,8 @@ import clickhouse_connect
 import pytest
 from harness import REPO, free_port
 
+from cli.stack import new_secret
+
 pytestmark = pytest.mark.slow
 
 RELEASE = "51f272b"
@@ -79,6 +81,13 @@ def test_upgrade_from_51f272b_keeps_every_count(tmp_path: Path) -> None:
         assert done.returncode == 0, f"{cmd}: {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         return done.stdout
 
+    # The release generated its secrets with token_urlsafe and passed one as `--token X` to its demo:
+    # one time in 64 it began with '-' and argparse took it for an option. Its secrets are written
+    # here first (it keeps those it finds), from this code's generator, which never starts one so.
+    data_dir.mkdir()
+    (data_dir / "secrets.env").write_text("".join(
+        f"{key}={new_secret()}\n" for key in ("UID_SECRET", "SUPER_USER_TOKEN", "CH_HTTP_PASSWORD", "DEMO_TOKEN",
+                                              "SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD")), encoding="utf-8")
     run([sys.executable, "-m", "venv", ".venv"], old, 120)
     site = next((old / ".venv" / "lib").glob("python3*")) / "site-packages"
     (site / "release.pth").write_text("\n".join(map(str, (
