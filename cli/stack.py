@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import yaml
 
 from cli import status
 from dnma import clock
+from dnma.access import new_secret
 from dnma.settings import REPO_ROOT, Settings
 from dnma.sites import dump_sites, hash_token
 
@@ -55,14 +55,6 @@ def _write_env_file(path: Path, values: dict[str, str]) -> None:
     tmp.write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
     tmp.chmod(0o600)
     tmp.replace(path)
-
-
-def new_secret() -> str:
-    """A random URL-safe secret that never starts with '-', so that it passes as a command-line
-    value (`--token X`) without being read as an option."""
-    while (value := secrets.token_urlsafe(24)).startswith("-"):
-        pass
-    return value
 
 
 def site_token_key(site_id: int) -> str:

@@ -59,6 +59,14 @@ ACCESS_FILE = "access.yaml"  # under data_dir
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
+def new_secret(nbytes: int = 24) -> str:
+    """A random URL-safe secret that never starts with '-', so that it passes as a command-line
+    value (`--token X`) without being read as an option."""
+    while (value := secrets.token_urlsafe(nbytes)).startswith("-"):
+        pass
+    return value
+
+
 def access_file(settings: Settings) -> Path:
     return settings.data_dir / ACCESS_FILE
 
@@ -380,7 +388,7 @@ def issue(settings: Settings, name: str, perimeter: PerimeterFilter, issued_at: 
         tokens = read_perimeter_tokens(path)
         if any(t.name == name for t in tokens):
             raise ValueError(f"a perimeter token named {name!r} exists: revoke it first")
-        token = secrets.token_urlsafe(32)
+        token = new_secret(32)
         tokens.append(PerimeterToken(name, perimeter, digest(token).hex(), issued_at))
         _write(path, tokens)
     return token

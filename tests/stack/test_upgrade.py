@@ -24,7 +24,7 @@ import clickhouse_connect
 import pytest
 from harness import REPO, free_port
 
-from cli.stack import new_secret
+from dnma.access import new_secret
 
 pytestmark = pytest.mark.slow
 
