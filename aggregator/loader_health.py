@@ -7,6 +7,7 @@ Jobs count themselves with `job_finished(name, ok=...)` or `with counted_job(nam
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +19,12 @@ from dnma.settings import Settings
 _lock = threading.Lock()
 _jobs: dict[str, dict[str, Any]] = {}
 _freshness: dict[str, Any] = {}
+_memory: dict[str, Any] = {}
+
+# chDB's own accounting, sampled by the side duties (a process's RSS alone does not say whether
+# its growth is ClickHouse's caches following the data, its query memory, or Python's heap).
+_CHDB_MEMORY_METRICS = ("MemoryTracking", "MarkCacheBytes", "PrimaryIndexCacheBytes", "UncompressedCacheBytes",
+                        "QueryCacheBytes", "QueryConditionCacheBytes", "CompiledExpressionCacheBytes", "PageCacheBytes")
 
 # Present at 0 from the start: the side duties (aggregator/loader_duties.py). Admin-channel jobs
 # count as admin.<job> (aggregator/admin.py) from their first run.
@@ -79,9 +86,28 @@ def record_freshness(client: Any, settings: Settings, result: dict[str, Any]) ->
         })
 
 
+def record_memory(client: Any) -> None:
+    """Where the loader's memory is: chDB's tracked memory and caches (system.metrics), the parts'
+    primary keys held in memory, and Python's allocated blocks."""
+    names = ", ".join(f"'{m}'" for m in _CHDB_MEMORY_METRICS)
+    rows = client.query(f"SELECT metric, value FROM system.metrics WHERE metric IN ({names})").result_rows
+    keys = client.query("SELECT sum(primary_key_bytes_in_memory_allocated), count() "
+                        "FROM system.parts WHERE active").result_rows[0]
+    sample: dict[str, Any] = {f"chdb_{_snake(name)}": int(value) for name, value in rows}
+    sample.update(primary_key_bytes=int(keys[0] or 0), active_parts=int(keys[1] or 0),
+                  python_allocated_blocks=sys.getallocatedblocks(), sampled_at=time.time())
+    with _lock:
+        _memory.clear()
+        _memory.update(sample)
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() and i else c.lower() for i, c in enumerate(name))
+
+
 def snapshot() -> dict[str, Any]:
     """The sections this module adds to the status file."""
     with _lock:
         jobs = {name: _new_job() for name in KNOWN_JOBS}
         jobs.update({name: dict(job) for name, job in _jobs.items()})
-        return {"jobs": jobs, "freshness": dict(_freshness)}
+        return {"jobs": jobs, "freshness": dict(_freshness), "memory": dict(_memory)}

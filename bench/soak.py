@@ -154,12 +154,19 @@ class Soak:
         out: dict[str, Any] = {"minute": round((time.monotonic() - t0) / 60, 2)}
         for name, pids in procs.items():
             out[f"{name}_rss_mb"] = round(sum(_rss_mb(p) for p in pids), 1)
+            # Anonymous memory (heaps, chDB's allocations) against file-backed pages (the chDB library's
+            # code, paged in as new query paths first run: shared, reclaimable, not a leak).
+            out[f"{name}_rss_anon_mb"] = round(sum(_rss_mb(p, "RssAnon:") for p in pids), 1)
+            out[f"{name}_rss_file_mb"] = round(sum(_rss_mb(p, "RssFile:") for p in pids), 1)
             out[f"{name}_open_files"] = sum(_open_files(p) for p in pids)
         spool_dir = self.stack.data_dir / "spool"
         out["spool_bytes"] = sum(p.stat().st_size for p in spool_dir.glob("*") if p.is_file())
         status = _loader_status(self.stack)
         out["loader_lag_s"] = status.get("lag_seconds")
         out["loader_backlog_bytes"] = status.get("backlog_bytes")
+        # The loader's own accounting (aggregator/loader_health.record_memory): chDB's tracked memory
+        # and caches, primary keys in memory, Python's heap; what an RSS growth is made of.
+        out["loader_memory"] = status.get("memory", {})
         out["acknowledged_hits"] = accepted_hits(self.stack.collector_url)
         out["server_errors"] = self.server_errors
         return out
@@ -203,10 +210,10 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def _rss_mb(pid: int) -> float:
+def _rss_mb(pid: int, field: str = "VmRSS:") -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -243,17 +250,19 @@ def _wait_drained(stack: Stack, timeout: float = 600) -> dict[str, Any]:
             "seconds_to_drain": round(time.monotonic() - t0, 1)}
 
 
-def _growth(samples: list[dict[str, Any]], key: str, warmup_minutes: float) -> float | None:
+def _growth(samples: list[dict[str, Any]], key: str, warmup_minutes: float, low: bool = False) -> float | None:
     """Growth of the peak: the highest sample of the last `warmup_minutes` against the highest of
     the first `warmup_minutes` after the warm-up. The loader's RSS swings by about a tenth with its
     passes (a sessionizer day, a merge, a check run): one sample against another would measure where
-    each fell in that swing; a leak raises the peaks."""
+    each fell in that swing; a leak raises the peaks. `low`: the same for the troughs (the lowest
+    samples), the memory held between passes."""
+    pick = min if low else max
     end = samples[-1]["minute"] if samples else 0.0
     first = [s[key] for s in samples if warmup_minutes <= s["minute"] < 2 * warmup_minutes]
     last = [s[key] for s in samples if s["minute"] > end - warmup_minutes]
-    if not first or not last or end < 3 * warmup_minutes or not max(first):
+    if not first or not last or end < 3 * warmup_minutes or not pick(first):
         return None
-    return round((max(last) - max(first)) / max(first), 4)
+    return round((pick(last) - pick(first)) / pick(first), 4)
 
 
 def main() -> int:
@@ -277,7 +286,9 @@ def main() -> int:
         result = soak.run()
         samples = result.pop("samples")
         warmup = min(10.0, args.minutes / 6)
-        growth = {k: _growth(samples, k, warmup) for k in ("collector_rss_mb", "loader_rss_mb")}
+        keys = [f"{p}_rss{kind}_mb" for p in ("collector", "loader") for kind in ("", "_anon", "_file")]
+        growth = {k: _growth(samples, k, warmup) for k in keys}
+        trough_growth = {k: _growth(samples, k, warmup, low=True) for k in keys}
         report = {
             "minutes": args.minutes, "day_seconds": args.day_seconds, "scale": args.scale, "bad_share": args.bad_share,
             "loadavg_end": list(os.getloadavg()),
@@ -286,9 +297,10 @@ def main() -> int:
             "reader": {"queries": soak.reader_queries, "errors": len(soak.reader_errors),
                        "first_errors": soak.reader_errors[:5]},
             "warmup_minutes": warmup, "rss_growth_after_warmup": growth,
+            "rss_trough_growth_after_warmup": trough_growth,
             **result,
             "targets_met": {
-                "rss_flat": all(g is not None and g < 0.10 for g in growth.values()),
+                "rss_flat": all((g := growth[k]) is not None and g < 0.10 for k in ("collector_rss_mb", "loader_rss_mb")),
                 "nothing_lost": result["stored_equals_acknowledged"],
                 "no_5xx": soak.server_errors == 0,
             },
