@@ -11,6 +11,10 @@ from typing import Any
 
 from dnma_superset.identity import NS, uid
 
+# Every chart reads all the rows its query returns: a chart never drops data silently (the largest
+# query, services × profils, is a few hundred rows; tables page through theirs in the browser).
+ROW_LIMIT = 10000
+
 
 @dataclass
 class Chart:
@@ -36,19 +40,19 @@ def kpi(key: str, title: str, dataset: str, metric: str, fmt: str = "SMART_NUMBE
 
 
 def trend(key: str, title: str, dataset: str, metrics: list[str], x: str = "debutsemaine", grain: str = "P1W",
-          width: int = 12) -> Chart:
+          width: int = 12, fmt: str = "SMART_NUMBER") -> Chart:
     return Chart(key, title, "echarts_timeseries_line", dataset, {
         "x_axis": x, "time_grain_sqla": grain, "metrics": metrics, "groupby": [], "adhoc_filters": [],
-        "row_limit": 10000, "truncate_metric": True, "show_legend": True, "rich_tooltip": True,
-        "x_axis_time_format": "smart_date", "y_axis_format": "SMART_NUMBER", "markerEnabled": True,
+        "row_limit": ROW_LIMIT, "truncate_metric": True, "show_legend": True, "rich_tooltip": True,
+        "x_axis_time_format": "smart_date", "y_axis_format": fmt, "markerEnabled": True,
         "order_desc": True, "comparison_type": "values", "annotation_layers": [],
     }, width=width)
 
 
 def bars(key: str, title: str, dataset: str, x: str, metrics: list[str], groupby: list[str] | None = None,
-         width: int = 4, limit: int = 30) -> Chart:
+         width: int = 4) -> Chart:
     return Chart(key, title, "echarts_timeseries_bar", dataset, {
-        "x_axis": x, "metrics": metrics, "groupby": groupby or [], "adhoc_filters": [], "row_limit": limit,
+        "x_axis": x, "metrics": metrics, "groupby": groupby or [], "adhoc_filters": [], "row_limit": ROW_LIMIT,
         "orientation": "horizontal", "x_axis_sort": metrics[0], "x_axis_sort_asc": True,
         "x_axis_sort_series": "sum", "x_axis_sort_series_ascending": False,
         "show_legend": bool(groupby), "stack": "Stack" if groupby else None, "y_axis_format": "SMART_NUMBER",
@@ -59,7 +63,7 @@ def bars(key: str, title: str, dataset: str, x: str, metrics: list[str], groupby
 
 def pie(key: str, title: str, dataset: str, groupby: str, metric: str = "visites", width: int = 4) -> Chart:
     return Chart(key, title, "pie", dataset, {
-        "groupby": [groupby], "metric": metric, "adhoc_filters": [], "row_limit": 100, "sort_by_metric": True,
+        "groupby": [groupby], "metric": metric, "adhoc_filters": [], "row_limit": ROW_LIMIT, "sort_by_metric": True,
         "show_labels": True, "label_type": "key_percent", "number_format": "SMART_NUMBER", "show_legend": True,
         "legendOrientation": "top", "innerRadius": 30, "donut": True, "outerRadius": 70, "labels_outside": True,
     }, width=width)
@@ -69,7 +73,7 @@ def table(key: str, title: str, dataset: str, groupby: list[str], metrics: list[
           height: int = 50, order_by: str | None = None, filters: list[dict[str, Any]] | None = None) -> Chart:
     return Chart(key, title, "table", dataset, {
         "query_mode": "aggregate", "groupby": groupby, "metrics": metrics, "all_columns": [],
-        "percent_metrics": [], "adhoc_filters": filters or [], "row_limit": 1000, "order_desc": True,
+        "percent_metrics": [], "adhoc_filters": filters or [], "row_limit": ROW_LIMIT, "order_desc": True,
         "timeseries_limit_metric": order_by or metrics[0], "server_pagination": False, "include_search": True,
         "table_timestamp_format": "smart_date", "show_cell_bars": True, "color_pn": True,
     }, width=width, height=height)
@@ -79,7 +83,7 @@ def raw_table(key: str, title: str, dataset: str, columns: list[str], order: str
               filters: list[dict[str, Any]] | None = None) -> Chart:
     return Chart(key, title, "table", dataset, {
         "query_mode": "raw", "all_columns": columns, "groupby": [], "metrics": [], "percent_metrics": [],
-        "order_by_cols": [json.dumps([order, False])], "adhoc_filters": filters or [], "row_limit": 1000,
+        "order_by_cols": [json.dumps([order, False])], "adhoc_filters": filters or [], "row_limit": ROW_LIMIT,
         "server_pagination": False, "include_search": True, "table_timestamp_format": "%Y-%m-%d %H:%M",
     }, width=width)
 
@@ -88,7 +92,7 @@ def france_map(key: str, title: str, dataset: str, level: str, metric: str, widt
     country, entity = ("france", "departement_iso") if level == "departement" else ("france_regions", "region_iso")
     return Chart(key, title, "country_map", dataset, {
         "select_country": country, "entity": entity, "metric": metric, "adhoc_filters": [],
-        "linear_color_scheme": "superset_seq_1", "number_format": "SMART_NUMBER", "row_limit": 1000,
+        "linear_color_scheme": "superset_seq_1", "number_format": "SMART_NUMBER", "row_limit": ROW_LIMIT,
     }, width=width, height=80)
 
 
@@ -110,7 +114,7 @@ def query_context(chart: Chart) -> dict[str, Any]:
     p = chart.params
     q: dict[str, Any] = {
         "filters": [], "extras": {"having": "", "where": ""}, "applied_time_extras": {}, "columns": [],
-        "metrics": _metric_list(p), "orderby": [], "annotation_layers": [], "row_limit": p.get("row_limit", 1000),
+        "metrics": _metric_list(p), "orderby": [], "annotation_layers": [], "row_limit": p.get("row_limit", ROW_LIMIT),
         "series_limit": 0, "order_desc": True, "url_params": {}, "custom_params": {}, "custom_form_data": {},
     }
     wheres = [f["sqlExpression"] for f in p.get("adhoc_filters", []) if f.get("expressionType") == "SQL"]

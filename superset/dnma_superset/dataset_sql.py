@@ -184,6 +184,12 @@ def services_sql() -> str:
 # Raw hits hold the quality columns (flags, reception delay) no rollup keeps: the quality
 # dashboard reads the last QUALITY_DAYS days only (an ops view; the checks judge 24 hours).
 QUALITY_DAYS = 14
+# A hit's reception delay in seconds (received_at - ts), exact under a minute and truncated to the
+# minute beyond: the dataset keeps one row per distinct delay of a site and day (a few on a healthy
+# day, at most one per minute of delay), and a median shown in hours and minutes loses nothing.
+_DELAY = "(toInt64(received_at) - toInt64(ts))"
+DELAY_S = f"if(abs({_DELAY}) < 60, {_DELAY}, intDiv({_DELAY}, 60) * 60)"
+DELAY_MEDIAN_MS = "1000 * quantileExactWeighted(0.5)(delai_s, hits)"
 
 # Datasets without a rollup: per visit (tools, native/third-party type), per hit (local events).
 VISIT_ROW = f"""day, toMonday(day) AS debutsemaine, {school_year()} AS annee_scolaire,
@@ -191,15 +197,20 @@ VISIT_ROW = f"""day, toMonday(day) AS debutsemaine, {school_year()} AS annee_sco
   duration, pageviews, actions, is_bounce, {USER_KEY} AS utilisateur"""
 VISIT_ROW_WHERE = "WHERE 1" + period() + "{% if " + SERVICE_FILTER + " %}" + SERVICE_WHERE + "{% endif %}"
 
+# The native/third-party category of a visit (exclusive: each visit in exactly one).
+TYPE_CATEGORIES = ("Natif seul", "Tiers seul", "Natif et tiers", "Type non renseigné")
+TYPE_CATEGORY = ("multiIf(type_natif = 1 AND type_tiers = 1, 'Natif et tiers', type_natif = 1, 'Natif seul', "
+                 "type_tiers = 1, 'Tiers seul', 'Type non renseigné')")
+
 SQL = {
     "visites": visit_sql(NATIONAL),
     "visites_territoires": visit_sql(TERRITOIRES, territories=True),
     "visites_etablissements": visit_sql(DETAIL),
     "visites_services": services_sql(),
     "visites_outils": f"SELECT {VISIT_ROW},\n  outil\nFROM {DB}.visits\nARRAY JOIN outils AS outil\n{VISIT_ROW_WHERE}",
-    "visites_types": f"SELECT {VISIT_ROW},\n  type_service\nFROM {DB}.visits\n"
-    "ARRAY JOIN arrayFilter(t -> t != '', [if(type_natif = 1, 'Natif', ''), if(type_tiers = 1, 'Tiers', '')])"
-    f" AS type_service\n{VISIT_ROW_WHERE}",
+    # One row per visit, in exactly one of the exclusive categories: a visit may touch native and
+    # third-party services both, and a pie of overlapping slices would count it twice.
+    "visites_types": f"SELECT {VISIT_ROW},\n  {TYPE_CATEGORY} AS type_service\nFROM {DB}.visits\n{VISIT_ROW_WHERE}",
     # One row per establishment of the referential × ENT project present on its département and
     # degree (projet '' when none): the seed's deployment classes and the per-ENT coverage. Its
     # native filters list their values from the visit datasets (the same, cheaper, shared queries).
@@ -225,16 +236,18 @@ LEFT JOIN (SELECT uai, groupUniqArray(projet) AS projets FROM {DB}.visits_daily
   {USER_KEY} AS utilisateur
 FROM {DB}.hits
 WHERE action IN ('event', 'download', 'outlink') AND NOT has(flags, 'invalid_uai')""" + period('toDate(ts)'),
-    "qualite_hits": f"""SELECT toDate(ts) AS day, site_id, projet,
+    # One row per day, site, project and reception delay (DELAY_S): every measure is a sum, and the
+    # median delay of any selection is the weighted median of these rows (a median of per-day or
+    # per-site medians is not the median of the hits).
+    "qualite_hits": f"""SELECT toDate(ts) AS day, site_id, projet, {DELAY_S} AS delai_s,
   count() AS hits,
   countIf(has(flags, 'invalid_uai')) AS hits_uai_invalide,
   countIf(uai != '' AND NOT has(flags, 'invalid_uai') AND NOT dictHas({REF}, tuple(uai))) AS hits_uai_inconnu,
   countIf(uai != '' AND NOT has(flags, 'invalid_uai')) AS hits_uai_valide,
-  quantileExact(0.5)(toInt64(received_at) - toInt64(ts)) AS delai_median_s,
   max(toInt64(received_at) - toInt64(ts)) AS delai_max_s
 FROM {DB}.hits
 WHERE toDate(ts) >= {TODAY} - {QUALITY_DAYS}
-GROUP BY day, site_id, projet""",
+GROUP BY day, site_id, projet, delai_s""",
     "alertes_qualite": f"""SELECT `check` AS controle, scope_kind, scope_value, `window` AS fenetre, severity,
   status, message, observed, expected, first_seen, last_seen
 FROM {DB}.quality_alerts_current""",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dnma_superset.dataset_sql import (
+    DELAY_MEDIAN_MS,
     DETAIL,
     NATIONAL,
     QUALITY_DAYS,
@@ -171,14 +172,16 @@ DATASETS: dict[str, Dataset] = {
              ("hits", "Hits", "UInt64", False), ("hits_uai_invalide", "Hits à UAI invalide", "UInt64", False),
              ("hits_uai_inconnu", "Hits à UAI inconnu", "UInt64", False),
              ("hits_uai_valide", "Hits à UAI valide", "UInt64", False),
-             ("delai_median_s", "Délai médian d'ingestion (s)", "Float64", False),
+             ("delai_s", "Délai de réception (s, à la minute au-delà d'une minute)", "Int64", False),
              ("delai_max_s", "Délai maximal d'ingestion (s)", "Int64", False)],
             [("hits", "Hits", "sum(hits)", ",d"),
              ("taux_uai_invalide", "Taux d'UAI invalides", "sum(hits_uai_invalide) / nullIf(sum(hits), 0)", ".2%"),
              ("taux_uai_inconnu", "Taux d'UAI inconnus du référentiel",
               "sum(hits_uai_inconnu) / nullIf(sum(hits_uai_valide), 0)", ".2%"),
-             ("delai_median", "Délai médian d'ingestion (s)", "median(delai_median_s)", ",.0f"),
-             ("delai_max", "Délai maximal d'ingestion (s)", "max(delai_max_s)", ",.0f")],
+             # In milliseconds, for Superset's DURATION format ("2h 13m"): the median of the hits
+             # themselves, weighted by the hits of each delay row (never a median of medians).
+             ("delai_median", "Délai médian d'ingestion", DELAY_MEDIAN_MS, "DURATION"),
+             ("delai_max", "Délai maximal d'ingestion", "1000 * max(delai_max_s)", "DURATION")],
             perimeter={"projet": "projet = {value}"}),
         Dataset(
             "alertes_qualite", "Alertes de qualité",

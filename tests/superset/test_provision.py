@@ -47,7 +47,7 @@ def test_every_chart_returns_rows(superset: SupersetHandle) -> None:
         if not rows:
             empty.append(key)
     # Quality alerts may legitimately be empty on a clean run; everything else has data.
-    allowed_empty = {"qua_alertes_ouvertes", "qua_silence", "qua_ingestion"}
+    allowed_empty = {"qua_alertes_ouvertes", "qua_silence"}
     assert set(empty) <= allowed_empty, empty
 
 
