@@ -2,19 +2,37 @@
 
 A site: id, name, main URL, time zone, write token (stored as a SHA-256; what a token may do is
 dnma.access's), the custom-dimension mapping, fixed PROJET/EXPLOITANT/PLATEFORME, perimeter,
-exclusions, DNT policy.
+exclusions, DNT policy, and when it was created (`created`, Matomo's `ts_created`).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from dnma.vocab import DEFAULT_DIMENSION_MAPPING
+
+# A site's `created` when its entry has none: early enough that a Matomo client bounding its dates
+# by `ts_created` misses nothing DNMA may hold (the ENT projects' Matomo history starts later).
+DEFAULT_CREATED = datetime(2020, 1, 1)
+
+# SitesManager's `timezone_name` (Matomo's English names) for the time zones of French territories;
+# any other zone is named by its last part, as Matomo names a zone it has no country for.
+TIMEZONE_NAMES = {
+    "Europe/Paris": "France", "America/Guadeloupe": "Guadeloupe", "America/Martinique": "Martinique",
+    "America/Cayenne": "French Guiana", "Indian/Reunion": "Réunion", "Indian/Mayotte": "Mayotte",
+    "America/Miquelon": "St. Pierre & Miquelon", "Pacific/Noumea": "New Caledonia",
+    "Pacific/Wallis": "Wallis & Futuna", "Pacific/Tahiti": "French Polynesia - Tahiti", "UTC": "UTC",
+}
+
+
+def timezone_name(timezone: str) -> str:
+    return TIMEZONE_NAMES.get(timezone) or timezone.rsplit("/", 1)[-1].replace("_", " ")
 
 
 def hash_token(token: str) -> str:
@@ -50,23 +68,42 @@ class Site:
     excluded_ips: tuple[str, ...] = ()
     excluded_user_agents: tuple[str, ...] = ()
     honour_dnt: bool = False
+    created: datetime = DEFAULT_CREATED
 
     def ua_excluded(self, ua: str) -> bool:
         low = ua.lower()
         return any(s.lower() in low for s in self.excluded_user_agents)
 
-    def as_matomo(self) -> dict[str, Any]:
-        """The shape of SitesManager.getSiteFromId."""
-        return {
+    def as_matomo(self, *, super_user: bool = False) -> dict[str, Any]:
+        """SitesManager.getSiteFromId's site: the 19 columns of Matomo's `site` table in its order,
+        as strings (as Matomo's database layer returns them), then `timezone_name` and
+        `currency_name`; `creator_login` for the super user only, as Matomo."""
+        out = {
             "idsite": str(self.id),
             "name": self.name,
             "main_url": self.main_url,
-            "timezone": self.timezone,
-            "currency": "EUR",
+            "ts_created": self.created.strftime("%Y-%m-%d %H:%M:%S"),
             "ecommerce": "0",
             "sitesearch": "1",
+            "sitesearch_keyword_parameters": "",
+            "sitesearch_category_parameters": "",
+            "timezone": self.timezone,
+            "currency": "EUR",
+            "exclude_unknown_urls": "0",
+            "excluded_ips": ",".join(self.excluded_ips),
+            "excluded_parameters": "",
+            "excluded_user_agents": ",".join(self.excluded_user_agents),
+            "excluded_referrers": "",
+            "group": "",
             "type": "website",
+            "keep_url_fragment": "0",
+            "creator_login": "dnma",
+            "timezone_name": timezone_name(self.timezone),
+            "currency_name": "Euro",
         }
+        if not super_user:
+            del out["creator_login"]
+        return out
 
 
 def _site_from_dict(raw: dict[str, Any]) -> Site:
@@ -92,7 +129,23 @@ def _site_from_dict(raw: dict[str, Any]) -> Site:
         excluded_ips=_strings(raw.get("excluded_ips")),
         excluded_user_agents=_strings(raw.get("excluded_user_agents")),
         honour_dnt=bool(raw.get("honour_dnt", False)),
+        created=_created(raw.get("created"), raw["id"]),
     )
+
+
+def _created(value: Any, site_id: Any) -> datetime:
+    """`created: 2024-09-01` or `2024-09-01 08:00:00` (YAML may hand a date, a datetime or text)."""
+    if value is None or value == "":
+        return DEFAULT_CREATED
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    try:
+        return datetime.fromisoformat(str(value).strip()).replace(tzinfo=None)
+    except ValueError:
+        raise ValueError(f"site {site_id}: created must be a date (2024-09-01) or a date and time, "
+                         f"not {str(value)[:40]!r}") from None
 
 
 def _strings(value: Any) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ def collector_sites() -> list[dict[str, Any]]:
             "main_url": "https://ent3.example",
             "token_sha256": hash_token(SITE3_TOKEN),
             "dimensions": {1: "uai", 3: "service", 4: "profil", 5: "type", 6: "projet", 7: "outil"},
+            "created": "2024-09-02 08:30:00",  # SitesManager's ts_created
         },
     ]
 
