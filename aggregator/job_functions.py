@@ -62,6 +62,9 @@ def aggregate_job(ctx: JobContext, days: list[date] | None) -> int:
         result = rebuild_days(client, ctx.settings, days, ctx.stop)
     else:
         result = aggregate_once(client, ctx.settings, ctx.stop)
+    from aggregator.checks.perimetres import sync
+
+    sync(client, ctx.settings)  # the ENTs' declared perimeters, as the loader's passes write them
     ctx.out(line(json.dumps(result)))
     return 0
 

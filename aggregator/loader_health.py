@@ -7,6 +7,7 @@ Jobs count themselves with `job_finished(name, ok=...)` or `with counted_job(nam
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -60,9 +61,17 @@ def _new_job() -> dict[str, Any]:
 
 def aggregate_pass(aggregate: Callable[..., dict[str, Any]], client: Any, settings: Settings,
                    *args: Any) -> dict[str, Any]:
-    """A sessionizer pass, `aggregate(client, settings, *args)`, then its freshness recorded."""
+    """A sessionizer pass, `aggregate(client, settings, *args)`, then its freshness recorded and
+    the ENTs' declared perimeters rewritten if the registry or the referential changed (the
+    dashboards' tagging coverage reads them; dnma/indicators.py)."""
+    from aggregator.checks.perimetres import sync
+
     result = aggregate(client, settings, *args)
     record_freshness(client, settings, result)
+    try:
+        sync(client, settings)
+    except Exception:  # the visits are built: a failed rewrite is retried on the next pass
+        logging.getLogger("dnma.loader").exception("perimetres_ent_sync_failed")
     return result
 
 

@@ -339,7 +339,9 @@ def _start_superset(data_dir: Path, values: dict[str, str], env: dict[str, str])
     if env.get("DNMA_NOW"):
         senv["DNMA_NOW"] = env["DNMA_NOW"]  # the datasets' "today" (superset_config.py)
     server.init_metadata(home, senv, "admin", values["SUPERSET_ADMIN_PASSWORD"], log)
-    port = _settings_for(data_dir).superset_port
+    settings = _settings_for(data_dir)
+    senv["DNMA_ACTIVE_SCHOOL_WEEKS"] = str(settings.active_school_weeks)  # "active" (dnma/indicators.py)
+    port = settings.superset_port
     url = f"http://127.0.0.1:{port}"
     if running_pid(data_dir, "superset") is None:
         proc = server.start(home, senv, port, log, workers=2)

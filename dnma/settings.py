@@ -18,6 +18,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from dnma.indicators import ACTIVE_SCHOOL_WEEKS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -122,9 +124,8 @@ class Settings(BaseSettings):
     quality_missing_properties_max_share: float = Field(default=0.05, description="missing_properties fires above this share of page views lacking UAI, SERVICE, TYPE or PROFIL.")
     quality_vocabulary_min_hits: int = Field(default=10, description="vocabulary fires when a site sends at least this many hits with unknown SERVICE/PROFIL/TYPE values.")
     quality_perimeter_max_share: float = Field(default=0.01, description="perimeter fires above this share of hits with a UAI outside the site's perimeter.")
-    quality_coverage_min_share: float = Field(default=0.5, description="coverage fires when fewer establishments of the perimeter than this share were seen in the coverage window.")
-    quality_coverage_days: int = Field(default=30, description="Window of the tagging-coverage check, days.")
-    quality_coverage_min_school_days: int = Field(default=10, description="Coverage is not judged when its window holds fewer school days (summer).")
+    quality_coverage_min_share: float = Field(default=0.5, description="coverage fires when fewer establishments of a site's declared perimeter than this share are active through it (active_school_weeks).")
+    active_school_weeks: int = Field(default=ACTIVE_SCHOOL_WEEKS, ge=1, le=40, description="An establishment is active with at least one visit in this many last school weeks, the running one included (dnma/indicators.py): deployment census, tagging coverage and the coverage check alike. Superset reads it as DNMA_ACTIVE_SCHOOL_WEEKS from its environment.")
     quality_lateness_hours: float = Field(default=6.0, description="A hit received more than this many hours after its time is late.")
     quality_clock_skew_s: int = Field(default=300, description="A hit dated more than this many seconds after its reception is in the future.")
     quality_lateness_max_share: float = Field(default=0.05, description="lateness / clock_skew fire above this share of the hits received in the window.")

@@ -81,7 +81,17 @@ def _dnma_today() -> str:
     return _CLOCK.today().isoformat()
 
 
-JINJA_CONTEXT_ADDONS = {"dnma_today": _dnma_today}
+_INDICATORS = _load("dnma_indicators", _REPO / "dnma" / "indicators.py")
+
+
+def _dnma_active_weeks() -> int:
+    """N of "active = at least one visit in the last N school weeks" (settings.active_school_weeks,
+    passed by `dnma up`), for the coverage datasets' SQL (`{{ dnma_active_weeks() }}`)."""
+    raw = os.environ.get("DNMA_ACTIVE_SCHOOL_WEEKS", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else int(_INDICATORS.ACTIVE_SCHOOL_WEEKS)
+
+
+JINJA_CONTEXT_ADDONS = {"dnma_today": _dnma_today, "dnma_active_weeks": _dnma_active_weeks}
 PREVENT_UNSAFE_DB_CONNECTIONS = False  # the embedded endpoint lives on 127.0.0.1
 # The 6.1 frontend always renders Scarf's telemetry pixel and links Google Fonts: a strict CSP
 # (same origin only) keeps the browser from calling out. No HTTPS redirect: a proxy terminates TLS.

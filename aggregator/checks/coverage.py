@@ -1,58 +1,47 @@
-"""coverage: share of the establishments of a site's declared perimeter (from the referential) seen
-in its hits over the last N days, below a threshold ("objectif 100 % des ENT marqués")."""
+"""coverage: share of the establishments of a site's declared perimeter (the tagging denominator
+of dnma.indicators) active through that site (at least one visit in the last N school weeks, the
+same definition as the dashboards'), below a threshold ("objectif 100 % des ENT marqués")."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
-from aggregator.checks.base import Check, CheckContext, CheckResult, Finding, pct, ts
-from aggregator.checks.calendar import Territory
-from aggregator.checks.perimeter import declared, outside
-from dnma.sites import SitePerimeter
+from aggregator.checks.base import Check, CheckContext, CheckResult, Finding, pct
+from aggregator.checks.perimeter import declared
+from aggregator.checks.perimetres import sync
+from dnma.clock import PARIS
+from dnma.indicators import active_sql, is_school_week, school_weeks, tagging_sql
 
 
 def run(ctx: CheckContext) -> CheckResult:
-    days = ctx.settings.quality_coverage_days
-    label, start, end = ctx.window(24 * days, f"{days}d")
-    result = CheckResult(label, start, end)
+    n = ctx.settings.active_school_weeks
+    end = ctx.window_end
+    today = (end - timedelta(microseconds=1)).astimezone(PARIS).date()
+    weeks = school_weeks(today, n)
+    start = datetime.combine(weeks[-1], time(), tzinfo=PARIS)
+    result = CheckResult(f"{n}sem", start, end)
     limit = ctx.settings.quality_coverage_min_share
-    ref = ctx.referential
     sites = [s for s in ctx.sites.all() if declared(s.perimeter)]
-    if not ref or not sites:
+    if not ctx.referential_size or not sites:
         result.skipped.add(("*", "*"))
         return result
-    seen: dict[int, set[str]] = {}
-    sql = (
-        f"SELECT site_id, groupUniqArray(uai) FROM {ctx.table('hits')} "
-        "WHERE ts >= toDateTime({start:UInt32}) AND ts < toDateTime({end:UInt32}) "
-        "AND uai != '' AND NOT has(flags, 'invalid_uai') GROUP BY site_id"
-    )
-    for site_id, uais in ctx.rows(sql, start=ts(start), end=ts(end)):
-        seen[site_id] = set(uais)
-    expected_by_perimeter: dict[SitePerimeter, set[str]] = {}
-    school_days_by_territory: dict[Territory, int] = {}
-    n_days = (end - start).days
+    sync(ctx.client, ctx.settings, ctx.sites)  # a no-op when the runner already wrote them
+    if not is_school_week(today - timedelta(days=today.weekday())):
+        result.skipped.add(("*", "*"))  # summer or Christmas: establishments are closed, not untagged
+        return result
+    db = ctx.db
+    sql = (f"SELECT p.site_id, count() AS perimetre, countIf(has(a.sites, p.site_id)) AS vus\n"
+           f"FROM ({tagging_sql(db)}) AS p\n"
+           f"LEFT JOIN ({active_sql(db, '{today:Date}', '{n:UInt32}')}) AS a ON a.uai = p.uai\n"
+           "GROUP BY p.site_id")
+    counts = {int(site_id): (int(total), int(found)) for site_id, total, found in ctx.rows(sql, today=today, n=n)}
     for site in sites:
         scope = ("site", str(site.id))
-        territory = ctx.site_territory(site.id)
-        if territory not in school_days_by_territory:
-            school_days_by_territory[territory] = sum(
-                1
-                for i in range(n_days)
-                if (d := (start + timedelta(days=i)).date()).weekday() < 5 and not ctx.calendar.is_off(d, territory)
-            )
-        school_days = school_days_by_territory[territory]
-        if school_days < ctx.settings.quality_coverage_min_school_days:
-            result.skipped.add(scope)  # summer: establishments are closed, not untagged
+        total, found = counts.get(site.id, (0, 0))
+        if not total:
+            result.skipped.add(scope)  # its perimeter holds no establishment of the referential
             continue
-        if site.perimeter not in expected_by_perimeter:  # ENTs of one project often share a perimeter
-            expected_by_perimeter[site.perimeter] = {u for u, row in ref.items() if not outside(site.perimeter, u, row)}
-        expected = expected_by_perimeter[site.perimeter]
-        if not expected:
-            result.skipped.add(scope)
-            continue
-        found = len(expected & seen.get(site.id, set()))
-        share = found / len(expected)
+        share = found / total
         if share < limit:
             result.findings.append(
                 Finding(
@@ -61,13 +50,13 @@ def run(ctx: CheckContext) -> CheckResult:
                     expected=limit,
                     severity="critical" if found == 0 else "warning",
                     message=(
-                        f"{found} établissements vus sur {len(expected)} du périmètre en {days} jours "
-                        f"({pct(share)}, objectif {pct(limit)})"
+                        f"{found} établissements actifs sur {total} du périmètre déclaré "
+                        f"en {n} semaines scolaires ({pct(share)}, objectif {pct(limit)})"
                     ),
-                    details={"vus": found, "perimetre": len(expected), "jours_scolaires": school_days},
+                    details={"actifs": found, "perimetre": total, "semaines_scolaires": n},
                 )
             )
     return result
 
 
-CHECK = Check("coverage", "Part des établissements du périmètre vus sur 30 jours (marquage)", run)
+CHECK = Check("coverage", "Part des établissements du périmètre déclaré actifs (marquage)", run)

@@ -26,6 +26,7 @@ from aggregator.checks import (
 )
 from aggregator.checks.base import Check, CheckContext
 from aggregator.checks.notify import post_webhook, write_status
+from aggregator.checks.perimetres import sync as sync_perimeters
 from aggregator.checks.store import Transition, apply, record_run
 from dnma import clock
 from dnma.clock import PARIS
@@ -70,6 +71,10 @@ def run_checks(
     ends the run between two checks: the ones not run wait for the next run."""
     run_at = (now or clock.now(PARIS)).astimezone(PARIS).replace(microsecond=0)
     ctx = CheckContext(client, settings, run_at, explicit_window=window)
+    try:  # the ENTs' declared perimeters, for the coverage check and the dashboards (dnma/indicators.py)
+        sync_perimeters(client, settings, ctx.sites)
+    except Exception:  # never keeps the checks from running; coverage syncs again and reports its error
+        log.exception("perimetres_ent_sync_failed")
     db = settings.clickhouse_database
     transitions: list[Transition] = []
     runs: dict[str, dict[str, Any]] = {}

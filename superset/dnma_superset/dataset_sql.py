@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from aggregator.referentiel import year_sql
 from aggregator.rollups import BY_TABLE, rollup_for
+from dnma.indicators import PERIMETERS_TABLE, active_sql, census_sql, tagging_sql
 
 DB = "dnma"
 
@@ -191,6 +192,13 @@ _DELAY = "(toInt64(received_at) - toInt64(ts))"
 DELAY_S = f"if(abs({_DELAY}) < 60, {_DELAY}, intDiv({_DELAY}, 60) * 60)"
 DELAY_MEDIAN_MS = "1000 * quantileExactWeighted(0.5)(delai_s, hits)"
 
+# "Active" establishments (dnma.indicators), on DNMA's clock and with N from the settings
+# (superset_config's `dnma_active_weeks()`, settings.active_school_weeks).
+ACTIVE = active_sql(DB, TODAY, "{{ dnma_active_weeks() }}")
+# The census reads activity through one ENT when the user's perimeter or the "Projet ENT" filter is one.
+DEPLOYMENT_FLAGS = ("{%- set dnma_by_projet = filter_values('projet') or "
+                    "'projet' in (current_user_rls_rules() or []) | join(' ') -%}\n")
+
 # Datasets without a rollup: per visit (tools, native/third-party type), per hit (local events).
 VISIT_ROW = f"""day, toMonday(day) AS debutsemaine, {school_year()} AS annee_scolaire,
   site_id, projet, uai, degre, academie, departement, region, profil, device,
@@ -211,22 +219,32 @@ SQL = {
     # One row per visit, in exactly one of the exclusive categories: a visit may touch native and
     # third-party services both, and a pie of overlapping slices would count it twice.
     "visites_types": f"SELECT {VISIT_ROW},\n  {TYPE_CATEGORY} AS type_service\nFROM {DB}.visits\n{VISIT_ROW_WHERE}",
-    # One row per establishment of the referential × ENT project present on its département and
-    # degree (projet '' when none): the seed's deployment classes and the per-ENT coverage. Its
+    # The deployment census (dnma.indicators): one row per public establishment × ENT whose declared
+    # perimeter holds it (projet '' when none). "actif": at least one visit in the last N school
+    # weeks, through any ENT; through the ENT itself when the user's perimeter or the filter is an
+    # ENT (an ENT is never credited with establishments active only through another one). Its
     # native filters list their values from the visit datasets (the same, cheaper, shared queries).
-    "deploiement": f"""SELECT e.uai AS uai, e.nom AS etablissement, e.degre AS degre, e.region AS region,
+    "deploiement": DEPLOYMENT_FLAGS + f"""SELECT e.uai AS uai, e.nom AS etablissement, e.degre AS degre, e.region AS region,
   e.academie AS academie, e.departement AS departement, e.departement_iso AS departement_iso,
   e.region_iso AS region_iso, p.projet AS projet,
-  toUInt8(a.uai != '') AS actif,
+  {{% if dnma_by_projet %}}toUInt8(p.projet != '' AND has(a.projets, p.projet)){{% else %}}toUInt8(a.uai != ''){{% endif %}} AS actif,
   toUInt8(p.projet != '' AND has(a.projets, p.projet)) AS actif_projet
-FROM (SELECT uai, nom, degre, region, academie, departement, departement_iso, region_iso
-      FROM {DB}.etablissements FINAL WHERE degre != '') AS e
-LEFT JOIN (SELECT DISTINCT departement, degre, projet FROM {DB}.visits_weekly
-           WHERE projet != '' AND departement != '') AS p
-  ON p.departement = e.departement AND p.degre = e.degre
-LEFT JOIN (SELECT uai, groupUniqArray(projet) AS projets FROM {DB}.visits_daily
-           WHERE day >= {TODAY} - 30 AND uai != '' GROUP BY uai) AS a
-  ON a.uai = e.uai""",
+FROM ({census_sql(DB)}) AS e
+LEFT JOIN (SELECT DISTINCT projet, uai FROM ({tagging_sql(DB)})) AS p ON p.uai = e.uai
+LEFT JOIN ({ACTIVE}) AS a ON a.uai = e.uai""",
+    # Tagging coverage (dnma.indicators): one row per ENT × establishment of its declared perimeter
+    # (any sector), active through that ENT or not. The perimeter columns hold the territories the
+    # ENT's perimeter spans: a territorial user sees the whole declared perimeter of every ENT
+    # working on their territory, the same coverage the national user sees.
+    "couverture_ent": f"""SELECT p.projet AS projet, p.degre AS degre, p.uai AS uai,
+  dictGetOrDefault({REF}, 'nom', tuple(p.uai), '') AS etablissement,
+  toUInt8(has(a.projets, p.projet)) AS actif_projet,
+  t.departements AS departements_perimetre, t.academies AS academies_perimetre, t.regions AS regions_perimetre
+FROM (SELECT DISTINCT projet, uai, degre FROM ({tagging_sql(DB)})) AS p
+LEFT JOIN ({ACTIVE}) AS a ON a.uai = p.uai
+LEFT JOIN (SELECT projet, groupUniqArray(departement) AS departements, groupUniqArray(academie) AS academies,
+                  groupUniqArray(region) AS regions
+           FROM {DB}.{PERIMETERS_TABLE} FINAL GROUP BY projet) AS t ON t.projet = p.projet""",
     "evenements": f"""SELECT toDate(ts) AS day, {school_year('toDate(ts)')} AS annee_scolaire, site_id, projet, uai, action,
   dictGetOrDefault({REF}, 'degre', tuple(uai), '') AS degre,
   dictGetOrDefault({REF}, 'academie', tuple(uai), '') AS academie,

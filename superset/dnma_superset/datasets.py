@@ -111,6 +111,15 @@ VISIT_PERIMETER = {
     "projet": "projet = {value}",
 }
 
+# An ENT's tagging coverage is over its whole declared perimeter, whoever looks: a territorial user
+# sees every ENT whose perimeter reaches their territory, with all of that perimeter.
+ENT_PERIMETER = {
+    "region": "has(regions_perimetre, {value})",
+    "academie": "has(academies_perimetre, {value})",
+    "departement": "has(departements_perimetre, {value})",
+    "projet": "projet = {value}",
+}
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
@@ -137,21 +146,37 @@ DATASETS: dict[str, Dataset] = {
              ("degre", "Degré", "String", False), ("region", "Région académique", "String", False),
              ("academie", "Académie", "String", False), ("departement", "Département", "String", False),
              ("departement_iso", "Département (ISO)", "String", False), ("region_iso", "Région (ISO)", "String", False),
-             ("projet", "Projet ENT", "String", False), ("actif", "Actif sur 30 jours", "UInt8", False),
-             ("actif_projet", "Marqué par le projet sur 30 jours", "UInt8", False)],
-            [("etablissements", "Établissements du référentiel", "uniqExact(uai)", ",d"),
-             ("etablissements_actifs", "Établissements actifs (30 j)", "uniqExactIf(uai, actif = 1)", ",d"),
-             ("taux_actifs", "Part d'établissements actifs (30 j)",
+             ("projet", "Projet ENT", "String", False),
+             ("actif", "Actif (dernières semaines scolaires)", "UInt8", False),
+             ("actif_projet", "Actif par ce projet (dernières semaines scolaires)", "UInt8", False)],
+            [("etablissements", "Établissements publics du référentiel", "uniqExact(uai)", ",d"),
+             ("etablissements_actifs", "Établissements publics actifs", "uniqExactIf(uai, actif = 1)", ",d"),
+             ("taux_actifs", "Part d'établissements publics actifs",
               "uniqExactIf(uai, actif = 1) / nullIf(uniqExact(uai), 0)", ".0%"),
+             # No ENT declares the territory and none of its establishments is active: no project.
              ("classe_deploiement", "Classe de déploiement",
-              "multiIf(countIf(projet != '') = 0, 'Aucun projet',"
+              "multiIf(countIf(projet != '') = 0 AND countIf(actif = 1) = 0, 'Aucun projet',"
               " uniqExactIf(uai, actif = 1) >= 0.9 * uniqExact(uai), 'Généralisation massive (≥ 90 %)',"
               " uniqExactIf(uai, actif = 1) >= 0.5 * uniqExact(uai), 'Généralisation partielle (≥ 50 %)',"
               " uniqExactIf(uai, actif = 1) >= 0.2 * uniqExact(uai), 'Déploiement 20–50 %', 'Déploiement < 20 %')",
               ""),
-             ("couverture_marquage", "Couverture du marquage (30 j)",
+             ("couverture_marquage", "Couverture du marquage",
               "uniqExactIf(uai, actif_projet = 1) / nullIf(uniqExact(uai), 0)", ".0%")],
             main_dttm=None, perimeter=VISIT_PERIMETER),
+        Dataset(
+            "couverture_ent", "Couverture du marquage par ENT (périmètre déclaré)",
+            [("projet", "Projet ENT", "String", False), ("degre", "Degré", "String", False),
+             ("uai", "UAI", "String", False), ("etablissement", "Établissement", "String", False),
+             ("actif_projet", "Actif par ce projet (dernières semaines scolaires)", "UInt8", False),
+             ("departements_perimetre", "Départements du périmètre", "Array(String)", False),
+             ("academies_perimetre", "Académies du périmètre", "Array(String)", False),
+             ("regions_perimetre", "Régions académiques du périmètre", "Array(String)", False)],
+            [("etablissements", "Établissements du périmètre déclaré", "uniqExact(uai)", ",d"),
+             ("etablissements_actifs", "Établissements actifs par le projet", "uniqExactIf(uai, actif_projet = 1)",
+              ",d"),
+             ("couverture_marquage", "Couverture du marquage",
+              "uniqExactIf(uai, actif_projet = 1) / nullIf(uniqExact(uai), 0)", ".0%")],
+            main_dttm=None, perimeter=ENT_PERIMETER),
         Dataset(
             "evenements", "Événements locaux (téléchargements, engagement)",
             [("day", "Jour", "Date", True), ("annee_scolaire", "Année scolaire", "String", False),

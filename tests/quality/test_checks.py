@@ -111,14 +111,19 @@ def test_perimeter_degree_and_territory(env: Any) -> None:
 
 
 def test_coverage(env: Any) -> None:
+    """Coverage reads visits (dnma/indicators.py's "active"), so the hits are sessionized first."""
+    from aggregator.sessionizer import rebuild_days
+
     client, settings = env
     few = SITE_UAIS[SITE_BZH][:10]
     insert_hits(client, [hit(SITE_BZH, NOW - timedelta(days=3, minutes=i), uai=few[i % 10], visitor_id=i, url=f"/c{i}")
                          for i in range(200)])
+    rebuild_days(client, settings, [(NOW - timedelta(days=3)).date()])
     alerts = opened(run_checks(client, settings, only=["coverage"], now=NOW), "coverage")
     assert alerts[("site", "1")].observed == pytest.approx(10 / 40)
     assert alerts[("site", "2")].observed == 0 and alerts[("site", "2")].severity == "critical"
     insert_hits(client, clean_hits(SITE_BZH, NOW, 100) + clean_hits(SITE_CRE, NOW, 100))
+    rebuild_days(client, settings, [NOW.date()])
     later = NOW + timedelta(days=1)
     assert resolved(run_checks(client, settings, only=["coverage"], now=later), "coverage") == {("site", "1"), ("site", "2")}
 

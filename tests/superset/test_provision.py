@@ -180,7 +180,7 @@ def test_datasets_count_days_back_from_dnma_clock(superset: SupersetHandle) -> N
 
     api = superset.client()
     ids = _chart_ids(api)
-    relative = {"qualite_hits", "deploiement"}
+    relative = {"qualite_hits", "deploiement", "couverture_ent"}
     charts = sorted(c.key for c in CHARTS.values() if c.dataset in relative)
     assert charts
     today = clock.today(clock.PARIS).isoformat()

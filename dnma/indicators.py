@@ -1,0 +1,82 @@
+""""Active" and "coverage": one definition, read by the dashboards' datasets
+(dnma_superset.dataset_sql), the tagging-coverage check (aggregator.checks.coverage) and any export
+that publishes them. It lives in the core because both rooms read it and neither imports the other.
+
+- An establishment is **active** when it has at least one visit (dnma.visits_daily: visits of valid
+  UAIs) in the last N school weeks, the running week being the first of them (N:
+  settings.active_school_weeks, default ACTIVE_SCHOOL_WEEKS). For the census it is active through
+  any ENT; for an ENT's (or a site's) tagging coverage, through that ENT (or site) only: an ENT is
+  never credited with an establishment active only through another one.
+- **School weeks** are the ISO weeks holding school days in every metropolitan zone, told from the
+  date alone so that SQL and Python agree: every week but those of the summer break, Toussaint
+  and Christmas, whose dates are national (weeks whose Monday falls from 6 July to 28 August, from
+  19 October to 1 November, from 19 December to 1 January). Winter and spring holidays are
+  staggered over the three zones: their weeks count (two zones in three are at school).
+- **Coverage** = active establishments / a denominator, one of two, named:
+  CENSUS: the public establishments (secteur 'PU') with a degree (1D/2D) of a territory, as the
+  ministry's deployment census counts them (spec/INDICATORS.md); private ones are not counted.
+  TAGGING: the establishments (any sector) of an ENT's declared perimeter in the sites registry,
+  materialised per site in `perimetres_ent` (aggregator.checks.perimetres): the same set whoever
+  looks, whatever UAIs the ENT's traffic carries.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+ACTIVE_SCHOOL_WEEKS = 4  # about a month of school: the Déploiement view's "last 30 days" (spec/INDICATORS.md)
+PERIMETERS_TABLE = "perimetres_ent"
+CENSUS = "census"
+TAGGING = "tagging"
+DENOMINATORS = (CENSUS, TAGGING)
+# Weeks looked back to find N school weeks: the longest run of off weeks (summer) is 8.
+_LOOKBACK_WEEKS = 60
+
+# Off weeks: (month, first day, month, last day) of the Mondays of weeks without school nationally.
+_OFF_MONDAYS = ((7, 6, 8, 28), (10, 19, 11, 1), (12, 19, 12, 31), (1, 1, 1, 1))
+
+
+def is_school_week(monday: date) -> bool:
+    md = (monday.month, monday.day)
+    return not any((m1, d1) <= md <= (m2, d2) for m1, d1, m2, d2 in _OFF_MONDAYS)
+
+
+def school_weeks(today: date, n: int) -> list[date]:
+    """The Mondays of the last `n` school weeks up to `today`'s week (included), newest first."""
+    monday = today - timedelta(days=today.weekday())
+    weeks = [m for i in range(_LOOKBACK_WEEKS) if is_school_week(m := monday - timedelta(weeks=i))]
+    return weeks[:max(n, 1)]
+
+
+def _is_school_week_sql(m: str) -> str:
+    md = f"(toMonth({m}) * 100 + toDayOfMonth({m}))"
+    return " AND ".join(f"NOT ({md} BETWEEN {m1 * 100 + d1} AND {m2 * 100 + d2})" for m1, d1, m2, d2 in _OFF_MONDAYS)
+
+
+def school_weeks_sql(today: str, n: str) -> str:
+    """SQL of school_weeks(): an Array(Date) of Mondays; `today` a Date expression, `n` an integer one."""
+    return (f"arraySlice(arrayFilter(m -> {_is_school_week_sql('m')}, "
+            f"arrayMap(i -> toMonday({today}) - 7 * i, range({_LOOKBACK_WEEKS}))), 1, greatest(toUInt32({n}), 1))")
+
+
+def active_sql(db: str, today: str, n: str) -> str:
+    """One row per active establishment: uai, the ENTs (projets) and the sites it is active
+    through. `today`: a Date expression (DNMA's clock, never ClickHouse's today()); `n`: weeks."""
+    return (f"WITH {school_weeks_sql(today, n)} AS semaines_actives\n"
+            f"      SELECT uai, groupUniqArray(projet) AS projets, groupUniqArray(site_id) AS sites\n"
+            f"      FROM {db}.visits_daily\n"
+            f"      WHERE day >= arrayMin(semaines_actives) AND day <= {today}"
+            f" AND has(semaines_actives, toMonday(day)) AND uai != ''\n"
+            f"      GROUP BY uai")
+
+
+def census_sql(db: str) -> str:
+    """The census's denominator: the public establishments with a degree, one row each."""
+    return (f"SELECT uai, nom, degre, region, academie, departement, departement_iso, region_iso\n"
+            f"      FROM {db}.etablissements FINAL WHERE secteur = 'PU' AND degre != ''")
+
+
+def tagging_sql(db: str) -> str:
+    """The tagging check's denominator: (site, ENT, establishment) of each site's declared perimeter;
+    an ENT's perimeter is the union of its sites'."""
+    return f"SELECT site_id, projet, uai, degre FROM {db}.{PERIMETERS_TABLE} FINAL"
