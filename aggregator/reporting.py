@@ -3,19 +3,27 @@ through any clickhouse-connect client: one ReportFilter in, typed rows out, Mato
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from datetime import date
 from typing import Any
 
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from aggregator.api_filters import FilterError, GenericFilters
 from aggregator.periods import PeriodError, Periods, resolve
 from aggregator.rollups import inline_dates
+from aggregator.segments import SegmentError, refuse
 from dnma.params import as_int
 from dnma.vocab import COUNTED_ACTIONS, DEFAULT_DIMENSION_MAPPING, PROPERTIES
 
 INVALID_FLAG = "invalid_uai"  # INDICATORS.md: such hits are excluded from indicators
-DEFAULT_LIMIT = 100  # Matomo's default filter_limit
 NOT_DEFINED = "Value not defined"  # Matomo's label for an empty dimension value
+# Matomo refuses dates before its first website was online (core/Date.php), with this message.
+FIRST_DATE = date(1991, 8, 6)
+# The last day ClickHouse's Date holds: later days have no data, and a literal past it wraps around.
+STORAGE_LAST = date(2149, 6, 6)
 
 
 class ReportError(ValueError):
@@ -24,26 +32,43 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class ReportFilter:
-    """What every report is restricted to: sites, periods, and at most `limit` rows per period."""
+    """What every report is restricted to: sites, periods, and Matomo's generic filters on rows."""
 
     site_ids: tuple[int, ...]
     periods: Periods
-    limit: int = DEFAULT_LIMIT
+    filters: GenericFilters = field(default_factory=GenericFilters)
     database: str = "dnma"
 
     @classmethod
     def build(cls, site_ids: tuple[int, ...], period: str, date_param: str, today: date,
-              limit: int = DEFAULT_LIMIT, database: str = "dnma") -> ReportFilter:
+              filters: GenericFilters | None = None, database: str = "dnma") -> ReportFilter:
         try:
             periods = resolve(period, date_param, today)
         except PeriodError as exc:
             raise ReportError(str(exc)) from None
-        return cls(site_ids, periods, limit if limit > 0 else 10**6, database)
+        if periods.first < FIRST_DATE:
+            raise ReportError(f"The date '{periods.first.isoformat()}' is a date before first website was "
+                              f"online. Try date that's after {FIRST_DATE.isoformat()}.")
+        return cls(site_ids, periods, filters or GenericFilters(), database)
+
+    @property
+    def beyond_storage(self) -> bool:
+        """Every day asked for is past what ClickHouse stores: nothing to read."""
+        return self.periods.first > STORAGE_LAST
+
+    @property
+    def limit(self) -> int | None:
+        return self.filters.sql_limit()
 
     @property
     def parameters(self) -> dict[str, Any]:
-        return {"sites": list(self.site_ids), "first": self.periods.first, "last": self.periods.last,
-                "limit": self.limit}
+        out = {"sites": list(self.site_ids), "first": self.periods.first,
+               "last": min(self.periods.last, STORAGE_LAST)}
+        if self.limit is not None:
+            out["limit"] = self.limit
+        if self.filters.pattern:
+            out["pattern"] = self.filters.regex
+        return out
 
     def bucket(self, day_sql: str) -> str:
         """SQL giving the first day of the period a row falls in (a date, mapped to a label)."""
@@ -98,7 +123,9 @@ SELECT {f.bucket('day')} AS bucket, count() AS nb_visits, uniqExact(visitor_id) 
 FROM {f.database}.visits
 WHERE site_id IN {{sites:Array(UInt32)}} AND day BETWEEN {{first:Date}} AND {{last:Date}}
 GROUP BY bucket"""
-    out = {}
+    out: dict[str, VisitsSummary] = {}
+    if f.beyond_storage:
+        return out
     for row in client.query(sql, parameters=f.parameters).result_rows:
         out[f.label_of(row[0])] = VisitsSummary(*(int(v) for v in row[1:]))
     return out
@@ -106,16 +133,26 @@ GROUP BY bucket"""
 
 def visits_summary_matomo(client: Any, f: ReportFilter) -> Any:
     # Matomo answers an empty period with [] rather than an object of zeros.
-    return f.shape(visits_summary(client, f), lambda s: s.as_matomo() if s and s.nb_visits else [])
+    return f.shape(visits_summary(client, f),
+                   lambda s: f.filters.columns(s.as_matomo()) if s and s.nb_visits else [])
 
 
 # --- reports over hits, attributed to the visits they belong to
 
 
-def _hits_in_visits(f: ReportFilter, *, label_sql: str, where_sql: str, selects: str) -> str:
+def _hits_in_visits(f: ReportFilter, row_type: type, *, label_sql: str, where_sql: str, selects: str) -> str:
     """Hits matching `where_sql`, each joined to its visit (same site, visitor and day, time within
-    the visit), grouped by period and label. Hits outside any visit (flagged invalid) drop out."""
+    the visit), grouped by period and label, rows kept by filter_pattern, in the default order (most
+    visits first), a page of them per period when the filters allow. Hits outside any visit (flagged
+    invalid) drop out."""
     counted = ", ".join(f"'{a}'" for a in COUNTED_ACTIONS)
+    having = ""
+    if f.filters.pattern:
+        # Matomo matches a column the row lacks as the empty string; column names from the row type only.
+        column = f.filters.pattern_column
+        matched = f"toString(`{column}`)" if column in {x.name for x in fields(row_type)} else "''"
+        having = f"HAVING match({matched}, {{pattern:String}})"
+    limit = "" if f.limit is None else "LIMIT {limit:UInt32} BY bucket"
     return f"""
 SELECT {f.bucket('h.d')} AS bucket, h.label AS label, uniqExact(v.visit_id) AS nb_visits, {selects}
 FROM (
@@ -132,13 +169,16 @@ INNER JOIN (
 ) AS v ON h.site_id = v.site_id AND h.visitor_id = v.visitor_id AND h.d = v.day
 WHERE h.ts >= v.start AND h.ts <= v.`end`
 GROUP BY bucket, label
+{having}
 ORDER BY bucket, nb_visits DESC, label
-LIMIT {{limit:UInt32}} BY bucket"""
+{limit}"""
 
 
 def _rows_by_label(client: Any, f: ReportFilter, sql: str, row_type: type, params: dict[str, Any] | None = None,
                    ) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
+    if f.beyond_storage:
+        return out
     parameters = {**f.parameters, **(params or {})}
     # Dates as literals: `toDate(ts) BETWEEN <parameters>` would read every granule of the months.
     result = client.query(inline_dates(sql, parameters), parameters=parameters)
@@ -147,8 +187,9 @@ def _rows_by_label(client: Any, f: ReportFilter, sql: str, row_type: type, param
     return out
 
 
-def _as_rows(rows: list[Any] | None) -> list[dict[str, Any]]:
-    return [r.as_matomo() for r in rows or []]
+def _as_rows(f: ReportFilter) -> Callable[[list[Any] | None], list[dict[str, Any]]]:
+    """One period's rows in Matomo's shape, through the request's generic filters."""
+    return lambda rows: f.filters.rows([r.as_matomo() for r in rows or []])
 
 
 @dataclass(frozen=True)
@@ -178,7 +219,7 @@ def custom_dimension(client: Any, f: ReportFilter, id_dimension: int,
                      slots: Mapping[int, str] | None = None) -> dict[str, list[DimensionRow]]:
     column, params = dimension_column(id_dimension, slots)
     sql = _hits_in_visits(
-        f, label_sql=f"toString({column})", where_sql="1",
+        f, DimensionRow, label_sql=f"toString({column})", where_sql="1",
         selects="count() AS nb_actions, uniqExact(h.visitor_id) AS nb_uniq_visitors, "
                 "uniqExactIf(h.user_hash, h.user_hash != 0) AS nb_users",
     )
@@ -206,7 +247,7 @@ class EventCategoryRow:
 
 def event_categories(client: Any, f: ReportFilter) -> dict[str, list[EventCategoryRow]]:
     sql = _hits_in_visits(
-        f, label_sql="event_category", where_sql="action = 'event'",
+        f, EventCategoryRow, label_sql="event_category", where_sql="action = 'event'",
         selects="count() AS nb_events, countIf(h.event_value IS NOT NULL) AS nb_events_with_value, "
                 "toFloat64(ifNull(sum(h.event_value), 0)) AS sum_event_value, "
                 "toFloat64(ifNull(min(h.event_value), 0)) AS min_event_value, "
@@ -229,7 +270,7 @@ class PageUrlRow:
 def page_urls(client: Any, f: ReportFilter) -> dict[str, list[PageUrlRow]]:
     """Actions.getPageUrls with flat=1: one row per page path (query string kept, as Matomo does)."""
     sql = _hits_in_visits(
-        f,
+        f, PageUrlRow,
         label_sql="if(path(url) IN ('', '/'), '/index', concat(path(url), if(queryString(url) = '', '', "
                   "concat('?', queryString(url)))))",
         where_sql="action = 'pageview'",
@@ -245,17 +286,20 @@ Handler = Callable[[Any, ReportFilter, Mapping[str, str], Mapping[int, str] | No
 
 def _custom_dimension(client: Any, f: ReportFilter, params: Mapping[str, str],
                       slots: Mapping[int, str] | None) -> Any:
-    slot = as_int(params.get("idDimension", ""))
+    slot = as_int(params.get("idDimension", "").strip())
     if slot is None or slot < 1:
         raise ReportError("Please specify a valid idDimension (a positive integer)")
-    return f.shape(custom_dimension(client, f, slot, slots), _as_rows)
+    # Only the dimensions the site declares exist, as in Matomo (its message, first site's id).
+    if slot not in (slots or DEFAULT_DIMENSION_MAPPING):
+        raise ReportError(f"Dimension {slot} for website {f.site_ids[0]} does not exist.")
+    return f.shape(custom_dimension(client, f, slot, slots), _as_rows(f))
 
 
 METHODS: dict[str, Handler] = {
     "VisitsSummary.get": lambda c, f, p, s: visits_summary_matomo(c, f),
     "CustomDimensions.getCustomDimension": _custom_dimension,
-    "Events.getCategory": lambda c, f, p, s: f.shape(event_categories(c, f), _as_rows),
-    "Actions.getPageUrls": lambda c, f, p, s: f.shape(page_urls(c, f), _as_rows),
+    "Events.getCategory": lambda c, f, p, s: f.shape(event_categories(c, f), _as_rows(f)),
+    "Actions.getPageUrls": lambda c, f, p, s: f.shape(page_urls(c, f), _as_rows(f)),
 }
 
 
@@ -267,8 +311,26 @@ def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[in
         raise ReportError(f"The method '{method}' does not exist or is not available in this API")
     if params.get("period") is None or params.get("date") is None:
         raise ReportError("Parameters 'period' and 'date' are required")
-    limit = as_int(params.get("filter_limit", ""), signed=True)
-    if limit is None:
-        limit = DEFAULT_LIMIT
-    f = ReportFilter.build(site_ids, params["period"], params["date"], today, limit, database)
+    try:
+        refuse(params.get("segment", ""))
+        filters = GenericFilters.parse(params)
+    except (SegmentError, FilterError) as exc:
+        raise ReportError(str(exc)) from None
+    f = ReportFilter.build(site_ids, params["period"], params["date"], today, filters, database)
+    if filters.pattern:
+        _check_pattern(client, filters)
     return handler(client, f, params, slots)
+
+
+_RE2_REASON = re.compile(r"error: (.*?)(?:\. Look at|\n|$)")
+
+
+def _check_pattern(client: Any, filters: GenericFilters) -> None:
+    """filter_pattern is a regular expression for ClickHouse (RE2): a bad one is the caller's error,
+    told before the report runs, not a failed query."""
+    try:
+        client.query("SELECT match('', {pattern:String})", parameters={"pattern": filters.regex})
+    except ClickHouseError as exc:
+        found = _RE2_REASON.search(str(exc))
+        reason = f": {found[1][:120]}" if found else ""
+        raise ReportError(f"Parameter 'filter_pattern' is not a valid regular expression (RE2 syntax){reason}") from None

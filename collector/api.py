@@ -5,6 +5,7 @@ handed to `create_api` (the reporting API's, wired by the command line; see coll
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,8 +32,23 @@ if TYPE_CHECKING:
     from collector.metrics import Tally
 
 
+log = logging.getLogger("dnma.collector")
+
+# HTTP statuses of Matomo's errors (core/API/ResponseBuilder.php): a bad parameter is answered 200
+# with the error document; a refused access (NoAccessException) 401, an unknown method 400.
+BAD_INPUT, NO_ACCESS, UNKNOWN_METHOD = 200, 401, 400
+
+
 class ApiError(Exception):
-    """Answered as Matomo does: `{"result":"error","message":...}`."""
+    """Answered as Matomo does: `{"result":"error","message":...}`, with Matomo's HTTP status."""
+
+    def __init__(self, message: str, status: int = BAD_INPUT) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def unknown_method(method: str) -> ApiError:
+    return ApiError(f"The method '{method[:80]}' does not exist or is not available in the module", UNKNOWN_METHOD)
 
 
 @dataclass
@@ -82,7 +98,7 @@ def get_site_from_id(req: ApiRequest) -> Any:
     site = req.sites.get(site_id)
     if site is None or not req.can_view(site):
         # Same message for an unknown site: a token must not learn which ids exist.
-        raise ApiError(_NO_ACCESS.format(site_id))
+        raise ApiError(_NO_ACCESS.format(site_id), NO_ACCESS)
     return site.as_matomo()
 
 
@@ -93,7 +109,7 @@ def get_sites_id_from_site_url(req: ApiRequest) -> Any:
     ids = req.sites.find_by_url(url)
     visible = [i for i in ids if (site := req.sites.get(i)) is not None and req.can_view(site)]
     if ids and not visible and not req.token:
-        raise ApiError("You must be logged in to access this functionality.")
+        raise ApiError("You must be logged in to access this functionality.", NO_ACCESS)
     return [{"idsite": i} for i in visible]
 
 
@@ -110,8 +126,8 @@ SITE_METHODS: dict[str, ApiHandler] = {
 
 def bulk_request(methods: Mapping[str, ApiHandler]) -> ApiHandler:
     """API.getBulkRequest over `methods`: urls[0]=<urlencoded query>, urls[1]=...; each answered in
-    order, an error never sinks the others. The bulk request's token applies to every sub-request
-    that does not carry its own."""
+    order, an error never sinks the others (an unexpected failure of one is logged and answered as
+    its error). The bulk request's token applies to every sub-request that does not carry its own."""
 
     def get_bulk_request(req: ApiRequest) -> list[Any]:
         indexed = []
@@ -129,10 +145,13 @@ def bulk_request(methods: Mapping[str, ApiHandler]) -> ApiHandler:
             handler = methods.get(method)
             try:
                 if handler is None:
-                    raise ApiError(f"The method '{method}' does not exist or is not available in the module")
+                    raise unknown_method(method)
                 out.append(handler(ApiRequest(sub, req.access, req.settings)))
             except ApiError as exc:
                 out.append({"result": "error", "message": str(exc)})
+            except Exception:
+                log.exception("API.getBulkRequest: sub-request %s failed", method[:80])
+                out.append({"result": "error", "message": f"The request for '{method[:80]}' failed on the server."})
         return out
 
     return get_bulk_request
@@ -176,8 +195,8 @@ class ServerErrorCount:
                 self.tally.server_errors[route] += 1
 
 
-def _json(doc: Any) -> Response:
-    return Response(orjson.dumps(doc), media_type="application/json")
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
 
 
 TRACKER_SCRIPT = REPO_ROOT / "tagging-sdk" / "js" / "dist" / "dnma.iife.js"  # built by `make js`
@@ -239,12 +258,13 @@ def create_api(collector: Collector, methods: Mapping[str, ApiHandler], routers:
                 raise ApiError(f"format={fmt} is not supported; use format=json")
             handler = table.get(method)
             if handler is None:
-                raise ApiError(f"The method '{method}' does not exist or is not available in the module")
+                raise unknown_method(method)
             # In a thread: reporting handlers wait on ClickHouse, tracking must not wait on them.
             result = await run_in_threadpool(handler, req)
         except ApiError as exc:
-            collector.tally.responses[("api_error", 200)] += 1
-            return _json({"result": "error", "message": str(exc)})
+            # The caller's error, counted as such (never among the 5xx).
+            collector.tally.responses[("api_error", exc.status)] += 1
+            return _json({"result": "error", "message": str(exc)}, exc.status)
         collector.tally.responses[("api", 200)] += 1
         return _json(result)
 

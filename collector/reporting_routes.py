@@ -12,7 +12,7 @@ from datetime import date
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from collector.api import ApiError, ApiHandler, ApiRequest
+from collector.api import NO_ACCESS, ApiError, ApiHandler, ApiRequest
 from dnma import clock
 from dnma.params import as_int
 from dnma.settings import Settings
@@ -61,12 +61,12 @@ def site_ids(req: ApiRequest) -> tuple[int, ...]:
     a site's token, a perimeter token whose perimeter overlaps the site, the super user). A
     perimeter token's establishment filter (`req.grant.establishments`) does not cut the rows yet."""
     if not req.token:
-        raise ApiError(_LOGIN)
+        raise ApiError(_LOGIN, NO_ACCESS)
     raw = req.params.get("idSite", req.params.get("idsite", "")).strip()
     if raw == "all":
         ids = tuple(s.id for s in req.sites.all() if req.can_view(s))
         if not ids:
-            raise ApiError(_NO_ACCESS.format("all"))
+            raise ApiError(_NO_ACCESS.format("all"), NO_ACCESS)
         return ids
     out = []
     for part in raw.split(","):
@@ -77,7 +77,7 @@ def site_ids(req: ApiRequest) -> tuple[int, ...]:
         site = req.sites.get(site_id)
         if site is None or not req.can_view(site):
             # Same message for an unknown site: a token must not learn which ids exist.
-            raise ApiError(_NO_ACCESS.format(part))
+            raise ApiError(_NO_ACCESS.format(part[:20]), NO_ACCESS)
         out.append(site.id)
     return tuple(out)
 

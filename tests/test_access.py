@@ -186,8 +186,11 @@ def api(stack: Stack, token: str = "", *, bearer: str = "", **params: str) -> An
     headers = {"Authorization": f"Bearer {bearer}"} if bearer else {}
     query = {"module": "API", "format": "json", **({"token_auth": token} if token else {}), **params}
     r = httpx.post(f"{stack.collector_url}/index.php", data=query, headers=headers, timeout=30)
-    assert r.status_code == 200
-    return r.json()
+    doc = r.json()
+    # Matomo's statuses: a refused access is a 401 (NoAccessException), any other answer a 200.
+    refused = isinstance(doc, dict) and doc.get("result") == "error" and "'view' access" in doc["message"]
+    assert r.status_code == (401 if refused else 200), (r.status_code, doc)
+    return doc
 
 
 def sees_site(stack: Stack, token: str, site: int, *, bearer: str = "") -> bool:

@@ -4,13 +4,18 @@ shapes of the other methods, periods, auth and errors."""
 
 from __future__ import annotations
 
+import os
+import re
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
 from dnma_client import Tracker
 from harness import DEMO_TOKEN, SUPER_TOKEN, Stack
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dnma import clock
 from dnma.clock import PARIS
@@ -24,8 +29,12 @@ def api(stack: Stack, method: str, *, post: bool = False, **params: Any) -> Any:
     query = {"module": "API", "method": method, "format": "JSON", "token_auth": DEMO_TOKEN, **params}
     url = f"{stack.collector_url}/index.php"
     resp = httpx.post(url, data=query, timeout=30) if post else httpx.get(url, params=query, timeout=30)
-    assert resp.status_code == 200
-    return resp.json()
+    doc = resp.json()
+    # Matomo's statuses: a refused access 401, an unknown method 400, anything else 200.
+    error = doc.get("message", "") if isinstance(doc, dict) and doc.get("result") == "error" else ""
+    expected = 401 if "access" in error or "logged in" in error else 400 if "not available in the module" in error else 200
+    assert resp.status_code == expected, (resp.status_code, doc)
+    return doc
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +133,149 @@ def test_auth_and_errors(full_stack: Stack) -> None:
     assert api(full_stack, "VisitsSummary.get", idSite=SITE, period="day", date="someday")["result"] == "error"
     assert api(full_stack, "CustomDimensions.getCustomDimension", idSite=SITE, period="day", date=d)["result"] == "error"
     assert api(full_stack, "Nope.get", idSite=SITE, period="day", date=d)["result"] == "error"
+
+
+def test_bad_input_answers_matomo_errors(full_stack: Stack, calibrated: dict[str, int]) -> None:
+    """Each bad parameter: Matomo's error document and a message naming what is wrong, never a 500."""
+    d = DAY.isoformat()
+    pages = {"method": "Actions.getPageUrls", "idSite": SITE, "period": "day", "date": d}
+    for params, says in (
+        ({"date": "0001-01-01"}, "before first website"),
+        ({"period": "range", "date": "0001-01-01,9999-12-31"}, "before first website"),
+        ({"date": "9999-12-31"}, "9999-12-31"),
+        ({"filter_limit": "--5"}, "filter_limit"),
+        ({"filter_limit": "\u00b2"}, "filter_limit"),
+        ({"filter_offset": "x"}, "filter_offset"),
+        ({"filter_sort_order": "up"}, "filter_sort_order"),
+        ({"filter_pattern": "(unclosed"}, "filter_pattern"),
+        ({"filter_truncate": "2"}, "filter_truncate"),
+        ({"idSite": "\u00b9"}, "idSite"),
+        ({"idSite": "--1"}, "idSite"),
+        ({"segment": "deviceType==smartphone"}, "Segment 'deviceType' is not a supported segment."),
+        ({"segment": "deviceType"}, "segment condition"),
+        ({"method": "CustomDimensions.getCustomDimension", "idDimension": "\u00b2"}, "idDimension"),
+        ({"method": "CustomDimensions.getCustomDimension", "idDimension": "99"}, "Dimension 99 for website 1 does not exist."),
+    ):
+        got = api(full_stack, **{**pages, **params})  # type: ignore[arg-type]
+        assert got["result"] == "error" and says in got["message"], (params, got)
+    # A range reaching past what ClickHouse's Date holds still reads the days it holds.
+    far = api(full_stack, "VisitsSummary.get", idSite=SITE, period="range", date=f"{DAY},2200-12-31")
+    assert far["nb_actions"] == 8
+
+
+def test_generic_filters_in_matomos_order(full_stack: Stack, calibrated: dict[str, int]) -> None:
+    """filter_pattern, then sort, then offset and limit, then the columns (DataTableGenericFilter)."""
+    d = DAY.isoformat()
+
+    def pages(**params: Any) -> Any:
+        return api(full_stack, "Actions.getPageUrls", idSite=SITE, period="day", date=d, **params)
+
+    default = [r["label"] for r in pages()]
+    assert default == ["/accueil", "/cahier_textes/", "/notes/liste"]  # most visits, then label
+    # Paging ends: a client looping on filter_offset meets an empty page.
+    assert [[r["label"] for r in pages(filter_limit=1, filter_offset=i)] for i in range(4)] == [
+        ["/accueil"], ["/cahier_textes/"], ["/notes/liste"], []]
+    assert len(pages(filter_limit=-1)) == 3 and pages(filter_limit=0) == []
+    by_hits = pages(filter_sort_column="nb_hits", filter_sort_order="asc")
+    assert [(r["label"], r["nb_hits"]) for r in by_hits] == [("/cahier_textes/", 1), ("/notes/liste", 2), ("/accueil", 3)]
+    assert [r["label"] for r in pages(filter_sort_column="nb_hits", filter_limit=1, filter_offset=1)] == ["/notes/liste"]
+    assert [r["label"] for r in pages(filter_pattern="NOTES")] == ["/notes/liste"]  # case-insensitive, as Matomo
+    assert [r["label"] for r in pages(filter_column="url", filter_pattern="cahier_t")] == ["/cahier_textes/"]
+    assert pages(filter_pattern="^/(accueil|notes)", filter_sort_column="label", filter_sort_order="asc",
+                 showColumns="nb_hits") == [{"label": "/accueil", "nb_hits": 3}, {"label": "/notes/liste", "nb_hits": 2}]
+    assert pages(hideColumns="url,nb_visits", filter_limit=1) == [{"label": "/accueil", "nb_hits": 3}]
+    summary = api(full_stack, "VisitsSummary.get", idSite=SITE, period="day", date=d, showColumns="nb_visits,bounce_count")
+    assert summary == {"nb_visits": 2, "bounce_count": 1}
+    # Over keyed periods, each period's rows are filtered alike.
+    around = f"{DAY - timedelta(days=1)},{DAY}"
+    keyed = api(full_stack, "Actions.getPageUrls", idSite=SITE, period="day", date=around, filter_limit=1)
+    assert keyed == {str(DAY - timedelta(days=1)): [], d: [pages(filter_limit=1)[0]]}
+
+
+def test_bulk_request_items_fail_alone(full_stack: Stack, calibrated: dict[str, int]) -> None:
+    d = DAY.isoformat()
+    ok = f"method=VisitsSummary.get&idSite={SITE}&period=day&date={d}"
+    bad = [f"{ok}&filter_limit=--5", f"{ok}&segment=deviceType%3D%3Dsmartphone", "method=Nope.get",
+           f"method=VisitsSummary.get&idSite=2&period=day&date={d}", f"method=VisitsSummary.get&idSite={SITE}&period=day&date=9999-12-31"]
+    got = api(full_stack, "API.getBulkRequest", **{f"urls[{i}]": q for i, q in enumerate([ok, *bad, ok])})
+    assert len(got) == len(bad) + 2
+    assert got[0]["nb_visits"] == 2 and got[-1] == got[0]
+    assert all(item["result"] == "error" and item["message"] for item in got[1:-1]), got
+
+
+# The fuzz run's size: DNMA_FUZZ_EXAMPLES=5000 for a long run (random, not derandomised).
+FUZZ_EXAMPLES = int(os.environ.get("DNMA_FUZZ_EXAMPLES", "0") or 0)
+# Every parameter a served method reads (and a few Matomo clients send that DNMA does not read).
+FUZZ_PARAMS = ["idSite", "idsite", "period", "date", "idDimension", "filter_limit", "filter_offset",
+               "filter_sort_column", "filter_sort_order", "filter_pattern", "filter_column", "filter_truncate",
+               "filter_excludelowpop", "showColumns", "hideColumns", "segment", "format", "url", "urls[0]",
+               "urls[1]", "token_auth", "flat", "expanded", "idSubtable", "label", "format_metrics", "method"]
+NASTY = ["", " ", "\u00b2", "\u00b9", "--1", "--5", "-1", "0", "1", "2", "99", "1,2", "all", "1,\u00b2", "1e3", "0x10",
+         "nan", "9" * 40, "last9999999999", "previous0", "last3", "9999-12-31", "0001-01-01", "1991-08-05",
+         "2149-06-07", "2024-02-30", "today", "yesterday", "today,0001-01-01", "0001-01-01,9999-12-31", "day",
+         "week", "month", "year", "range", "decade", "json", "xml", "csv", "tsv", "original", "html", "(", "[",
+         "a(?=b)", "(a+)+$", "\\", "%", "%ZZ", "\x00", "é" * 300, "label", "nb_visits", "asc", "desc", "DESC",
+         "deviceType==smartphone", "deviceType", ";", ",", "a==b;c!=d,e=@f", "x=^", "method=VisitsSummary.get",
+         "method=Nope.get&idSite=1", "null", "[]", "{}"]
+
+
+def _served_methods() -> list[str]:
+    """Every method the collector serves, as `dnma serve` builds it (the table in its code)."""
+    from aggregator import reporting
+    from collector.api import SITE_METHODS
+
+    return sorted({*reporting.METHODS, *SITE_METHODS, "API.getBulkRequest"})
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> dict[str, str]:
+    """A served method with valid parameters, some of them replaced or added by bad values."""
+    method = draw(st.sampled_from(_served_methods()))
+    params = {"module": "API", "method": method, "format": "json", "token_auth": SUPER_TOKEN, "idSite": str(SITE),
+              "period": "day", "date": DAY.isoformat(), "idDimension": "5"}
+    for name in draw(st.lists(st.sampled_from(FUZZ_PARAMS), min_size=1, max_size=4, unique=True)):
+        params[name] = draw(st.sampled_from(NASTY) | st.text(max_size=30) | st.integers().map(str))
+    if method == "API.getBulkRequest" and draw(st.booleans()):
+        inner = "&".join(f"{k}={quote(v, safe='', errors='surrogatepass')}" for k, v in params.items()
+                         if k not in ("module", "token_auth", "method"))
+        params["urls[0]"] = f"method={draw(st.sampled_from(_served_methods()))}&{inner}"
+    return params
+
+
+def _server_errors(stack: Stack) -> float:
+    text = httpx.get(f"{stack.collector_url}/metrics", timeout=30).text
+    return sum(float(m[1]) for m in re.finditer(r'^dnma_collector_server_errors_total\{[^}]*\} (\S+)$', text, re.M))
+
+
+def test_fuzz_every_parameter_of_every_method(full_stack: Stack, calibrated: dict[str, int]) -> None:
+    """Hypothesis over every parameter of every served method (bad values, with valid ones around
+    them, and inside API.getBulkRequest items): never a 5xx, never a traceback, an error always
+    Matomo's document; the collector's 5xx counter does not move. About 10 s with the default
+    bounded, derandomised run; DNMA_FUZZ_EXAMPLES=N runs N random examples."""
+    before = _server_errors(full_stack)
+    url = f"{full_stack.collector_url}/index.php"
+    failures: list[str] = []
+
+    with httpx.Client(timeout=60) as http:
+        @settings(max_examples=FUZZ_EXAMPLES or 150, deadline=None, derandomize=not FUZZ_EXAMPLES,
+                  database=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(requests())
+        def probe(params: dict[str, str]) -> None:
+            query = "&".join(f"{quote(k, safe='[]')}={quote(v, safe='', errors='surrogatepass')}"
+                             for k, v in params.items())
+            r = http.get(f"{url}?{query}")
+            assert r.status_code < 500, (params, r.status_code, r.text[:300])
+            assert "Traceback" not in r.text and 'File "' not in r.text, (params, r.text[:300])
+            if r.status_code != 200 or r.headers["content-type"].startswith("application/json"):
+                doc = r.json()
+                if r.status_code != 200:  # 400 / 401: Matomo's error document
+                    assert doc["result"] == "error" and doc["message"], (params, doc)
+                if isinstance(doc, dict) and doc.get("result") == "error":
+                    assert isinstance(doc["message"], str) and doc["message"], (params, doc)
+                if params["method"] == "API.getBulkRequest" and isinstance(doc, list):
+                    failures.extend(f"{params}: {item}" for item in doc if isinstance(item, dict)
+                                    and item.get("result") == "error" and "failed on the server" in item["message"])
+
+        probe()
+    assert not failures, failures[:5]
+    assert _server_errors(full_stack) == before
