@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
-import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
@@ -21,8 +20,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from collector.matomo_render import Rendered, format_error, render, render_error
 from collector.protocol import MAX_BODY_BYTES, request_params
 from dnma.access import Access, Grant, bearer
+from dnma.datatable import Scalar, to_json
 from dnma.params import as_int
 from dnma.settings import REPO_ROOT, Settings
 from dnma.sites import Site, SiteRegistry
@@ -99,7 +100,30 @@ def get_site_from_id(req: ApiRequest) -> Any:
     if site is None or not req.can_view(site):
         # Same message for an unknown site: a token must not learn which ids exist.
         raise ApiError(_NO_ACCESS.format(site_id), NO_ACCESS)
-    return site.as_matomo()
+    return site.as_matomo(super_user=req.is_super_user())
+
+
+def _viewable(req: ApiRequest) -> list[Site]:
+    """The sites the request's token may read, by id (dnma.access); none without a token."""
+    sites = [s for s in req.sites.all() if req.can_view(s)]
+    limit = as_int(req.params.get("limit", "").strip())
+    return sites[:limit] if limit else sites  # Matomo's `limit`: 0 or absent is every site
+
+
+def get_sites_with_at_least_view_access(req: ApiRequest) -> Any:
+    super_user = req.is_super_user()
+    return [s.as_matomo(super_user=super_user) for s in _viewable(req)]
+
+
+def get_sites_id_with_at_least_view_access(req: ApiRequest) -> Any:
+    return [str(s.id) for s in req.sites.all() if req.can_view(s)]  # strings, as Matomo's database gives them
+
+
+def get_all_sites(req: ApiRequest) -> Any:
+    """Matomo's getAllSites: the super user's only, keyed by site id."""
+    if not req.is_super_user():
+        raise ApiError("You can't access this resource as it requires a 'superuser' access.", NO_ACCESS)
+    return {str(s.id): s.as_matomo(super_user=True) for s in req.sites.all()}
 
 
 def get_sites_id_from_site_url(req: ApiRequest) -> Any:
@@ -114,11 +138,14 @@ def get_sites_id_from_site_url(req: ApiRequest) -> Any:
 
 
 def get_matomo_version(req: ApiRequest) -> Any:
-    return {"value": "5.0.0"}  # what Matomo clients check for compatibility; we speak the 5.x protocol
+    return Scalar("5.0.0")  # what Matomo clients check for compatibility; we speak the 5.x protocol
 
 
 SITE_METHODS: dict[str, ApiHandler] = {
     "SitesManager.getSiteFromId": get_site_from_id,
+    "SitesManager.getSitesWithAtLeastViewAccess": get_sites_with_at_least_view_access,
+    "SitesManager.getSitesIdWithAtLeastViewAccess": get_sites_id_with_at_least_view_access,
+    "SitesManager.getAllSites": get_all_sites,
     "SitesManager.getSitesIdFromSiteUrl": get_sites_id_from_site_url,
     "API.getMatomoVersion": get_matomo_version,
 }
@@ -146,7 +173,8 @@ def bulk_request(methods: Mapping[str, ApiHandler]) -> ApiHandler:
             try:
                 if handler is None:
                     raise unknown_method(method)
-                out.append(handler(ApiRequest(sub, req.access, req.settings)))
+                # Matomo answers each item as its JSON decoded (API.getBulkRequest).
+                out.append(to_json(handler(ApiRequest(sub, req.access, req.settings))))
             except ApiError as exc:
                 out.append({"result": "error", "message": str(exc)})
             except Exception:
@@ -195,8 +223,8 @@ class ServerErrorCount:
                 self.tally.server_errors[route] += 1
 
 
-def _json(doc: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(doc), status_code=status, media_type="application/json")
+def _rendered(answer: Rendered, status: int = 200) -> Response:
+    return Response(answer.body, status_code=status, media_type=answer.media_type, headers=answer.headers)
 
 
 TRACKER_SCRIPT = REPO_ROOT / "tagging-sdk" / "js" / "dist" / "dnma.iife.js"  # built by `make js`
@@ -250,12 +278,11 @@ def create_api(collector: Collector, methods: Mapping[str, ApiHandler], routers:
         params = request_params(request.scope.get("query_string", b""), body)
         if params.get("module") != "API":
             return PlainTextResponse("DNMA collector: the Matomo API needs module=API\n", status_code=400)
-        fmt = params.get("format", "json").lower()  # Matomo defaults to xml; we only speak json
         method = params.get("method", "")
         req = ApiRequest(params, collector.access, settings, bearer(request.headers.get("authorization", "")))
         try:
-            if fmt not in ("json", "original"):
-                raise ApiError(f"format={fmt} is not supported; use format=json")
+            if (unrendered := format_error(params)) is not None:
+                raise ApiError(unrendered)
             handler = table.get(method)
             if handler is None:
                 raise unknown_method(method)
@@ -264,9 +291,9 @@ def create_api(collector: Collector, methods: Mapping[str, ApiHandler], routers:
         except ApiError as exc:
             # The caller's error, counted as such (never among the 5xx).
             collector.tally.responses[("api_error", exc.status)] += 1
-            return _json({"result": "error", "message": str(exc)}, exc.status)
+            return _rendered(render_error(str(exc), params), exc.status)
         collector.tally.responses[("api", 200)] += 1
-        return _json(result)
+        return _rendered(render(result, params))
 
     for path in ("/", "/index.php"):
         app.add_api_route(path, matomo_api, methods=["GET", "POST"])

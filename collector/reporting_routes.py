@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from collector.api import NO_ACCESS, ApiError, ApiHandler, ApiRequest
 from dnma import clock
+from dnma.datatable import Map, Scalar, Simple, Table
 from dnma.params import as_int
 from dnma.settings import Settings
 
@@ -82,36 +83,66 @@ def site_ids(req: ApiRequest) -> tuple[int, ...]:
     return tuple(out)
 
 
+# How Matomo's renderers see each method's answer (dnma/datatable.py): one row of values for these,
+# rows for the others; row keys that are Matomo row metadata (CSV heads them `metadata_<name>`).
+_SIMPLE = frozenset({"VisitsSummary.get"})
+_ROW_METADATA = {"Actions.getPageUrls": ("url",)}
+
+
+def typed(method: str, value: Any) -> Any:
+    """A report's JSON-shaped answer (one period's, or several keyed by period label) as the
+    Matomo shape it stands for."""
+    if isinstance(value, Map | Simple | Table | Scalar):
+        return value
+    if isinstance(value, dict):
+        keyed = method not in _SIMPLE or any(isinstance(v, list | dict) for v in value.values())
+        if keyed:
+            return Map("date", {label: typed(method, v) for label, v in value.items()})
+        return Simple(value)
+    if isinstance(value, list):
+        return Simple() if method in _SIMPLE else Table(value, _ROW_METADATA.get(method, ()))
+    return value
+
+
 def _report(backend: ReportingBackend, method: str) -> ApiHandler:
     def handler(req: ApiRequest) -> Any:
-        from clickhouse_connect.driver.exceptions import ClickHouseError
-
-        ids = site_ids(req)
-        first = req.sites.get(ids[0])
-        assert first is not None  # site_ids checked it
-        # "today" is the site's today, as in Matomo.
-        today: date = clock.today(ZoneInfo(first.timezone))
-        try:
-            return backend.call(
-                _client(req.settings),
-                method,
-                req.params,
-                ids,
-                today,
-                slots=first.dimensions,
-                database=req.settings.clickhouse_database,
-            )
-        except backend.ReportError as exc:
-            raise ApiError(str(exc)) from None
-        except ClickHouseError as exc:
-            _drop_client()  # the endpoint may have restarted: reconnect next time
-            raise ApiError(f"reporting storage unavailable or query failed: {str(exc)[:300]}") from None
-        except OSError as exc:
-            _drop_client()
-            raise ApiError(f"reporting storage unreachable: {exc}") from None
+        ids = tuple(dict.fromkeys(site_ids(req)))  # "1,1" is site 1 once
+        raw = req.params.get("idSite", req.params.get("idsite", "")).strip()
+        # Matomo keys the answer by site for idSite=all or more than one site (Archive::getResultIndices).
+        if raw == "all" or len(ids) > 1:
+            return Map("idSite", [(str(i), _one_site(backend, method, req, i)) for i in ids])
+        return _one_site(backend, method, req, ids[0])
 
     handler.__name__ = method.replace(".", "_")
     return handler
+
+
+def _one_site(backend: ReportingBackend, method: str, req: ApiRequest, site_id: int) -> Any:
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    site = req.sites.get(site_id)
+    assert site is not None  # site_ids checked it
+    # "today" is the site's today, as in Matomo.
+    today: date = clock.today(ZoneInfo(site.timezone))
+    try:
+        answer = backend.call(
+            _client(req.settings),
+            method,
+            req.params,
+            (site_id,),
+            today,
+            slots=site.dimensions,
+            database=req.settings.clickhouse_database,
+        )
+    except backend.ReportError as exc:
+        raise ApiError(str(exc)) from None
+    except ClickHouseError as exc:
+        _drop_client()  # the endpoint may have restarted: reconnect next time
+        raise ApiError(f"reporting storage unavailable or query failed: {str(exc)[:300]}") from None
+    except OSError as exc:
+        _drop_client()
+        raise ApiError(f"reporting storage unreachable: {exc}") from None
+    return typed(method, answer)
 
 
 def report_methods(backend: ReportingBackend) -> dict[str, ApiHandler]:

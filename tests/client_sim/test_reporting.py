@@ -279,3 +279,43 @@ def test_fuzz_every_parameter_of_every_method(full_stack: Stack, calibrated: dic
         probe()
     assert not failures, failures[:5]
     assert _server_errors(full_stack) == before
+
+
+def test_answers_keyed_by_site_and_by_period_in_each_format(full_stack: Stack, calibrated: dict[str, int]) -> None:
+    """Matomo keys the answer by site for idSite=all or several sites, by period for several dates,
+    and both together; xml when no format is asked for, csv in UTF-16LE with a byte-order mark."""
+    d, before = DAY.isoformat(), (DAY - timedelta(days=1)).isoformat()
+    one = api(full_stack, "VisitsSummary.get", idSite=SITE, period="day", date=d)
+    sites = api(full_stack, "VisitsSummary.get", idSite=f"{SITE},2", period="day", date=d, token_auth=SUPER_TOKEN)
+    assert sites == {"1": one, "2": []}
+    every = api(full_stack, "VisitsSummary.get", idSite="all", period="day", date=d, token_auth=SUPER_TOKEN)
+    assert list(every) == ["1", "2", "3", "4", "5"] and every["1"] == one  # the simulator's five sites
+    # "all" is keyed even when the token reads one site; a repeated id is one site.
+    assert api(full_stack, "VisitsSummary.get", idSite="all", period="day", date=d) == {"1": one}
+    assert api(full_stack, "VisitsSummary.get", idSite=f"{SITE},{SITE}", period="day", date=d) == one
+    both = api(full_stack, "VisitsSummary.get", idSite="1,2", period="day", date=f"{before},{d}", token_auth=SUPER_TOKEN)
+    assert both == {"1": {before: [], d: one}, "2": {before: [], d: []}}
+    pages = api(full_stack, "Actions.getPageUrls", idSite="2,1", period="day", date=d, token_auth=SUPER_TOKEN)
+    assert list(pages) == ["2", "1"] and pages["2"] == [] and {r["label"] for r in pages["1"]} >= {"/accueil"}
+    bulk = api(full_stack, "API.getBulkRequest", token_auth=SUPER_TOKEN,
+               **{"urls[0]": f"method=VisitsSummary.get&idSite=1,2&period=day&date={d}"})
+    assert bulk == [sites]
+
+    url = f"{full_stack.collector_url}/index.php"
+    query = {"module": "API", "method": "VisitsSummary.get", "idSite": "1,2", "period": "day", "date": f"{before},{d}",
+             "token_auth": SUPER_TOKEN}
+    xml = httpx.get(url, params=query, timeout=30)
+    assert xml.headers["content-type"] == "text/xml; charset=utf-8"
+    assert xml.text.startswith(f'<?xml version="1.0" encoding="utf-8" ?>\n<results>\n\t<result idSite="1">\n'
+                               f'\t\t<result date="{before}" />\n\t\t<result date="{d}">\n\t\t\t<nb_visits>2</nb_visits>\n')
+    assert xml.text.endswith(f'\t<result idSite="2">\n\t\t<result date="{before}" />\n\t\t<result date="{d}" />\n'
+                             "\t</result>\n</results>")
+    csv = httpx.get(url, params={**query, "format": "csv"}, timeout=30)
+    assert csv.headers["content-type"] == "application/vnd.ms-excel" and csv.content[:2] == b"\xff\xfe"
+    lines = csv.content[2:].decode("utf-16-le").split("\n")
+    assert len(lines) == 2  # the empty periods have no line in Matomo's csv
+    row = dict(zip(lines[0].split(","), lines[1].split(","), strict=True))
+    assert (row["idSite"], row["date"], row["nb_visits"], row["bounce_rate"]) == ("1", d, "2", "50%")
+    tsv = httpx.get(url, params={**query, "method": "Actions.getPageUrls", "idSite": "1", "date": d, "format": "tsv",
+                                 "convertToUnicode": "0"}, timeout=30)
+    assert tsv.text.split("\n")[0] == "label\tnb_visits\tnb_hits\tmetadata_url"

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import uvicorn
-from ct_support import DEMO_TOKEN, SUPER_TOKEN, Collector, collector_sites
+from ct_support import DEMO_TOKEN, SITE3_TOKEN, SUPER_TOKEN, Collector, collector_sites
 from harness import free_port
 
 from dnma.settings import Settings
@@ -190,3 +190,59 @@ def test_every_5xx_is_counted_by_route_template(collector: Collector) -> None:
     assert after["/api/quality/alerts"] == before["/api/quality/alerts"] + 1
     assert after["/healthz"] == 0
     assert not any(route.startswith("/index.php?") for route in after)  # the template, not the raw path
+
+
+# Matomo's 21 site fields (its `site` table, then timezone_name and currency_name), in its order.
+SITE_FIELDS = ["idsite", "name", "main_url", "ts_created", "ecommerce", "sitesearch", "sitesearch_keyword_parameters",
+               "sitesearch_category_parameters", "timezone", "currency", "exclude_unknown_urls", "excluded_ips",
+               "excluded_parameters", "excluded_user_agents", "excluded_referrers", "group", "type",
+               "keep_url_fragment", "creator_login", "timezone_name", "currency_name"]
+
+
+def test_sites_methods_answer_the_sites_a_token_may_read(collector: Collector) -> None:
+    ids = "SitesManager.getSitesIdWithAtLeastViewAccess"
+    assert api(collector, "POST /", method=ids, token_auth=SUPER_TOKEN) == ["1", "2", "3"]
+    assert api(collector, "GET /index.php", method=ids, token_auth=DEMO_TOKEN) == ["1"]
+    assert api(collector, "POST /", method=ids, token_auth=SITE3_TOKEN) == ["3"]
+    assert api(collector, "POST /", method=ids, token_auth="wrong") == []
+
+    sites = api(collector, "POST /", method="SitesManager.getSitesWithAtLeastViewAccess", token_auth=SUPER_TOKEN)
+    assert isinstance(sites, list) and [s["idsite"] for s in sites] == ["1", "2", "3"]
+    assert all(list(s) == SITE_FIELDS for s in sites)
+    one, two, three = sites
+    assert (one["ts_created"], three["ts_created"]) == ("2020-01-01 00:00:00", "2024-09-02 08:30:00")
+    assert (one["timezone_name"], one["currency_name"], one["currency"]) == ("France", "Euro", "EUR")
+    assert (two["excluded_ips"], two["excluded_user_agents"]) == ("10.9.0.0/16", "MonitoringProbe")
+    # Another's creator login is the super user's to see, as in Matomo.
+    mine = api(collector, "POST /", method="SitesManager.getSitesWithAtLeastViewAccess", token_auth=DEMO_TOKEN)
+    assert isinstance(mine, list) and len(mine) == 1
+    assert list(mine[0]) == [f for f in SITE_FIELDS if f != "creator_login"]
+    assert api(collector, "POST /", method="SitesManager.getSitesWithAtLeastViewAccess", token_auth=SUPER_TOKEN,
+               limit="2") == sites[:2]
+    assert api(collector, "POST /", method="SitesManager.getSiteFromId", idSite="3", token_auth=SITE3_TOKEN) == {
+        k: v for k, v in three.items() if k != "creator_login"}
+
+    every = api(collector, "POST /", method="SitesManager.getAllSites", token_auth=SUPER_TOKEN)
+    assert isinstance(every, dict) and list(every) == ["1", "2", "3"] and every["2"] == two
+    refused = api(collector, "POST /", method="SitesManager.getAllSites", token_auth=DEMO_TOKEN)
+    assert isinstance(refused, dict) and refused["result"] == "error" and "'superuser'" in refused["message"]
+
+
+def test_xml_is_the_default_format_csv_and_refused_formats(collector: Collector) -> None:
+    query = {"module": "API", "method": "SitesManager.getSiteFromId", "idSite": "3", "token_auth": SITE3_TOKEN}
+    r = collector.http.get("/index.php", params=query)
+    assert r.status_code == 200 and r.headers["content-type"] == "text/xml; charset=utf-8"
+    assert r.text.startswith('<?xml version="1.0" encoding="utf-8" ?>\n<result>\n\t<row>\n\t\t<idsite>3</idsite>\n')
+    assert "\t\t<ts_created>2024-09-02 08:30:00</ts_created>\n" in r.text and "\t\t<group />\n" in r.text
+    version = collector.http.get("/index.php", params={"module": "API", "method": "API.getMatomoVersion"})
+    assert version.text == '<?xml version="1.0" encoding="utf-8" ?>\n<result>5.0.0</result>'
+    denied = collector.http.post("/index.php", data={**query, "token_auth": DEMO_TOKEN})
+    assert denied.text.startswith('<?xml version="1.0" encoding="utf-8" ?>\n<result>\n\t<error message="')
+    csv = collector.http.post("/index.php", data={**query, "format": "csv", "method":
+                                                  "SitesManager.getSitesIdWithAtLeastViewAccess", "token_auth": SUPER_TOKEN})
+    assert csv.headers["content-type"] == "application/vnd.ms-excel" and csv.content == b"\xff\xfe" + "1\n2\n3".encode("utf-16-le")
+    for fmt in ("html", "rss", "php"):
+        refused = collector.http.post("/index.php", data={**query, "format": fmt})
+        assert refused.text.startswith(f"Error: Renderer format '{fmt}' not valid."), refused.text
+    as_json = collector.http.post("/index.php", data={**query, "format": "original"})
+    assert as_json.json()["idsite"] == "3"
