@@ -9,6 +9,7 @@ from typing import Any
 from aggregator.checks import silence, volume
 from aggregator.checks.base import CheckContext
 from aggregator.checks.runner import run_checks, selected
+from aggregator.sessionizer import rebuild_days
 from dnma.clock import PARIS
 from tests.quality.conftest import SITE_BZH, SITE_CRE, SITE_UAIS, current_alerts
 from tests.quality.synth import buckets, insert_clean
@@ -26,6 +27,8 @@ def test_clean_traffic_opens_no_alert(env: Any) -> None:
     n = insert_clean(client, rows, {s: SITE_UAIS[s] for s in (SITE_BZH, SITE_CRE)},
                      {SITE_BZH: "ENT_BZH", SITE_CRE: "ENT_CRE"})
     assert n > 200_000
+    # The coverage check reads visits (dnma/indicators.py's "active"): sessionize the hits, as the loader does.
+    rebuild_days(client, settings)
     # Term time, nights, the weekend, the first and last holiday days, the day back, 11 November.
     moments = [
         (2024, 10, 14, 10), (2024, 10, 15, 3), (2024, 10, 16, 17), (2024, 10, 18, 23), (2024, 10, 19, 11),

@@ -15,6 +15,7 @@ from harness import REPO, SUPER_TOKEN, Stack
 from aggregator.checks.runner import run_checks
 from aggregator.migrate import migrate
 from aggregator.referentiel import load_files
+from aggregator.sessionizer import rebuild_days
 from dnma.clock import PARIS
 from dnma.settings import Settings
 
@@ -41,6 +42,8 @@ def test_clean_simulator_traffic_opens_no_alert(tmp_path: Path) -> None:
         load_files(client, settings, REFERENTIEL)
         flagged = client.command("SELECT countIf(length(flags) > 0) FROM dnma.hits")
         assert flagged == 0  # the faults really are off: what follows judges clean traffic
+        # The coverage check reads visits (dnma/indicators.py's "active"): sessionize, as the loader does.
+        rebuild_days(client, settings)
         moments = [(2025, 10, 14, 10), (2025, 10, 16, 3), (2025, 10, 20, 11), (2025, 10, 25, 15),
                    (2025, 11, 1, 9), (2025, 11, 4, 10), (2025, 11, 5, 18)]
         for y, m, d, h in moments:
