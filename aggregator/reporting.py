@@ -14,7 +14,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from aggregator.api_filters import FilterError, GenericFilters
 from aggregator.periods import PeriodError, Periods, resolve
 from aggregator.rollups import inline_dates
-from aggregator.segments import SegmentError, refuse
+from aggregator.segments import Segment, SegmentError, compile_segment
 from dnma.params import as_int
 from dnma.vocab import COUNTED_ACTIONS, DEFAULT_DIMENSION_MAPPING, PROPERTIES
 
@@ -32,16 +32,19 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class ReportFilter:
-    """What every report is restricted to: sites, periods, and Matomo's generic filters on rows."""
+    """What every report is restricted to: sites, periods, the visits of a segment, and Matomo's
+    generic filters on rows."""
 
     site_ids: tuple[int, ...]
     periods: Periods
     filters: GenericFilters = field(default_factory=GenericFilters)
     database: str = "dnma"
+    segment: Segment | None = None
 
     @classmethod
     def build(cls, site_ids: tuple[int, ...], period: str, date_param: str, today: date,
-              filters: GenericFilters | None = None, database: str = "dnma") -> ReportFilter:
+              filters: GenericFilters | None = None, database: str = "dnma",
+              segment: Segment | None = None) -> ReportFilter:
         try:
             periods = resolve(period, date_param, today)
         except PeriodError as exc:
@@ -49,7 +52,7 @@ class ReportFilter:
         if periods.first < FIRST_DATE:
             raise ReportError(f"The date '{periods.first.isoformat()}' is a date before first website was "
                               f"online. Try date that's after {FIRST_DATE.isoformat()}.")
-        return cls(site_ids, periods, filters or GenericFilters(), database)
+        return cls(site_ids, periods, filters or GenericFilters(), database, segment)
 
     @property
     def beyond_storage(self) -> bool:
@@ -68,7 +71,14 @@ class ReportFilter:
             out["limit"] = self.limit
         if self.filters.pattern:
             out["pattern"] = self.filters.regex
+        if self.segment is not None:
+            out.update(self.segment.parameters)
         return out
+
+    @property
+    def visits_where(self) -> str:
+        """The segment's condition on `visits` (its columns unqualified), or nothing."""
+        return "" if self.segment is None else f" AND ({self.segment.sql})"
 
     def bucket(self, day_sql: str) -> str:
         """SQL giving the first day of the period a row falls in (a date, mapped to a label)."""
@@ -121,7 +131,7 @@ SELECT {f.bucket('day')} AS bucket, count() AS nb_visits, uniqExact(visitor_id) 
   uniqExactIf(user_hash, user_hash != 0) AS nb_users, sum(actions) AS nb_actions,
   max(actions) AS max_actions, sum(duration) AS sum_visit_length, countIf(is_bounce = 1) AS bounce_count
 FROM {f.database}.visits
-WHERE site_id IN {{sites:Array(UInt32)}} AND day BETWEEN {{first:Date}} AND {{last:Date}}
+WHERE site_id IN {{sites:Array(UInt32)}} AND day BETWEEN {{first:Date}} AND {{last:Date}}{f.visits_where}
 GROUP BY bucket"""
     out: dict[str, VisitsSummary] = {}
     if f.beyond_storage:
@@ -165,7 +175,7 @@ FROM (
 INNER JOIN (
   SELECT site_id, visitor_id, day, visit_id, start, `end`
   FROM {f.database}.visits
-  WHERE site_id IN {{sites:Array(UInt32)}} AND day BETWEEN {{first:Date}} AND {{last:Date}}
+  WHERE site_id IN {{sites:Array(UInt32)}} AND day BETWEEN {{first:Date}} AND {{last:Date}}{f.visits_where}
 ) AS v ON h.site_id = v.site_id AND h.visitor_id = v.visitor_id AND h.d = v.day
 WHERE h.ts >= v.start AND h.ts <= v.`end`
 GROUP BY bucket, label
@@ -312,11 +322,11 @@ def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[in
     if params.get("period") is None or params.get("date") is None:
         raise ReportError("Parameters 'period' and 'date' are required")
     try:
-        refuse(params.get("segment", ""))
+        segment = compile_segment(params.get("segment", ""), slots)
         filters = GenericFilters.parse(params)
     except (SegmentError, FilterError) as exc:
         raise ReportError(str(exc)) from None
-    f = ReportFilter.build(site_ids, params["period"], params["date"], today, filters, database)
+    f = ReportFilter.build(site_ids, params["period"], params["date"], today, filters, database, segment)
     if filters.pattern:
         _check_pattern(client, filters)
     return handler(client, f, params, slots)

@@ -1,12 +1,18 @@
 """Matomo's `segment` parameter (core/Segment/SegmentExpression.php): its grammar parsed into
-conditions, and refused with Matomo's errors while no segment is served, never ignored (ignoring it
-answers the unsegmented total as if it were the segment's)."""
+conditions and compiled to a parameterised SQL condition on `visits` for the visit-level segments
+DNMA stores; any other segment is refused with Matomo's error, never ignored (ignoring it answers
+the unsegmented total as if it were the segment's)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import unquote
+
+from dnma.params import as_int
+from dnma.vocab import DEFAULT_DIMENSION_MAPPING
 
 # Longest operators first, as Matomo's own pattern tries them.
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "=@", "!@", "=^", "=$")
@@ -57,9 +63,119 @@ def _condition(operand: str) -> Condition:
     return Condition(name, operator, value)
 
 
-def refuse(definition: str) -> None:
-    """Matomo's error for the first segment of `definition` DNMA cannot compute (today, every one)."""
+# --- compiled to SQL on `visits`: names, columns and values from these tables only, values as parameters
+
+
+def _classes(mapping: Mapping[str, str]) -> Callable[[str], str]:
+    """Matomo's value (or DNMA's class itself) to the class DNMA stores; an unknown one is refused:
+    DNMA keeps classes, not every device-detector name (collector/useragent.py)."""
+    def to_class(value: str) -> str:
+        key = value.strip().lower()
+        if key in mapping:
+            return mapping[key]
+        if key in mapping.values():
+            return key
+        raise SegmentError(f"The value '{_shown(value)}' is not one DNMA distinguishes; try one of: "
+                           + ", ".join(sorted(set(mapping))))
+    return to_class
+
+
+_DEVICE = _classes({"desktop": "ordinateur", "smartphone": "smartphone", "tablet": "tablette",
+                    "other": "autreappareil"})
+_OS_CODES = _classes({"win": "windows", "and": "android", "ios": "ios", "mac": "macos", "lin": "linux",
+                      "cos": "chromeos", "unk": "autreos"})
+_OS_NAMES = _classes({"windows": "windows", "android": "android", "ios": "ios", "mac": "macos",
+                      "gnu/linux": "linux", "chrome os": "chromeos", "unknown": "autreos"})
+_BROWSER_NAMES = _classes({"chrome": "chrome", "chrome mobile": "chromemobile", "chrome mobile ios": "chromemobile",
+                           "chrome webview": "chromemobile", "safari": "safari", "mobile safari": "safari",
+                           "microsoft edge": "edge", "firefox": "firefox", "firefox mobile": "firefox",
+                           "opera": "opera", "samsung browser": "samsungbrowser", "miui browser": "miuibrowser",
+                           "huawei browser": "huaweibrowser", "unknown": "autrenavigateur"})
+
+
+@dataclass(frozen=True)
+class _Dimension:
+    column: str  # a `visits` column
+    kind: str  # "class" (==, != on a mapped value), "text" (every text operator), "number"
+    to_value: Callable[[str], Any] | None = None
+
+
+# Visit-level segments: Matomo's names, and DNMA's properties by their own name.
+DIMENSIONS: dict[str, _Dimension] = {
+    "deviceType": _Dimension("device", "class", _DEVICE),
+    "operatingSystemCode": _Dimension("os", "class", _OS_CODES),
+    "operatingSystemName": _Dimension("os", "class", _OS_NAMES),
+    "browserName": _Dimension("browser", "class", _BROWSER_NAMES),
+    "actions": _Dimension("actions", "number"),
+    "visitDuration": _Dimension("duration", "number"),
+    "uai": _Dimension("uai", "text"),
+    "profil": _Dimension("profil", "text"),
+    "projet": _Dimension("projet", "text"),
+}
+# DNMA properties kept on the visit: `dimensionN` names them through the site's slots.
+_VISIT_PROPERTIES = ("uai", "profil", "projet")
+
+_TEXT_SQL = {
+    "==": "lowerUTF8({c}) = lowerUTF8({p})", "!=": "lowerUTF8({c}) != lowerUTF8({p})",
+    "=@": "positionCaseInsensitiveUTF8({c}, {p}) > 0", "!@": "positionCaseInsensitiveUTF8({c}, {p}) = 0",
+    "=^": "startsWith(lowerUTF8({c}), lowerUTF8({p}))", "=$": "endsWith(lowerUTF8({c}), lowerUTF8({p}))",
+}
+_NUMBER_SQL = {op: "{c} " + ("=" if op == "==" else op) + " {p}" for op in ("==", "!=", ">=", "<=", ">", "<")}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A compiled segment: `sql` is a condition on `visits` columns, its values in `parameters`."""
+
+    definition: str
+    sql: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def _dimension(name: str, slots: Mapping[int, str] | None) -> _Dimension:
+    found = DIMENSIONS.get(name)
+    slot = as_int(name[9:]) if found is None and name.startswith("dimension") else None
+    if slot is not None:
+        prop = (slots or DEFAULT_DIMENSION_MAPPING).get(slot)
+        if prop in _VISIT_PROPERTIES:
+            found = DIMENSIONS[prop]
+    if found is None:
+        raise SegmentError(f"Segment '{_shown(name)}' is not a supported segment.")
+    return found
+
+
+def compile_segment(definition: str, slots: Mapping[int, str] | None = None) -> Segment | None:
+    """`definition` as SQL on `visits`, or None when empty. Raises SegmentError for a segment
+    Matomo would refuse, or one DNMA does not store."""
     if not definition.strip():
-        return
-    first = parse(definition)[0][0]
-    raise SegmentError(f"Segment '{_shown(first.name)}' is not a supported segment.")
+        return None
+    parameters: dict[str, Any] = {}
+    ands = []
+    for ors in parse(definition):
+        terms = []
+        for cond in ors:
+            dim = _dimension(cond.name, slots)
+            key = f"seg{len(parameters)}"
+            column = f"`{dim.column}`"
+            if dim.kind == "number":
+                template = _NUMBER_SQL.get(cond.operator)
+                try:
+                    value: Any = float(cond.value)
+                except ValueError:
+                    value = None
+                if template is None or value is None or value != value or abs(value) == float("inf"):
+                    raise SegmentError(f"The segment '{_shown(cond.name + cond.operator + cond.value)}' compares "
+                                       "a number: use ==, !=, <, <=, >, >= and a number")
+                terms.append(template.format(c=column, p=f"{{{key}:Float64}}"))
+            else:
+                if dim.kind == "class" and cond.operator not in ("==", "!="):
+                    raise SegmentError(f"The segment '{_shown(cond.name)}' supports only == and != in DNMA")
+                template = _TEXT_SQL.get(cond.operator)
+                if template is None:
+                    raise SegmentError(f"The operator '{cond.operator}' does not apply to text "
+                                       f"(segment '{_shown(cond.name)}')")
+                value = dim.to_value(cond.value) if dim.to_value and cond.value else cond.value
+                terms.append(template.format(c=column, p=f"{{{key}:String}}"))
+            parameters[key] = value
+        ands.append(terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")")
+    return Segment(definition, " AND ".join(ands), parameters)
