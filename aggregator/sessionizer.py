@@ -1,6 +1,11 @@
 """The sessionizer: rebuilds `visits` one site-local day at a time (stage table + atomic
 REPLACE PARTITION), finds dirty days by fingerprints, then refreshes the visit rollups.
 
+The loader's periodic passes build a day under way incrementally (`incremental_visits`): only the
+visitor-days that received hits since the previous pass (the `visits_arrivals` queue, m0016) are
+sessionized again, the day's other visits are copied as they are; the result is the partition a
+whole rebuild gives. Past days, imports, kicks and `dnma aggregate` rebuild days whole as before.
+
 `dnma aggregate` runs it as a loop (or --once); in embedded mode the loader, which owns chDB,
 calls `aggregate_once` itself and `dnma aggregate` only works while the loader is stopped.
 """
@@ -53,6 +58,9 @@ TTL_MARGIN_DAYS = 2
 # A past day still being written to (a log import, a late backlog) is rebuilt once a pass finds it
 # as the previous pass left it, or after this many passes at most.
 SETTLE_MAX_PASSES = 10
+
+# The queue of visitor-days that received hits (migration m0016), and its taken half.
+ARRIVALS = "visits_arrivals"
 
 
 def _renderer(settings: Settings) -> Renderer:
@@ -121,7 +129,8 @@ def live_from(timezones: dict[int, str], now: datetime | None = None) -> date:
 
 
 class Settling:
-    """Which dirty past days a periodic pass rebuilds now.
+    """Which dirty past days a periodic pass rebuilds now, and which days under way this process
+    has built (`built_live`: those a later pass may build incrementally).
 
     A day before `live_from` that keeps receiving hits (a Matomo log import, a backlog drained
     after an outage) would otherwise be rebuilt at every pass while it grows, each pass
@@ -134,6 +143,10 @@ class Settling:
     def __init__(self, max_passes: int = SETTLE_MAX_PASSES) -> None:
         self.max_passes = max_passes
         self.seen: dict[date, tuple[tuple[int, int], int]] = {}  # day -> (fingerprint, passes waited)
+        # Days under way built by this process since it started: every hit they received since
+        # then went through the arrivals queue. A day built before (by an older version, or before
+        # a crash that could fall between a hit's insert and its arrival's) is built whole first.
+        self.built_live: set[date] = set()
 
     def ready(self, dirty: dict[date, tuple[int, int]], first_live: date) -> tuple[list[date], list[date]]:
         """(days to rebuild now, days held back), each in day order."""
@@ -197,24 +210,70 @@ def _worker_stages(client, r: Renderer, worker: int) -> None:  # type: ignore[no
                        f"AS {r.local_name(table + '_stage')}")
 
 
+def arrived(r: Renderer, timezones: dict[int, str]) -> str:
+    """Condition on a row's (site_id, visitor_id): the visitor received hits of `{day:Date}` (site-local)
+    since the previous pass, by the taken arrivals. Their Paris day is the local day for Paris sites;
+    for the others any of the three Paris days around it (a superset: a visitor-day sessionized
+    again unchanged gives the same visits)."""
+    tzs = checked_timezones(timezones)
+    days = "day = {day:Date}"
+    if tzs:
+        days += f" OR (site_id IN ({', '.join(map(str, sorted(tzs)))}) AND day BETWEEN {{day:Date}} - 1 AND {{day:Date}} + 1)"
+    return (f"(site_id, visitor_id) IN (SELECT site_id, visitor_id FROM {r.local_name(ARRIVALS + '_taken')} "
+            f"WHERE {days})")
+
+
+def take_arrivals(client, r: Renderer) -> None:  # type: ignore[no-untyped-def]
+    """Move the arrivals queue into `visits_arrivals_taken`, atomically: a concurrent insert's
+    arrivals are either taken now or left for the next pass. What an earlier pass took and did not
+    finish stays taken, so it is built again."""
+    client.command(f"ALTER TABLE {r.local_name(ARRIVALS)} MOVE PARTITION ID 'all' "
+                   f"TO TABLE {r.local_name(ARRIVALS + '_taken')}")
+
+
+def arrival_days(client, r: Renderer, timezones: dict[int, str]) -> set[date]:  # type: ignore[no-untyped-def]
+    """Site-local days the taken arrivals may concern (see `arrived`)."""
+    tzs = sorted(checked_timezones(timezones))
+    other = f"site_id IN ({', '.join(map(str, tzs))})" if tzs else "0"
+    rows = client.query(f"SELECT DISTINCT day, {other} FROM {r.local_name(ARRIVALS + '_taken')}").result_rows
+    out: set[date] = set()
+    for day, elsewhere in rows:
+        out.update((day - timedelta(days=1), day, day + timedelta(days=1)) if elsewhere else (day,))
+    return out
+
+
 def build_visits(client, r: Renderer, timezones: dict[int, str], day: date,  # type: ignore[no-untyped-def]
-                 stage_suffix: str = "", whole: bool = False) -> tuple[SiteFingerprints, bool]:
+                 stage_suffix: str = "", whole: bool = False, incremental: bool = False,
+                 ) -> tuple[SiteFingerprints, bool]:
     """Rebuild one day of visits atomically; returns the per-site fingerprints it was built from
-    (for finish_day) and whether only its changed sites were rebuilt (never when `whole`).
+    (for finish_day) and whether only part of it was sessionized again (never when `whole`).
+
+    `incremental`: the day was built by this process and every hit it received since is in the
+    taken arrivals (rebuild_days checks): only those visitors' visits are sessionized again, the
+    others copied. Visits depend on their visitor-day's hits only, so this is the whole rebuild.
 
     The per-site fingerprints are read before building: hits landing during the build make the
     day dirty again, never lost. A site's visits depend on that site's hits only, so the other
     sites' rows copied as they are give the same partition as a whole rebuild; the changed sites'
     hits are read through the sort key (day, then site_id), not by scanning the day."""
     sites = current_sites(client, r, timezones, day)
-    changed = None if whole else changed_sites(sites, stored_sites(client, r, day))
     settings = _query_settings(timezones)
     stage = f"visits_stage{stage_suffix}"
+    columns = ", ".join(f"`{c}`" for c in VISIT_COLUMN_NAMES)
+    if incremental and not whole:
+        only = arrived(r, timezones)
+        swap_partition(
+            client, r, "visits",
+            f"SELECT {columns} FROM {r.local_name('visits')} WHERE day = {{day:Date}} AND NOT {only} "
+            f"UNION ALL SELECT {columns} FROM ({array_select(r, timezones, only)})",
+            {"day": day}, day, settings, stage=stage,
+        )
+        return sites, True
+    changed = None if whole else changed_sites(sites, stored_sites(client, r, day))
     if changed is None:
         swap_partition(client, r, "visits", array_select(r, timezones), {"day": day}, day, settings, stage=stage)
     else:
         only = f"site_id IN ({', '.join(map(str, changed))})" if changed else "0"
-        columns = ", ".join(f"`{c}`" for c in VISIT_COLUMN_NAMES)
         swap_partition(
             client, r, "visits",
             f"SELECT {columns} FROM {r.local_name('visits')} WHERE day = {{day:Date}} AND NOT ({only}) "
@@ -305,14 +364,29 @@ def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # 
         started = time.monotonic()
         r = _renderer(settings)
         timezones = site_timezones(settings)
-        # Explicit days are rebuilt whole; dirty ones for their changed sites.
+        # Explicit days are rebuilt whole; dirty ones for their changed sites, or incrementally.
         held: list[date] = []
+        incremental: set[date] = set()
+        took = days is None
+        first_live = live_from(timezones)
         if days is not None:
             todo = sorted(set(days))
-        elif settling is not None:
-            todo, held = settling.ready(dirty_fingerprints(client, settings, timezones), live_from(timezones))
         else:
-            todo = list(dirty_fingerprints(client, settings, timezones))
+            # The arrivals are taken before the fingerprints are read: a hit counted in them has
+            # its arrival taken now or by the next pass, which builds its day again.
+            take_arrivals(client, r)
+            dirty = dirty_fingerprints(client, settings, timezones)
+            if settling is not None:
+                todo, held = settling.ready(dirty, first_live)
+            else:
+                todo = list(dirty)
+            # A day under way with arrivals is built even when its fingerprint has not moved yet
+            # (the hits' views commit one after the other): its arrivals are used up by this pass.
+            todo = sorted(set(todo) | {d for d in arrival_days(client, r, timezones) if d >= first_live})
+            if settling is not None:
+                settling.built_live = {d for d in settling.built_live if d >= first_live}
+                if settings.incremental_visits:
+                    incremental = {d for d in todo if d in settling.built_live}
         # Two phases per chunk of days, each over both workers: the visits of the chunk's days (the
         # sessionizer proper), then the rollups of the days built, whose fingerprints are written
         # last. A stop ends the visits phase only: a day whose visits were swapped in always gets
@@ -324,21 +398,29 @@ def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # 
             chunk = todo[first:first + CHUNK_DAYS]
             t0 = time.monotonic()
             done = _in_parallel(client, settings, r, chunk, lambda c, suffix, d: build_visits(
-                c, r, timezones, d, suffix, whole=days is not None), stop)
+                c, r, timezones, d, suffix, whole=days is not None, incremental=d in incremental), stop)
             visits_seconds += time.monotonic() - t0
             counts += _in_parallel(client, settings, r, list(zip(chunk[:len(done)], done, strict=True)),
                                    lambda c, suffix, job: finish_day(c, r, job[0], job[1][0], suffix))
             built += done
             if len(done) < len(chunk):
                 break
+        if took and len(built) == len(todo):
+            # Every day under way with arrivals is built: the taken ones are used up (those of past
+            # days too: a past day is found dirty by its fingerprints and rebuilt whole).
+            client.command(f"TRUNCATE TABLE {r.local_name(ARRIVALS + '_taken')}")
         todo = todo[:len(built)]
+        if settling is not None:
+            settling.built_live.update(d for d in todo if d >= first_live)
         weeks = sorted({debutsemaine(d) for d in todo})
         _in_parallel(client, settings, r, weeks, lambda c, suffix, w: refresh_period_rollups(
             c, r, "debutsemaine", w, suffix))
         visits = {d.isoformat(): n for d, n in zip(todo, counts, strict=True)}
         result = {
             "days": list(visits),
-            "partial_days": [d.isoformat() for d, (_, partial) in zip(todo, built, strict=True) if partial],
+            "partial_days": [d.isoformat() for d, (_, partial) in zip(todo, built, strict=True)
+                             if partial and d not in incremental],
+            "incremental_days": [d.isoformat() for d in todo if d in incremental],
             "held_days": [d.isoformat() for d in held],
             "visits": sum(visits.values()),
             "visits_per_day": visits,

@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     loader_insert_interval_ms: int = Field(default=2000, description="Least time between two inserts of less than loader_batch_rows: under steady traffic batches grow (fewer parts to write and merge, less CPU per row, mostly in merges); a lone hit after a quiet spell is inserted at once, and the rest of a burst as soon as the spool gets nothing new for a poll interval. Hits reach the dashboards' rollups within about this time: lower it for fresher dashboards, raise it to spend less CPU on inserts and merges.")
     loader_retry_max_s: float = Field(default=30.0, description="Cap of the loader's exponential backoff when ClickHouse fails.")
     loader_aggregate_interval_s: float = Field(default=30.0, description="Seconds between the end of a sessionizer pass (visits) and the start of the next, in the loader; 0 disables.")
+    incremental_visits: bool = Field(default=True, description="The loader's periodic passes rebuild the visits of the day under way for the visitors that received hits since the previous pass only (the day's other visits are copied), instead of sessionizing the whole day again: the same visits, at a cost that follows the traffic of the last interval rather than the size of the day. The first pass after a start, kicks, `dnma aggregate` and past days rebuild whole days either way.")
 
     # --- read-only ClickHouse-HTTP endpoint (embedded mode)
     ch_http_host: str = Field(default="127.0.0.1", description="Bind address of the read-only endpoint.")
