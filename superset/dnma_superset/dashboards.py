@@ -84,15 +84,17 @@ DASHBOARDS: list[Dashboard] = [
                ["visites", "utilisateurs", "taux_visite"], width=12)],
     ], TERRITORY_FILTERS),
     Dashboard("dnma-deploiement", "DNMA — Déploiement", [
-        [france_map("dep_carte", "Part d'établissements actifs sur 30 jours", "deploiement", "departement",
-                    "taux_actifs"),
+        [france_map("dep_carte", "Part d'établissements publics actifs (dernières semaines scolaires)",
+                    "deploiement", "departement", "taux_actifs"),
          table("dep_departements", "Déploiement par département", "deploiement",
                ["academie", "departement"],
                ["etablissements", "etablissements_actifs", "taux_actifs", "classe_deploiement"],
                order_by="taux_actifs")],
-        [table("dep_couverture", "Couverture du marquage par ENT (30 jours)", "deploiement", ["projet", "degre"],
-               ["etablissements", "couverture_marquage"], order_by="couverture_marquage", width=12, height=40,
-               filters=[where("projet != ''")])],
+        # Over each ENT's declared perimeter (dnma/indicators.py), the same for every user.
+        [table("dep_couverture", "Couverture du marquage par ENT (périmètre déclaré, dernières semaines scolaires)",
+               "couverture_ent", ["projet", "degre"],
+               ["etablissements", "etablissements_actifs", "couverture_marquage"], order_by="couverture_marquage",
+               width=12, height=40)],
     ], [Filter("Degré", "visites", "degre"), Filter("Académie", "visites_territoires", "academie"),
         Filter("Projet ENT", "visites_etablissements", "projet")]),
     Dashboard("dnma-services-outils", "DNMA — Services et outils", [
