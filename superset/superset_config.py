@@ -114,6 +114,10 @@ TALISMAN_CONFIG = {
     "session_cookie_secure": False,
 }
 TALISMAN_DEV_CONFIG = TALISMAN_CONFIG
+# The maps' legends (Markdown, dnma_superset.charts.map_legend) draw their colour gradient with an
+# inline style, which Superset's HTML sanitizer removes by default: style and class are allowed on
+# div, nothing else (inline styles are already allowed by the CSP above; no script, no URL).
+HTML_SANITIZATION_SCHEMA_EXTENSIONS = {"attributes": {"div": ["style", "className"]}}
 
 # --- one machine: file cache, shared by the gunicorn workers
 _CACHE_DIR = str(SUPERSET_HOME / "cache")

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from dnma_superset.charts import Chart, query_context
+from dnma_superset.charts import Chart, Markdown, query_context
 from dnma_superset.dashboards import DASHBOARDS, Dashboard
 from dnma_superset.dataset_sql import DB, SQL
 from dnma_superset.datasets import DATASETS, Dataset
@@ -94,6 +94,13 @@ def dashboard_yaml(d: Dashboard, chart_ids: dict[str, int]) -> dict[str, Any]:
         position[row_id] = {"type": "ROW", "id": row_id, "children": [], "parents": ["ROOT_ID", "GRID_ID"],
                             "meta": {"background": "BACKGROUND_TRANSPARENT"}}
         for c in row:
+            if isinstance(c, Markdown):
+                mid = f"MARKDOWN-{c.key}"
+                position[row_id]["children"].append(mid)
+                position[mid] = {"type": "MARKDOWN", "id": mid, "children": [],
+                                 "parents": ["ROOT_ID", "GRID_ID", row_id],
+                                 "meta": {"width": c.width, "height": c.height, "code": c.code}}
+                continue
             cid = f"CHART-{c.key}"
             position[row_id]["children"].append(cid)
             position[cid] = {"type": "CHART", "id": cid, "children": [], "parents": ["ROOT_ID", "GRID_ID", row_id],
@@ -105,7 +112,8 @@ def dashboard_yaml(d: Dashboard, chart_ids: dict[str, int]) -> dict[str, Any]:
         "position": position,
         "metadata": {
             "native_filter_configuration": [f.config(d.slug) for f in d.filters],
-            "color_scheme": "supersetColors", "refresh_frequency": 0, "cross_filters_enabled": False,
+            **({"color_scheme": d.color_scheme} if d.color_scheme else {}),
+            "refresh_frequency": 0, "cross_filters_enabled": False,
             "timed_refresh_immune_slices": [], "expanded_slices": {}, "default_filters": "{}",
             "chart_configuration": {}, "global_chart_configuration": {"scope": {"rootPath": ["ROOT_ID"],
                                                                                  "excluded": []}},

@@ -88,12 +88,50 @@ def raw_table(key: str, title: str, dataset: str, columns: list[str], order: str
     }, width=width)
 
 
+# The maps' sequential scale (Superset's own, light to dark) and its colours, for the legend: the
+# country_map plugin spreads them evenly from the smallest to the largest value of its rows.
+MAP_SCHEME = "superset_seq_1"
+MAP_COLORS = ("#F4FAD4", "#D7F1AC", "#A9E3AF", "#82CDBB", "#63C1BF", "#1FA8C9", "#2367AC", "#2A2D84", "#251354",
+              "#050415")
+
+
+def _map_entity(level: str) -> tuple[str, str]:
+    return ("france", "departement_iso") if level == "departement" else ("france_regions", "region_iso")
+
+
 def france_map(key: str, title: str, dataset: str, level: str, metric: str, width: int = 6) -> Chart:
-    country, entity = ("france", "departement_iso") if level == "departement" else ("france_regions", "region_iso")
+    """A choropleth on MAP_SCHEME. Its dashboard must have no categorical colour scheme: country_map
+    colours each territory from that scheme instead, one hue per code, when it has one (Superset
+    issue #23070), and 0 % would look like 99 %."""
+    country, entity = _map_entity(level)
     return Chart(key, title, "country_map", dataset, {
         "select_country": country, "entity": entity, "metric": metric, "adhoc_filters": [],
-        "linear_color_scheme": "superset_seq_1", "number_format": "SMART_NUMBER", "row_limit": ROW_LIMIT,
+        "linear_color_scheme": MAP_SCHEME, "number_format": "SMART_NUMBER", "row_limit": ROW_LIMIT,
     }, width=width, height=80)
+
+
+@dataclass
+class Markdown:
+    """A dashboard's Markdown component (no query): the maps' legends."""
+    key: str
+    code: str
+    width: int = 6
+    height: int = 14
+
+
+def map_legend(key: str, what: str, width: int = 6) -> Markdown:
+    """The legend of a france_map: MAP_COLORS from its smallest to its largest value. Static: a
+    Handlebars chart reading the map's query could print those two values, but it compiles its
+    template with eval, which the CSP refuses (superset_config.TALISMAN_CONFIG); the values are on
+    hover and in the table beside each map. One line of HTML: Markdown would make indented lines code."""
+    gradient = ", ".join(MAP_COLORS)
+    return Markdown(key, (
+        '<div class="dnma-legende"><div style="display: flex; align-items: center; gap: 8px; font-size: 13px;">'
+        '<span>la plus faible</span><div class="dnma-degrade" style="flex: 1; height: 14px; border: 1px solid #999; '
+        f'background: linear-gradient(to right, {gradient});"></div><span>la plus forte</span></div>'
+        f'<div style="font-size: 12px;">Légende de la carte « {what} » : du plus clair (la valeur la plus faible '
+        'des territoires affichés) au plus foncé (la plus forte) ; survoler un territoire pour sa valeur. '
+        'En blanc : aucune donnée.</div></div>'), width=width)
 
 
 def where(sql: str) -> dict[str, Any]:

@@ -7,7 +7,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dnma_superset.charts import Chart, bars, france_map, kpi, pie, raw_table, table, trend, where
+from dnma_superset.charts import (
+    Chart,
+    Markdown,
+    bars,
+    france_map,
+    kpi,
+    map_legend,
+    pie,
+    raw_table,
+    table,
+    trend,
+    where,
+)
 from dnma_superset.dataset_sql import QUALITY_DAYS
 from dnma_superset.datasets import DATASETS
 from dnma_superset.identity import uid
@@ -38,16 +50,19 @@ class Filter:
 class Dashboard:
     slug: str
     title: str
-    rows: list[list[Chart]]
+    rows: list[list[Chart | Markdown]]
     filters: list[Filter] = field(default_factory=list)
     description: str = ""
+    # The dashboard's categorical colour scheme, applied by Superset to every chart it holds: None on
+    # dashboards with maps (charts.france_map), which would turn categorical under one.
+    color_scheme: str | None = "supersetColors"
 
     @property
     def uuid(self) -> str:
         return uid("dashboard", self.slug)
 
     def charts(self) -> list[Chart]:
-        return [c for row in self.rows for c in row]
+        return [c for row in self.rows for c in row if isinstance(c, Chart)]
 
 
 # Each filter lists its values from the smallest dataset holding them (it applies by column name to
@@ -79,10 +94,11 @@ DASHBOARDS: list[Dashboard] = [
     Dashboard("dnma-territoires", "DNMA — Territoires", [
         [france_map("ter_carte_dep", "Visites par département", "visites_territoires", "departement", "visites"),
          france_map("ter_carte_reg", "Visites par région", "visites_territoires", "region", "visites")],
+        [map_legend("ter_legende_dep", "Visites par département"), map_legend("ter_legende_reg", "Visites par région")],
         [table("ter_academies", "Académies : visites et taux de visite", "visites_territoires",
                ["region", "academie"],
                ["visites", "utilisateurs", "taux_visite"], width=12)],
-    ], TERRITORY_FILTERS),
+    ], TERRITORY_FILTERS, color_scheme=None),
     Dashboard("dnma-deploiement", "DNMA — Déploiement", [
         [france_map("dep_carte", "Part d'établissements publics actifs (dernières semaines scolaires)",
                     "deploiement", "departement", "taux_actifs"),
@@ -90,13 +106,14 @@ DASHBOARDS: list[Dashboard] = [
                ["academie", "departement"],
                ["etablissements", "etablissements_actifs", "taux_actifs", "classe_deploiement"],
                order_by="taux_actifs")],
+        [map_legend("dep_legende", "Part d'établissements actifs")],
         # Over each ENT's declared perimeter (dnma/indicators.py), the same for every user.
         [table("dep_couverture", "Couverture du marquage par ENT (périmètre déclaré, dernières semaines scolaires)",
                "couverture_ent", ["projet", "degre"],
                ["etablissements", "etablissements_actifs", "couverture_marquage"], order_by="couverture_marquage",
                width=12, height=40)],
     ], [Filter("Degré", "visites", "degre"), Filter("Académie", "visites_territoires", "academie"),
-        Filter("Projet ENT", "visites_etablissements", "projet")]),
+        Filter("Projet ENT", "visites_etablissements", "projet")], color_scheme=None),
     Dashboard("dnma-services-outils", "DNMA — Services et outils", [
         # Exclusive categories: a visit touching both kinds is in "Natif et tiers" only.
         [pie("svc_types", "Visites selon le type des services utilisés (natif seul, tiers seul, les deux)",

@@ -104,6 +104,10 @@ class Dataset:
         return uid("dataset", self.name)
 
 
+# The deployment classes without activity (classe_deploiement).
+CLASSE_AUCUN = "Aucun projet ou non mesuré"
+CLASSE_NON_MESURE = "Non mesuré (ENT déclaré, aucun trafic)"
+
 VISIT_PERIMETER = {
     "region": "region = {value}",
     "academie": "academie = {value}",
@@ -153,9 +157,12 @@ DATASETS: dict[str, Dataset] = {
              ("etablissements_actifs", "Établissements publics actifs", "uniqExactIf(uai, actif = 1)", ",d"),
              ("taux_actifs", "Part d'établissements publics actifs",
               "uniqExactIf(uai, actif = 1) / nullIf(uniqExact(uai), 0)", ".0%"),
-             # No ENT declares the territory and none of its establishments is active: no project.
+             # None of the territory's establishments is active: when no ENT of the sites registry
+             # declares it either, nothing tells "no ENT project" from "an ENT we do not measure";
+             # when one does, that ENT is not measured (registered, no traffic). Shown in the table.
              ("classe_deploiement", "Classe de déploiement",
-              "multiIf(countIf(projet != '') = 0 AND countIf(actif = 1) = 0, 'Aucun projet',"
+              f"multiIf(countIf(actif = 1) = 0 AND countIf(projet != '') = 0, '{CLASSE_AUCUN}',"
+              f" countIf(actif = 1) = 0, '{CLASSE_NON_MESURE}',"
               " uniqExactIf(uai, actif = 1) >= 0.9 * uniqExact(uai), 'Généralisation massive (≥ 90 %)',"
               " uniqExactIf(uai, actif = 1) >= 0.5 * uniqExact(uai), 'Généralisation partielle (≥ 50 %)',"
               " uniqExactIf(uai, actif = 1) >= 0.2 * uniqExact(uai), 'Déploiement 20–50 %', 'Déploiement < 20 %')",

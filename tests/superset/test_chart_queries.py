@@ -30,8 +30,12 @@ def render(sql: str, today: date = TODAY) -> str:
     The last branch of an if/elif/else chain is the one read without filters (the coarsest tier)."""
     if "{%- if" in sql:
         sql = re.split(r"\{%- (?:if|elif|else)[^%]*%\}", sql)[-1]
-    sql = sql.replace("{{ dnma_today() }}", today.isoformat())
+    sql = sql.replace("{{ dnma_today() }}", today.isoformat()).replace("{{ dnma_active_weeks() }}", "4")
+    sql = re.sub(r"\{%-? set .*?-?%\}\n?", "", sql, flags=re.S)
     sql = re.sub(r"\{%-? for .*?%\}.*?\{%-? endfor -?%\}", "", sql, flags=re.S)
+    # {% if x %}a{% else %}b{% endif %}: b (no filter, no RLS rule); {% if x %}a{% endif %}: nothing
+    sql = re.sub(r"\{%-? if [^%]*%\}(?:(?!\{%-? (?:if|endif)).)*?\{%-? else -?%\}(.*?)\{%-? endif -?%\}", r"\1",
+                 sql, flags=re.S)
     sql = re.sub(r"\{%-? if .*?%\}.*?\{%-? endif -?%\}", "", sql, flags=re.S)
     sql = re.sub(r"\{%-? endif -?%\}", "", sql)
     assert "{%" not in sql and "{{" not in sql, sql
@@ -137,3 +141,62 @@ def test_quality_dashboard_has_no_chart_without_data_behind_it() -> None:
     quality = next(d for d in DASHBOARDS if d.slug == "dnma-qualite")
     assert "qua_ingestion" not in {c.key for c in quality.charts()}
     assert not any("refusées" in c.title or "retard du loader" in c.title for c in quality.charts())
+
+
+def test_maps_dashboards_have_no_categorical_scheme_and_a_legend() -> None:
+    """country_map colours each territory from the dashboard's categorical scheme when there is one
+    (Superset issue #23070): a dashboard holding a map has none, and a legend beside each map."""
+    import yaml
+    from dnma_superset.assets_yaml import render
+
+    files = render()
+    for d in DASHBOARDS:
+        metadata = yaml.safe_load(files[f"dashboards/{d.slug}.yaml"])["metadata"]
+        maps = [c for c in d.charts() if c.viz == "country_map"]
+        legends = [c for row in d.rows for c in row if c.__class__.__name__ == "Markdown"]
+        if maps:
+            assert "color_scheme" not in metadata, d.slug
+            assert len(legends) == len(maps), d.slug
+            assert all(c.params["linear_color_scheme"] == "superset_seq_1" for c in maps)
+        else:
+            assert metadata["color_scheme"] == "supersetColors", d.slug
+
+
+def test_deployment_class_tells_no_project_from_not_measured(client: Any) -> None:
+    """A territory with no active establishment is "Aucun projet ou non mesuré" when no ENT of the
+    sites registry declares it (nothing tells the two apart), "Non mesuré" when one does (an ENT is
+    there and sends nothing); with activity, the census's classes. Synthetic referential (made up
+    for this test): four départements of public schools."""
+    from dnma_superset.datasets import CLASSE_AUCUN, CLASSE_NON_MESURE
+
+    # departement -> (public schools, declared by an ENT's perimeter, active ones)
+    territories = {"Ille-et-Vilaine": (4, True, 0), "Côtes-d'Armor": (3, False, 0), "Finistère": (2, True, 1),
+                   "Morbihan": (5, False, 1)}
+    ref, perimeter, visits = [], [], []
+    for n, (dep, (schools, declared, active)) in enumerate(territories.items()):
+        for i in range(schools):
+            uai = f"09{n}{i:04d}X"
+            ref.append([uai, f"École {uai}", "1D", "PU", dep, f"FR-{n}", "Rennes"])
+            if declared:
+                perimeter.append([7, "ENT_BZH", uai, "1D", dep, "Rennes", "Bretagne"])
+            if i < active:
+                visits.append([date(2026, 3, 16), uai, 7, "ENT_BZH", 1])
+    ref.append(["0990001P", "École privée", "1D", "PR", "Côtes-d'Armor", "FR-1", "Rennes"])  # not counted
+    client.insert("dnma.etablissements", ref, column_names=[
+        "uai", "nom", "degre", "secteur", "departement", "departement_iso", "academie"])
+    client.insert("dnma.perimetres_ent", perimeter, column_names=[
+        "site_id", "projet", "uai", "degre", "departement", "academie", "region"])
+    client.insert("dnma.visits_daily", visits, column_names=["day", "uai", "site_id", "projet", "visites"])
+
+    def expected(schools: int, declared: bool, active: int) -> str:  # the census's rule, written apart
+        if active == 0:
+            return CLASSE_NON_MESURE if declared else CLASSE_AUCUN
+        share = active / schools
+        return ("Généralisation massive (≥ 90 %)" if share >= 0.9 else "Généralisation partielle (≥ 50 %)"
+                if share >= 0.5 else "Déploiement 20–50 %" if share >= 0.2 else "Déploiement < 20 %")
+
+    got = {row[1]: row[2:] for row in chart_rows(client, CHARTS["dep_departements"])}
+    assert {dep: (n, a, c) for dep, (n, a, _, c) in got.items()} == {
+        dep: (schools, active, expected(schools, declared, active))
+        for dep, (schools, declared, active) in territories.items()}
+    assert {c for *_, c in got.values()} >= {CLASSE_AUCUN, CLASSE_NON_MESURE}
