@@ -139,7 +139,8 @@ def test_bad_input_answers_matomo_errors(full_stack: Stack, calibrated: dict[str
     """Each bad parameter: Matomo's error document and a message naming what is wrong, never a 500."""
     d = DAY.isoformat()
     pages = {"method": "Actions.getPageUrls", "idSite": SITE, "period": "day", "date": d}
-    for params, says in (
+    errors_before, server_errors_before = _api_errors(full_stack), _server_errors(full_stack)
+    cases = (
         ({"date": "0001-01-01"}, "before first website"),
         ({"period": "range", "date": "0001-01-01,9999-12-31"}, "before first website"),
         ({"date": "9999-12-31"}, "9999-12-31"),
@@ -159,9 +160,13 @@ def test_bad_input_answers_matomo_errors(full_stack: Stack, calibrated: dict[str
         ({"segment": "deviceType"}, "segment condition"),
         ({"method": "CustomDimensions.getCustomDimension", "idDimension": "\u00b2"}, "idDimension"),
         ({"method": "CustomDimensions.getCustomDimension", "idDimension": "99"}, "Dimension 99 for website 1 does not exist."),
-    ):
+    )
+    for params, says in cases:
         got = api(full_stack, **{**pages, **params})  # type: ignore[arg-type]
         assert got["result"] == "error" and says in got["message"], (params, got)
+    # Counted as the callers' errors, by status, and never as the server's.
+    assert _api_errors(full_stack) == errors_before + len(cases)
+    assert _server_errors(full_stack) == server_errors_before
     # A range reaching past what ClickHouse's Date holds still reads the days it holds.
     far = api(full_stack, "VisitsSummary.get", idSite=SITE, period="range", date=f"{DAY},2200-12-31")
     assert far["nb_actions"] == 8
@@ -288,6 +293,12 @@ def requests(draw: st.DrawFn) -> dict[str, str]:
                          if k not in ("module", "token_auth", "method"))
         params["urls[0]"] = f"method={draw(st.sampled_from(_served_methods()))}&{inner}"
     return params
+
+
+def _api_errors(stack: Stack, status: int = 200) -> float:
+    text = httpx.get(f"{stack.collector_url}/metrics", timeout=30).text
+    found = re.search(rf'^dnma_collector_responses_total{{kind="api_error",status="{status}"}} (\S+)$', text, re.M)
+    return float(found[1]) if found else 0.0
 
 
 def _server_errors(stack: Stack) -> float:
