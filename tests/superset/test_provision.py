@@ -113,6 +113,42 @@ def test_rls_project_and_no_perimeter(superset: SupersetHandle) -> None:
     assert _data(nobody, ids["ter_academies"]) == []
 
 
+def test_ent_coverage_and_census_follow_one_definition(superset: SupersetHandle) -> None:
+    """dnma/indicators.py through Superset, against independent SQL: an ENT's tagging coverage is over
+    its declared perimeter whoever looks (ENT_35_1D: 1D of 035, for the national, the département
+    and the région user; nothing for Val-de-Marne's, which its perimeter does not reach); the census
+    counts public establishments only, and an ENT's user sees the establishments active through it."""
+    from dnma import clock
+    from dnma.indicators import school_weeks
+
+    ids = _chart_ids(superset.client())
+
+    def ent35(user: str) -> dict[str, tuple[Any, Any]]:
+        rows = _data(superset.client(user), ids["dep_couverture"])
+        return {r["degre"]: (r["etablissements"], r["couverture_marquage"]) for r in rows if r["projet"] == "ENT_35_1D"}
+
+    national = ent35("dnma_national")
+    reader = superset.stack.reader()
+    perimeter = reader.query("SELECT count() FROM dnma.etablissements FINAL "
+                             "WHERE degre = '1D' AND departement_code = '035'").result_rows[0][0]
+    assert national and national["1D"][0] == perimeter
+    assert ent35("dnma_departement_35") == ent35("dnma_region_bretagne") == national
+    assert ent35("dnma_departement_94") == {}
+
+    today = clock.today(clock.PARIS)
+    weeks = ", ".join(f"'{w}'" for w in school_weeks(today, 4))
+    active = (f"SELECT uai FROM dnma.visits WHERE has(CAST([{weeks}] AS Array(Date)), toMonday(day)) AND day <= '{today}' "
+              "AND projet = 'ENT_BRETAGNE'")
+    public_35 = "FROM dnma.etablissements FINAL WHERE secteur = 'PU' AND departement_code = '035'"
+    rows = {r["departement"]: r for r in _data(superset.client("dnma_national"), ids["dep_departements"])}
+    assert rows["Ille-et-Vilaine"]["etablissements"] == reader.query(
+        f"SELECT count() {public_35} AND degre != ''").result_rows[0][0]
+    ent = {r["departement"]: r for r in _data(superset.client("dnma_ent_bretagne"), ids["dep_departements"])}
+    assert set(ent) == {"Ille-et-Vilaine"}
+    assert (ent["Ille-et-Vilaine"]["etablissements"], ent["Ille-et-Vilaine"]["etablissements_actifs"]) == tuple(
+        reader.query(f"SELECT count(), countIf(uai IN ({active})) {public_35} AND degre = '2D'").result_rows[0])
+
+
 def test_perimeters_file_is_consistent() -> None:
     p = RolePerimeters.load()
     levels = {x.level for x in p.perimeters}
