@@ -13,6 +13,8 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from aggregator.api_filters import FilterError, GenericFilters
 from aggregator.periods import PeriodError, Periods, resolve
+from aggregator.reporting_actions import METHODS as ACTIONS_METHODS
+from aggregator.reporting_actions import ShapeError
 from aggregator.rollups import inline_dates
 from aggregator.segments import Segment, SegmentError, compile_segment
 from dnma.params import as_int
@@ -236,59 +238,6 @@ def custom_dimension(client: Any, f: ReportFilter, id_dimension: int,
     return _rows_by_label(client, f, sql, DimensionRow, params)
 
 
-@dataclass(frozen=True)
-class EventCategoryRow:
-    label: str
-    nb_visits: int
-    nb_events: int
-    nb_events_with_value: int
-    sum_event_value: float
-    min_event_value: float
-    max_event_value: float
-
-    def as_matomo(self) -> dict[str, Any]:
-        out = asdict(self)
-        n = self.nb_events_with_value
-        out["avg_event_value"] = round(self.sum_event_value / n, 2) if n else 0
-        if not n:
-            out["min_event_value"] = out["max_event_value"] = 0
-        return out
-
-
-def event_categories(client: Any, f: ReportFilter) -> dict[str, list[EventCategoryRow]]:
-    sql = _hits_in_visits(
-        f, EventCategoryRow, label_sql="event_category", where_sql="action = 'event'",
-        selects="count() AS nb_events, countIf(h.event_value IS NOT NULL) AS nb_events_with_value, "
-                "toFloat64(ifNull(sum(h.event_value), 0)) AS sum_event_value, "
-                "toFloat64(ifNull(min(h.event_value), 0)) AS min_event_value, "
-                "toFloat64(ifNull(max(h.event_value), 0)) AS max_event_value",
-    )
-    return _rows_by_label(client, f, sql, EventCategoryRow)
-
-
-@dataclass(frozen=True)
-class PageUrlRow:
-    label: str
-    nb_visits: int
-    nb_hits: int
-    url: str
-
-    def as_matomo(self) -> dict[str, Any]:
-        return {"label": self.label, "nb_visits": self.nb_visits, "nb_hits": self.nb_hits, "url": self.url}
-
-
-def page_urls(client: Any, f: ReportFilter) -> dict[str, list[PageUrlRow]]:
-    """Actions.getPageUrls with flat=1: one row per page path (query string kept, as Matomo does)."""
-    sql = _hits_in_visits(
-        f, PageUrlRow,
-        label_sql="if(path(url) IN ('', '/'), '/index', concat(path(url), if(queryString(url) = '', '', "
-                  "concat('?', queryString(url)))))",
-        where_sql="action = 'pageview'",
-        selects="count() AS nb_hits, any(h.url) AS url",
-    )
-    return _rows_by_label(client, f, sql, PageUrlRow)
-
-
 # --- Matomo method table: name -> function(client, filter, params, slots) -> JSON-able answer
 
 Handler = Callable[[Any, ReportFilter, Mapping[str, str], Mapping[int, str] | None], Any]
@@ -308,9 +257,9 @@ def _custom_dimension(client: Any, f: ReportFilter, params: Mapping[str, str],
 METHODS: dict[str, Handler] = {
     "VisitsSummary.get": lambda c, f, p, s: visits_summary_matomo(c, f),
     "CustomDimensions.getCustomDimension": _custom_dimension,
-    "Events.getCategory": lambda c, f, p, s: f.shape(event_categories(c, f), _as_rows(f)),
-    "Actions.getPageUrls": lambda c, f, p, s: f.shape(page_urls(c, f), _as_rows(f)),
 }
+# Actions.* and Events.*: aggregator/reporting_actions.py (Matomo's hierarchical reports).
+METHODS.update(ACTIONS_METHODS)
 
 
 def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[int, ...], today: date, *,
@@ -329,7 +278,10 @@ def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[in
     f = ReportFilter.build(site_ids, params["period"], params["date"], today, filters, database, segment)
     if filters.pattern:
         _check_pattern(client, filters)
-    return handler(client, f, params, slots)
+    try:
+        return handler(client, f, params, slots)
+    except ShapeError as exc:
+        raise ReportError(str(exc)) from None
 
 
 _RE2_REASON = re.compile(r"error: (.*?)(?:\. Look at|\n|$)")

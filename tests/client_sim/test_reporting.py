@@ -106,8 +106,33 @@ def test_custom_dimension_events_and_pages(full_stack: Stack, calibrated: dict[s
 
     pages = api(full_stack, "Actions.getPageUrls", idSite=SITE, period="day", date=d, flat=1)
     hits = {r["label"]: r["nb_hits"] for r in pages}
-    assert hits == {"/accueil": 3, "/notes/liste": 2, "/cahier_textes/": 1}
+    # Matomo's flat label of a folder's own page ends in /index.
+    assert hits == {"/accueil": 3, "/notes/liste": 2, "/cahier_textes/index": 1}
     assert next(r for r in pages if r["label"] == "/accueil")["nb_visits"] == 2
+
+
+def test_actions_and_events_over_http(full_stack: Stack, calibrated: dict[str, int]) -> None:
+    """The Actions and Events methods through the collector: additive with Actions.get, a subtable
+    by id, Matomo's xml by default, and only the token's sites (aggregator/reporting_actions.py;
+    their values by hand: tests/visits/test_reporting_actions.py)."""
+    d = DAY.isoformat()
+    totals = api(full_stack, "Actions.get", idSite=SITE, period="day", date=d)
+    assert (totals["nb_pageviews"], totals["nb_downloads"], totals["nb_outlinks"]) == (6, 1, 0)
+    pages = api(full_stack, "Actions.getPageUrls", idSite=SITE, period="day", date=d, flat=1, filter_limit=-1)
+    assert sum(r["nb_hits"] for r in pages) == totals["nb_pageviews"]
+    tree = api(full_stack, "Actions.getPageUrls", idSite=SITE, period="day", date=d)
+    notes = next(r for r in tree if r["label"] == "notes")
+    sub = api(full_stack, "Actions.getPageUrls", idSite=SITE, period="day", date=d, idSubtable=notes["idsubdatatable"])
+    assert [(r["label"], r["nb_hits"]) for r in sub] == [("/liste", 2)]
+    names = api(full_stack, "Events.getName", idSite=SITE, period="day", date=d, expanded=1)
+    assert [(r["label"], r["subtable"][0]["label"]) for r in names] == [("manuel", "consultation")]
+    xml = httpx.get(f"{full_stack.collector_url}/index.php", timeout=30, params={
+        "module": "API", "method": "Actions.getDownloads", "idSite": SITE, "period": "day", "date": d,
+        "token_auth": DEMO_TOKEN}).text
+    assert "<label>ent-bretagne.example</label>" in xml and "<idsubdatatable>1</idsubdatatable>" in xml
+    for method in ("Actions.get", "Actions.getPageTitles", "Events.getAction", "Actions.getSiteSearchKeywords"):
+        refused = api(full_stack, method, idSite=2, period="day", date=d)
+        assert refused["result"] == "error" and "view' access" in refused["message"], (method, refused)
 
 
 def test_bulk_request(full_stack: Stack, calibrated: dict[str, int]) -> None:
@@ -177,27 +202,30 @@ def test_generic_filters_in_matomos_order(full_stack: Stack, calibrated: dict[st
     d = DAY.isoformat()
 
     def pages(**params: Any) -> Any:
-        return api(full_stack, "Actions.getPageUrls", idSite=SITE, period="day", date=d, **params)
+        return api(full_stack, "Actions.getPageUrls", idSite=SITE, period="day", date=d, flat=1, **params)
 
     default = [r["label"] for r in pages()]
-    assert default == ["/accueil", "/cahier_textes/", "/notes/liste"]  # most visits, then label
+    assert default == ["/accueil", "/cahier_textes/index", "/notes/liste"]  # most visits, then label
     # Paging ends: a client looping on filter_offset meets an empty page.
     assert [[r["label"] for r in pages(filter_limit=1, filter_offset=i)] for i in range(4)] == [
-        ["/accueil"], ["/cahier_textes/"], ["/notes/liste"], []]
+        ["/accueil"], ["/cahier_textes/index"], ["/notes/liste"], []]
     assert len(pages(filter_limit=-1)) == 3 and pages(filter_limit=0) == []
     by_hits = pages(filter_sort_column="nb_hits", filter_sort_order="asc")
-    assert [(r["label"], r["nb_hits"]) for r in by_hits] == [("/cahier_textes/", 1), ("/notes/liste", 2), ("/accueil", 3)]
+    assert [(r["label"], r["nb_hits"]) for r in by_hits] == [("/cahier_textes/index", 1), ("/notes/liste", 2), ("/accueil", 3)]
     assert [r["label"] for r in pages(filter_sort_column="nb_hits", filter_limit=1, filter_offset=1)] == ["/notes/liste"]
     assert [r["label"] for r in pages(filter_pattern="NOTES")] == ["/notes/liste"]  # case-insensitive, as Matomo
-    assert [r["label"] for r in pages(filter_column="url", filter_pattern="cahier_t")] == ["/cahier_textes/"]
+    assert [r["label"] for r in pages(filter_column="url", filter_pattern="cahier_t")] == ["/cahier_textes/index"]
     assert pages(filter_pattern="^/(accueil|notes)", filter_sort_column="label", filter_sort_order="asc",
                  showColumns="nb_hits") == [{"label": "/accueil", "nb_hits": 3}, {"label": "/notes/liste", "nb_hits": 2}]
-    assert pages(hideColumns="url,nb_visits", filter_limit=1) == [{"label": "/accueil", "nb_hits": 3}]
+    hidden = pages(hideColumns="url,nb_visits", filter_limit=1)
+    assert len(hidden) == 1 and hidden[0]["label"] == "/accueil" and hidden[0]["nb_hits"] == 3
+    assert "url" not in hidden[0] and "nb_visits" not in hidden[0]
     summary = api(full_stack, "VisitsSummary.get", idSite=SITE, period="day", date=d, showColumns="nb_visits,bounce_count")
     assert summary == {"nb_visits": 2, "bounce_count": 1}
     # Over keyed periods, each period's rows are filtered alike.
     around = f"{DAY - timedelta(days=1)},{DAY}"
-    keyed = api(full_stack, "Actions.getPageUrls", idSite=SITE, period="day", date=around, filter_limit=1)
+    keyed = api(full_stack, "Actions.getPageUrls", idSite=SITE, period="day", date=around, filter_limit=1,
+                flat=1)
     assert keyed == {str(DAY - timedelta(days=1)): [], d: [pages(filter_limit=1)[0]]}
 
 
@@ -388,4 +416,8 @@ def test_answers_keyed_by_site_and_by_period_in_each_format(full_stack: Stack, c
     assert (row["idSite"], row["date"], row["nb_visits"], row["bounce_rate"]) == ("1", d, "2", "50%")
     tsv = httpx.get(url, params={**query, "method": "Actions.getPageUrls", "idSite": "1", "date": d, "format": "tsv",
                                  "convertToUnicode": "0"}, timeout=30)
-    assert tsv.text.split("\n")[0] == "label\tnb_visits\tnb_hits\tmetadata_url"
+    # Matomo's Csv renderer: the columns, then the row metadata, then idsubdatatable (folders only).
+    head = tsv.text.split("\n")[0].split("\t")
+    assert head[:5] == ["label", "nb_visits", "nb_uniq_visitors", "nb_hits", "sum_time_spent"]
+    assert head[-6:] == ["avg_time_on_page", "bounce_rate", "exit_rate", "metadata_url", "metadata_segment",
+                         "idsubdatatable"]
