@@ -147,6 +147,7 @@ class Settling:
         # then went through the arrivals queue. A day built before (by an older version, or before
         # a crash that could fall between a hit's insert and its arrival's) is built whole first.
         self.built_live: set[date] = set()
+        self.built_zones: dict[int, str] = {}  # the sites' time zones they were built with
 
     def ready(self, dirty: dict[date, tuple[int, int]], first_live: date) -> tuple[list[date], list[date]]:
         """(days to rebuild now, days held back), each in day order."""
@@ -232,13 +233,18 @@ def take_arrivals(client, r: Renderer) -> None:  # type: ignore[no-untyped-def]
 
 
 def arrival_days(client, r: Renderer, timezones: dict[int, str]) -> set[date]:  # type: ignore[no-untyped-def]
-    """Site-local days the taken arrivals may concern (see `arrived`)."""
-    tzs = sorted(checked_timezones(timezones))
-    other = f"site_id IN ({', '.join(map(str, tzs))})" if tzs else "0"
-    rows = client.query(f"SELECT DISTINCT day, {other} FROM {r.local_name(ARRIVALS + '_taken')}").result_rows
+    """Site-local days the taken arrivals concern: the local days their Paris day overlaps."""
+    tzs = checked_timezones(timezones)
+    site = f"if(site_id IN ({', '.join(map(str, sorted(tzs)))}), site_id, 0)" if tzs else "0"
+    rows = client.query(f"SELECT DISTINCT day, {site} FROM {r.local_name(ARRIVALS + '_taken')}").result_rows
     out: set[date] = set()
     for day, elsewhere in rows:
-        out.update((day - timedelta(days=1), day, day + timedelta(days=1)) if elsewhere else (day,))
+        if not elsewhere:
+            out.add(day)
+            continue
+        first = datetime.combine(day, datetime.min.time(), clock.PARIS)
+        last = datetime.combine(day + timedelta(days=1), datetime.min.time(), clock.PARIS) - timedelta(seconds=1)
+        out.update(moment.astimezone(ZoneInfo(tzs[int(elsewhere)])).date() for moment in (first, last))
     return out
 
 
@@ -384,6 +390,9 @@ def rebuild_days(client, settings: Settings, days: list[date] | None = None,  # 
             # (the hits' views commit one after the other): its arrivals are used up by this pass.
             todo = sorted(set(todo) | {d for d in arrival_days(client, r, timezones) if d >= first_live})
             if settling is not None:
+                # A site moved to another time zone moves hits between local days: whole days again.
+                if settling.built_zones != timezones:
+                    settling.built_live, settling.built_zones = set(), dict(timezones)
                 settling.built_live = {d for d in settling.built_live if d >= first_live}
                 if settings.incremental_visits:
                     incremental = {d for d in todo if d in settling.built_live}

@@ -94,7 +94,12 @@ def _row(spec: tuple[Any, ...]) -> dict[str, Any]:
                new_visit=new_visit, campaign=campaign, uai=uai)
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# A handful of examples keeps make test's budget (each pass is a dozen statements); raise it to
+# search longer, e.g. DNMA_INCREMENTAL_EXAMPLES=100.
+EXAMPLES = int(os.environ.get("DNMA_INCREMENTAL_EXAMPLES", "6"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(hits=st.lists(HITS, min_size=1, max_size=25), seed=st.integers(0, 2**16))
 def test_every_pass_gives_the_visits_of_a_whole_rebuild(zdb: Db, hits: list[tuple[Any, ...]], seed: int) -> None:
     _reset(zdb)
@@ -152,5 +157,27 @@ def test_a_stopped_pass_keeps_what_it_took(zdb: Db) -> None:
     assert aggregate_once(db.client, db.settings, stop, settling)["days"] == []
     assert db.scalar(f"SELECT count() FROM dnma.{ARRIVALS}_taken") == 1
     assert aggregate_once(db.client, db.settings, None, settling)["incremental_days"] == ["2026-03-10"]
+    [visit] = db.visits()
+    assert visit["actions"] == 2
+
+
+def test_a_site_moved_to_another_time_zone_rebuilds_whole_days(zdb: Db) -> None:
+    """Its hits change local days: the visits of the days under way are built whole again."""
+    from dnma.sites import dump_sites
+
+    db = zdb
+    _reset(db)
+    now = paris(2026, 3, 10, 10, 0, 0)
+    _at(now)
+    settling = Settling()
+    db.insert([hit(now - timedelta(minutes=20))])
+    aggregate_once(db.client, db.settings, None, settling)
+    db.insert([hit(now - timedelta(minutes=1))])
+    try:
+        dump_sites([{**SITES[0], "timezone": "Europe/Berlin"}, SITES[1]], db.settings.resolved_sites_file)
+        result = aggregate_once(db.client, db.settings, None, settling)
+    finally:
+        dump_sites(SITES, db.settings.resolved_sites_file)
+    assert (result["days"], result["incremental_days"]) == (["2026-03-10"], [])
     [visit] = db.visits()
     assert visit["actions"] == 2
