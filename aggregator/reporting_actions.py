@@ -466,14 +466,20 @@ SELECT {f.bucket('d')} AS bucket, {first} AS a, {second} AS b, 0 AS top, {metric
 
 @dataclass(frozen=True)
 class Shape:
+    """How a hierarchical report is asked for, and how its rows flatten (Matomo's Flattener)."""
+
     expanded: bool = False
     flat: bool = False
     id_subtable: int | None = None
-    flat_separator: str = " - "  # Matomo's Flattener; page URLs join their parts themselves
+    separator: str = " - "  # between a parent's label and its child's in a flat label
+    # Flat rows name each level's value in a metadata column (Matomo 5's Flattener): one name for
+    # the Actions reports (the whole flat label), one per level for Events.
+    dimensions: tuple[str, ...] = ()
     segments_when_flat: bool = False
+    flat_label: Callable[[str], str] | None = None
 
     @classmethod
-    def parse(cls, params: Mapping[str, str], *, separator: str = " - ", segments_when_flat: bool = False) -> Shape:
+    def parse(cls, params: Mapping[str, str], **how: Any) -> Shape:
         def flag(name: str) -> bool:
             return params.get(name, "").strip().lower() in ("1", "true")
 
@@ -483,49 +489,61 @@ class Shape:
             sub = as_int(raw)
             if sub is None or sub < 1:
                 raise _error("Parameter 'idSubtable' must be a positive integer")
-        return cls(flag("expanded"), flag("flat"), sub, separator, segments_when_flat)
+        return cls(flag("expanded"), flag("flat"), sub, **how)
 
 
-def _row(node: Node, columns: Callable[[dict[str, Any]], dict[str, Any]], *, segment: bool = True) -> dict[str, Any]:
+def _row(node: Node, *, segment: bool = True) -> dict[str, Any]:
     out = {"label": node.label, **node.columns}
-    out = columns(out)
     out.update({k: v for k, v in node.metadata.items() if not k.startswith("_")})
     if segment and node.segment is not None:
         out["segment"] = node.segment
     return out
 
 
-def _flatten(nodes: list[Node], sep: str, prefix: str = "") -> list[Node]:
+def _flatten(nodes: list[Node], shape: Shape, prefix: str = "", parents: tuple[str, ...] = ()) -> list[Node]:
     out = []
     for n in nodes:
-        label = prefix + sep + n.label if prefix else n.label
+        label = prefix + shape.separator + n.label if prefix else n.label
         if n.children:
-            out.extend(_flatten(n.children, sep, label))
+            out.extend(_flatten(n.children, shape, label, (*parents, n.label)))
+            continue
+        label = shape.flat_label(label) if shape.flat_label else label
+        metadata = {k: v for k, v in n.metadata.items() if not k.startswith("_")}
+        if len(shape.dimensions) == 1:
+            metadata[shape.dimensions[0]] = label
         else:
-            out.append(Node(label, n.columns, segment=n.segment, metadata=n.metadata))
+            metadata.update(zip(shape.dimensions, (*parents, n.label), strict=False))
+        out.append(Node(label, n.columns, segment=n.segment if shape.segments_when_flat else None,
+                        metadata=metadata))
     return out
 
 
-def shaped(f: ReportFilter, nodes: list[Node] | None, shape: Shape) -> Table:
-    """One period's tree in the shape asked for: a Table whose `url` and `segment` are row metadata."""
-    return Table(_shaped(f, nodes, shape), ("url", "segment"))
+def answer(client: Any, f: ReportFilter, tree: Mapping[str, list[Node]], shape: Shape) -> Any:
+    """Each period's tree in the shape asked for: the subtable asked for, flattened if asked (the
+    flat rows in Matomo's default order), then filter_pattern, then the other generic filters. A
+    top row's idsubdatatable is its rank before any filter, so that idSubtable finds it again."""
+
+    def select(nodes: list[Node]) -> list[Node]:
+        nodes = list(nodes)
+        if shape.id_subtable is not None:
+            if shape.id_subtable > len(nodes) or not nodes[shape.id_subtable - 1].children:
+                return []  # Matomo answers an unknown subtable of a period with an empty table
+            nodes = nodes[shape.id_subtable - 1].children
+        if shape.flat:
+            return sorted(_flatten(nodes, shape), key=_default_order)
+        for rank, node in enumerate(nodes, 1):
+            node.metadata["_id"] = rank
+        return nodes
+
+    selected = keep_pattern(client, f, {p: select(nodes) for p, nodes in tree.items()})
+    names = ("url", "segment", *shape.dimensions)
+    return f.shape(selected, lambda nodes: Table(_shaped(f, nodes or [], shape), names))
 
 
-def _shaped(f: ReportFilter, nodes: list[Node] | None, shape: Shape) -> list[dict[str, Any]]:
-    """One period's tree in the shape asked for, through the request's generic filters (top level)."""
-    nodes = list(nodes or [])
-    if shape.id_subtable is not None:
-        if shape.id_subtable > len(nodes) or not nodes[shape.id_subtable - 1].children:
-            return []  # Matomo answers an unknown subtable of a period with an empty table
-        nodes = nodes[shape.id_subtable - 1].children
-    ids = {id(n): i for i, n in enumerate(nodes, 1)}
-    if shape.flat:
-        flat_nodes = _flatten(nodes, shape.flat_separator)
-        rows = [_row(n, dict, segment=shape.segments_when_flat) for n in flat_nodes]
-        return f.filters.rows(rows)
+def _shaped(f: ReportFilter, nodes: list[Node], shape: Shape) -> list[dict[str, Any]]:
     # Sort, offset and limit on whole rows (a row keeps its node whatever showColumns/hideColumns
     # cut), then the columns asked for; idsubdatatable and subtable are not columns and stay.
-    rows = [_row(n, dict) for n in nodes]
+    rows = [_row(n) for n in nodes]
     node_of = {id(r): n for r, n in zip(rows, nodes, strict=True)}
     out = []
     for row in replace(f.filters, show_columns=(), hide_columns=()).rows(rows):
@@ -535,13 +553,13 @@ def _shaped(f: ReportFilter, nodes: list[Node] | None, shape: Shape) -> list[dic
             if shape.expanded:
                 row["subtable"] = [_row_deep(c) for c in node.children]
             else:
-                row["idsubdatatable"] = ids[id(node)]
+                row["idsubdatatable"] = node.metadata["_id"]
         out.append(row)
     return out
 
 
 def _row_deep(node: Node) -> dict[str, Any]:
-    row = _row(node, dict)
+    row = _row(node)
     if node.children:
         row["subtable"] = [_row_deep(c) for c in node.children]
     return row
@@ -567,41 +585,36 @@ def keep_pattern(client: Any, f: ReportFilter, tree: dict[str, list[Node]]) -> d
 # --- the methods
 
 
-def _pages(client: Any, f: ReportFilter, params: Mapping[str, str], *, titles: bool,
-           keep: Callable[[Node], bool] | None = None) -> Any:
-    shape = Shape.parse(params, separator="", segments_when_flat=True)
+# The dimension each Actions report's flat rows name (Matomo's Columns/*.php).
+_PAGE_DIMENSIONS = {(False, None): "Actions_PageUrl", (True, None): "Actions_PageTitle",
+                    (False, "entry"): "Actions_EntryPageUrl", (True, "entry"): "Actions_EntryPageTitle",
+                    (False, "exit"): "Actions_ExitPageUrl", (True, "exit"): "Actions_ExitPageTitle"}
+
+
+def _flat_url(label: str) -> str:
+    """Matomo's flat page URL (API::getPageUrls, DataTable/Filter/Actions): '/' first, and a
+    folder's own page ends in '/' rather than '/index' ('/' for the site's root)."""
+    if label == PAGE_URL_NOT_DEFINED:
+        return label
+    label = label if label.startswith("/") else "/" + label
+    return label[: -len("index")] if label.endswith("/index") else label
+
+
+def _pages(client: Any, f: ReportFilter, params: Mapping[str, str], *, titles: bool, only: str | None = None) -> Any:
+    shape = Shape.parse(params, separator="", segments_when_flat=True,
+                        dimensions=(_PAGE_DIMENSIONS[(titles, only)],), flat_label=None if titles else _flat_url)
     stats = page_stats(client, f, "title" if titles else URL_LABEL)
     day = f.periods.period == "day"
     tree = {p: page_tree(s, day, titles=titles) for p, s in stats.items()}
-    if keep is not None:
-        tree = {p: _prune(nodes, keep) for p, nodes in tree.items()}
-    if shape.flat and not titles:
-        # Matomo's getPageUrls flat: the full path, '/' first (API::getPageUrls).
-        tree = {p: [Node(_flat_url(n), n.columns, segment=n.segment, metadata=n.metadata) for n in _leaf_paths(nodes)]
-                for p, nodes in tree.items()}
-        shape = Shape(False, True, shape.id_subtable, "", True)
-    tree = keep_pattern(client, f, tree)
-    return f.shape(tree, lambda nodes: shaped(f, nodes, shape))
-
-
-def _leaf_paths(nodes: list[Node], prefix: str = "") -> list[Node]:
-    out = []
-    for n in nodes:
-        if n.children:
-            out.extend(_leaf_paths(n.children, f"{prefix}/{n.label}"))
-        else:
-            out.append(Node(prefix + n.label if n.label.startswith("/") else n.label, n.columns,
-                            segment=n.segment, metadata=n.metadata))
-    return sorted(out, key=_default_order)
-
-
-def _flat_url(node: Node) -> str:
-    return node.label if node.label.startswith("/") or node.label == PAGE_URL_NOT_DEFINED else "/" + node.label
+    if only is not None:
+        column = f"{only}_nb_visits"
+        tree = {p: _prune(nodes, lambda n: column in n.columns) for p, nodes in tree.items()}
+    return answer(client, f, tree, shape)
 
 
 def _prune(nodes: list[Node], keep: Callable[[Node], bool]) -> list[Node]:
     """Matomo's filterNonEntryActions/filterNonExitActions: rows lacking the column go, folders
-    whose subtable ends up empty too."""
+    whose subtable ends up empty too; what stays keeps its columns (nothing is summed again)."""
     out = []
     for n in nodes:
         if n.children:
@@ -614,15 +627,14 @@ def _prune(nodes: list[Node], keep: Callable[[Node], bool]) -> list[Node]:
 
 
 def _links(client: Any, f: ReportFilter, params: Mapping[str, str], action: str) -> Any:
-    shape = Shape.parse(params, separator="", segments_when_flat=True)
-    tree = keep_pattern(client, f, link_tree(client, f, action))
-    return f.shape(tree, lambda nodes: shaped(f, nodes, shape))
+    dimension = "Actions_DownloadUrl" if action == "download" else "Actions_ClickedUrl"
+    shape = Shape.parse(params, separator="", segments_when_flat=True, dimensions=(dimension,))
+    return answer(client, f, link_tree(client, f, action), shape)
 
 
 def _keywords(client: Any, f: ReportFilter, params: Mapping[str, str]) -> Any:
     stats = page_stats(client, f, URL_LABEL)
-    tree = keep_pattern(client, f, {p: keyword_rows(s) for p, s in stats.items()})
-    return f.shape(tree, lambda nodes: shaped(f, nodes, Shape()))
+    return answer(client, f, {p: keyword_rows(s) for p, s in stats.items()}, Shape())
 
 
 def _events(report: str) -> Callable[[Any, ReportFilter, Mapping[str, str]], Any]:
@@ -632,9 +644,10 @@ def _events(report: str) -> Callable[[Any, ReportFilter, Mapping[str, str]], Any
         if secondary and secondary not in allowed:
             raise _error(f"Secondary dimension '{secondary}' is not valid for the API {report}. "
                          f"Use one of: {', '.join(allowed)}")
-        shape = Shape.parse(params)
-        tree = keep_pattern(client, f, event_tree(client, f, report, secondary or allowed[0]))
-        return f.shape(tree, lambda nodes: shaped(f, nodes, shape))
+        secondary = secondary or allowed[0]
+        dimensions = tuple(f"Events_{d[0].upper()}{d[1:]}" for d in (EVENT_REPORTS[report][0], secondary))
+        shape = Shape.parse(params, dimensions=dimensions)
+        return answer(client, f, event_tree(client, f, report, secondary), shape)
 
     return handler
 
@@ -646,8 +659,7 @@ def _event_subtable(method: str) -> Callable[[Any, ReportFilter, Mapping[str, st
         shape = Shape.parse(params)
         if shape.id_subtable is None:
             raise _error("Please specify a value for 'idSubtable'.")
-        tree = event_tree(client, f, report, secondary)
-        return f.shape(tree, lambda nodes: shaped(f, nodes, Shape(id_subtable=shape.id_subtable)))
+        return answer(client, f, event_tree(client, f, report, secondary), Shape(id_subtable=shape.id_subtable))
 
     return handler
 
@@ -677,24 +689,16 @@ def _actions_get(client: Any, f: ReportFilter, params: Mapping[str, str]) -> Any
     return f.shape(actions_get(client, f), lambda v: Simple(f.filters.columns(v or zeros)))
 
 
-def _is_entry(n: Node) -> bool:
-    return "entry_nb_visits" in n.columns
-
-
-def _is_exit(n: Node) -> bool:
-    return "exit_nb_visits" in n.columns
-
-
 Handler = Callable[[Any, ReportFilter, Mapping[str, str], Mapping[int, str] | None], Any]
 
 METHODS: dict[str, Handler] = {
     "Actions.get": lambda c, f, p, s: _actions_get(c, f, p),
     "Actions.getPageUrls": lambda c, f, p, s: _pages(c, f, p, titles=False),
     "Actions.getPageTitles": lambda c, f, p, s: _pages(c, f, p, titles=True),
-    "Actions.getEntryPageUrls": lambda c, f, p, s: _pages(c, f, p, titles=False, keep=_is_entry),
-    "Actions.getExitPageUrls": lambda c, f, p, s: _pages(c, f, p, titles=False, keep=_is_exit),
-    "Actions.getEntryPageTitles": lambda c, f, p, s: _pages(c, f, p, titles=True, keep=_is_entry),
-    "Actions.getExitPageTitles": lambda c, f, p, s: _pages(c, f, p, titles=True, keep=_is_exit),
+    "Actions.getEntryPageUrls": lambda c, f, p, s: _pages(c, f, p, titles=False, only="entry"),
+    "Actions.getExitPageUrls": lambda c, f, p, s: _pages(c, f, p, titles=False, only="exit"),
+    "Actions.getEntryPageTitles": lambda c, f, p, s: _pages(c, f, p, titles=True, only="entry"),
+    "Actions.getExitPageTitles": lambda c, f, p, s: _pages(c, f, p, titles=True, only="exit"),
     "Actions.getDownloads": lambda c, f, p, s: _links(c, f, p, "download"),
     "Actions.getOutlinks": lambda c, f, p, s: _links(c, f, p, "outlink"),
     "Actions.getSiteSearchKeywords": lambda c, f, p, s: _keywords(c, f, p),

@@ -100,26 +100,28 @@ def test_actions_get(db: Db) -> None:
 def test_page_urls_flat_every_column(db: Db) -> None:
     rows = call(db, "Actions.getPageUrls", flat="1")
     pages = by_label(rows)
-    assert set(pages) == {"/accueil", "/notes/liste", "/cahier_textes/index", "/notes/eval?trimestre=1"}
+    assert set(pages) == {"/accueil", "/notes/liste", "/cahier_textes/", "/notes/eval?trimestre=1"}
     assert pages["/accueil"] == {
         "label": "/accueil", "nb_visits": 2, "nb_uniq_visitors": 1, "nb_hits": 3, "sum_time_spent": 60,
         "entry_nb_uniq_visitors": 1, "entry_nb_visits": 2, "entry_nb_actions": 8, "entry_sum_visit_length": 392,
         "entry_bounce_count": 1, "exit_nb_uniq_visitors": 1, "exit_nb_visits": 2, "avg_time_on_page": 20,
-        "bounce_rate": "50%", "exit_rate": "100%", "url": HOST + "/accueil",
+        "bounce_rate": "50%", "exit_rate": "100%", "url": HOST + "/accueil", "Actions_PageUrl": "/accueil",
         "segment": "pageUrl==" + _seg(HOST + "/accueil"),
     }
     # Matomo's column order, as in its expected answers.
     assert list(pages["/accueil"]) == [
         "label", "nb_visits", "nb_uniq_visitors", "nb_hits", "sum_time_spent", "entry_nb_uniq_visitors",
         "entry_nb_visits", "entry_nb_actions", "entry_sum_visit_length", "entry_bounce_count",
-        "exit_nb_uniq_visitors", "exit_nb_visits", "avg_time_on_page", "bounce_rate", "exit_rate", "url", "segment"]
+        "exit_nb_uniq_visitors", "exit_nb_visits", "avg_time_on_page", "bounce_rate", "exit_rate", "url",
+        "Actions_PageUrl", "segment"]
     # No entry or exit columns where the page was none; rates still there.
     assert pages["/notes/liste"] == {
         "label": "/notes/liste", "nb_visits": 2, "nb_uniq_visitors": 2, "nb_hits": 3, "sum_time_spent": 120,
         "exit_nb_uniq_visitors": 1, "exit_nb_visits": 1, "avg_time_on_page": 40, "bounce_rate": "0%",
-        "exit_rate": "50%", "url": HOST + "/notes/liste", "segment": "pageUrl==" + _seg(HOST + "/notes/liste")}
-    assert (pages["/cahier_textes/index"]["sum_time_spent"], pages["/cahier_textes/index"]["avg_time_on_page"]) == (120, 120)
-    assert "entry_nb_visits" not in pages["/cahier_textes/index"] and "exit_nb_visits" not in pages["/cahier_textes/index"]
+        "exit_rate": "50%", "url": HOST + "/notes/liste", "Actions_PageUrl": "/notes/liste",
+        "segment": "pageUrl==" + _seg(HOST + "/notes/liste")}
+    assert (pages["/cahier_textes/"]["sum_time_spent"], pages["/cahier_textes/"]["avg_time_on_page"]) == (120, 120)
+    assert "entry_nb_visits" not in pages["/cahier_textes/"] and "exit_nb_visits" not in pages["/cahier_textes/"]
     ev = pages["/notes/eval?trimestre=1"]
     assert (ev["entry_nb_visits"], ev["entry_nb_actions"], ev["entry_sum_visit_length"], ev["sum_time_spent"]) == (
         1, 5, 161, 30)
@@ -178,7 +180,10 @@ def test_downloads_outlinks_keywords(db: Db) -> None:
     assert outlinks == [{"label": "education.gouv.fr", "nb_visits": 1, "nb_hits": 1, "sum_time_spent": 0,
                          "idsubdatatable": 1}]
     flat = call(db, "Actions.getOutlinks", flat="1")
-    assert [r["label"] for r in flat] == ["education.gouv.fr/actu"]
+    assert [(r["label"], r["Actions_ClickedUrl"]) for r in flat] == [("education.gouv.fr/actu",) * 2]
+    # A folder's own page ends in '/' when flat (Matomo's DataTable/Filter/Actions).
+    assert "/cahier_textes/" in by_label(call(db, "Actions.getPageUrls", flat="1"))
+    assert [r["label"] for r in call(db, "Actions.getPageUrls", flat="1", idSubtable="3")] == ["/"]
     keywords = call(db, "Actions.getSiteSearchKeywords")
     assert keywords == [{"label": "bulletin", "nb_visits": 1, "nb_hits": 1, "sum_time_spent": 110,
                          "nb_pages_per_search": 1, "avg_time_on_page": 110, "bounce_rate": "0%",
@@ -201,6 +206,11 @@ def test_events_with_subtables(db: Db) -> None:
     flat = call(db, "Events.getAction", flat="1")
     assert {r["label"]: r["nb_events"] for r in flat} == {"consultation - manuel": 1,
                                                          "telechargement - Event name not defined": 1}
+    # Matomo 5's flat rows name each level's value; no segment.
+    assert by_label(flat)["consultation - manuel"] == {
+        "label": "consultation - manuel", "nb_uniq_visitors": 1, "nb_visits": 1, "nb_events": 1,
+        "nb_events_with_value": 1, "sum_event_value": 3, "min_event_value": 3, "max_event_value": 3,
+        "avg_event_value": 3, "Events_EventAction": "consultation", "Events_EventName": "manuel"}
     by_cat = call(db, "Events.getName", secondaryDimension="eventCategory", expanded="1")
     assert {r["label"]: r["subtable"][0]["label"] for r in by_cat} == {"manuel": "ressource",
                                                                        "Event name not defined": "ressource"}
@@ -277,4 +287,5 @@ def test_xml_as_matomo_writes_it(db: Db) -> None:
 	</row>
 </result>"""
     csv = render(call(db, "Actions.getOutlinks", flat="1"), {"format": "csv", "convertToUnicode": "0"}).body.decode()
-    assert csv.splitlines()[0] == "label,nb_visits,nb_uniq_visitors,nb_hits,sum_time_spent,metadata_url,metadata_segment"
+    assert csv.splitlines()[0] == ("label,nb_visits,nb_uniq_visitors,nb_hits,sum_time_spent,metadata_url,"
+                                   "metadata_Actions_ClickedUrl,metadata_segment")
