@@ -163,9 +163,9 @@ def _by_label(f: ReportFilter, rows: list[tuple[Any, ...]]) -> dict[str, list[tu
 # --- pages (URLs, titles) and site search keywords
 
 
-def _page_sql(f: ReportFilter, label_sql: str) -> tuple[str, str]:
-    """Two queries over the visits' hits in sequence: per (bucket, action, label) the counts, entry
-    and exit columns of page views and searches; and the time spent credited to them."""
+def _page_sql(f: ReportFilter, label_sql: str) -> str:
+    """Over the visits' hits in sequence, per (bucket, action, label) of page views and searches:
+    the counts, the entry and exit columns, and the time spent credited to them."""
     base = _hits_sql(f, f"if(action = 'search', search_keyword, {label_sql})", "1")
     seq = f"""
 WITH hv AS ({base}),
@@ -181,23 +181,25 @@ seq AS (
     count() OVER (PARTITION BY visit_id, action IN {PAGE_LIKE}) AS pc
   FROM hv
 )"""
-    counts = f"""{seq}
-SELECT {f.bucket('d')} AS bucket, action, label, count() AS nb_hits, uniqExact(visit_id) AS nb_visits,
-  uniqExact(visitor_id) AS nb_uniq_visitors, uniqExact(visitor_id, d) AS sum_daily_nb_uniq_visitors,
-  countIf(pn = 1) AS entry_nb_visits, uniqExactIf(visitor_id, pn = 1) AS entry_nb_uniq_visitors,
-  uniqExactIf((visitor_id, d), pn = 1) AS sum_daily_entry_nb_uniq_visitors,
-  sumIf(v_actions, pn = 1) AS entry_nb_actions, sumIf(v_duration, pn = 1) AS entry_sum_visit_length,
-  countIf(pn = 1 AND v_actions <= 1) AS entry_bounce_count,
-  countIf(pn = pc) AS exit_nb_visits, uniqExactIf(visitor_id, pn = pc) AS exit_nb_uniq_visitors,
-  uniqExactIf((visitor_id, d), pn = pc) AS sum_daily_exit_nb_uniq_visitors,
-  min(url) AS url
-FROM seq WHERE action IN {PAGE_LIKE}
-GROUP BY bucket, action, label"""
-    spent = f"""{seq}
-SELECT {f.bucket('d')} AS bucket, ref_action, ref_label, sum(gap) AS sum_time_spent
-FROM seq WHERE action != 'event' AND ref_action IS NOT NULL
-GROUP BY bucket, ref_action, ref_label"""
-    return counts, spent
+    own = "k.3 = 1"
+    # One pass: each hit counts for its own row (own = 1) and credits its gap to the page before
+    # it (own = 0); the two keys come out of one ARRAY JOIN and one GROUP BY.
+    return f"""{seq}
+SELECT {f.bucket('d')} AS bucket, k.1 AS row_action, k.2 AS row_label,
+  countIf(({own})) AS nb_hits, uniqExactIf(visit_id, ({own})) AS nb_visits,
+  uniqExactIf(visitor_id, ({own})) AS nb_uniq_visitors, uniqExactIf((visitor_id, d), ({own})) AS sum_daily_nb_uniq_visitors,
+  countIf(({own}) AND pn = 1) AS entry_nb_visits, uniqExactIf(visitor_id, ({own}) AND pn = 1) AS entry_nb_uniq_visitors,
+  uniqExactIf((visitor_id, d), ({own}) AND pn = 1) AS sum_daily_entry_nb_uniq_visitors,
+  sumIf(v_actions, ({own}) AND pn = 1) AS entry_nb_actions, sumIf(v_duration, ({own}) AND pn = 1) AS entry_sum_visit_length,
+  countIf(({own}) AND pn = 1 AND v_actions <= 1) AS entry_bounce_count,
+  countIf(({own}) AND pn = pc) AS exit_nb_visits, uniqExactIf(visitor_id, ({own}) AND pn = pc) AS exit_nb_uniq_visitors,
+  uniqExactIf((visitor_id, d), ({own}) AND pn = pc) AS sum_daily_exit_nb_uniq_visitors,
+  minIf(url, ({own})) AS first_url, sumIf(gap, NOT ({own})) AS sum_time_spent
+FROM seq
+ARRAY JOIN [(action, label, 1), (ifNull(ref_action, ''), ifNull(ref_label, ''), 0)] AS k
+WHERE (k.3 = 1 AND action IN {PAGE_LIKE}) OR (k.3 = 0 AND action != 'event' AND ref_action IS NOT NULL)
+GROUP BY bucket, row_action, row_label
+HAVING nb_hits > 0"""
 
 
 _PAGE_COUNTS = ("nb_hits", "nb_visits", "nb_uniq_visitors", "sum_daily_nb_uniq_visitors", "entry_nb_visits",
@@ -216,15 +218,10 @@ class PageStats:
 
 def page_stats(client: Any, f: ReportFilter, label_sql: str) -> dict[str, dict[tuple[str, str], PageStats]]:
     """Per period label: (action, label) -> its counts and time spent."""
-    counts, spent = _page_sql(f, label_sql)
     out: dict[str, dict[tuple[str, str], PageStats]] = {}
-    for period, rows in _by_label(f, _query(client, f, counts)).items():
-        out[period] = {(r[0], r[1]): PageStats(dict(zip(_PAGE_COUNTS, r[2:], strict=True))) for r in rows}
-    for period, rows in _by_label(f, _query(client, f, spent)).items():
-        for action, label, seconds in rows:
-            stats = out.get(period, {}).get((action, label))
-            if stats is not None:
-                stats.sum_time_spent = int(seconds)
+    for period, rows in _by_label(f, _query(client, f, _page_sql(f, label_sql))).items():
+        out[period] = {(r[0], r[1]): PageStats(dict(zip(_PAGE_COUNTS, r[2:-1], strict=True)), int(r[-1]))
+                       for r in rows}
     return out
 
 
