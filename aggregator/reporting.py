@@ -15,6 +15,7 @@ from aggregator.api_filters import FilterError, GenericFilters
 from aggregator.periods import PeriodError, Periods, resolve
 from aggregator.reporting_actions import METHODS as ACTIONS_METHODS
 from aggregator.reporting_actions import ShapeError
+from aggregator.reporting_visits import METHODS as VISITS_METHODS
 from aggregator.rollups import inline_dates
 from aggregator.segments import Segment, SegmentError, compile_segment
 from dnma.params import as_int
@@ -260,6 +261,8 @@ METHODS: dict[str, Handler] = {
 }
 # Actions.* and Events.*: aggregator/reporting_actions.py (Matomo's hierarchical reports).
 METHODS.update(ACTIONS_METHODS)
+# DevicesDetection, VisitTime, VisitorInterest, VisitFrequency: aggregator/reporting_visits.py.
+METHODS.update(VISITS_METHODS)
 
 
 def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[int, ...], today: date, *,
