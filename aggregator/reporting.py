@@ -167,7 +167,7 @@ def _hits_in_visits(f: ReportFilter, row_type: type, *, label_sql: str, where_sq
         having = f"HAVING match({matched}, {{pattern:String}})"
     limit = "" if f.limit is None else "LIMIT {limit:UInt32} BY bucket"
     return f"""
-SELECT {f.bucket('h.d')} AS bucket, h.label AS label, uniqExact(v.visit_id) AS nb_visits, {selects}
+SELECT toDate({f.bucket('h.d')}) AS bucket, h.label AS label, uniqExact(v.visit_id) AS nb_visits, {selects}
 FROM (
   SELECT site_id, visitor_id, toDate(ts) AS d, ts, action, url, user_hash, event_value,
     {label_sql} AS label

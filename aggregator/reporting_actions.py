@@ -185,7 +185,7 @@ seq AS (
     # One pass: each hit counts for its own row (own = 1) and credits its gap to the page before
     # it (own = 0); the two keys come out of one ARRAY JOIN and one GROUP BY.
     return f"""{seq}
-SELECT {f.bucket('d')} AS bucket, k.1 AS row_action, k.2 AS row_label,
+SELECT toDate({f.bucket('d')}) AS bucket, k.1 AS row_action, k.2 AS row_label,
   countIf(({own})) AS nb_hits, uniqExactIf(visit_id, ({own})) AS nb_visits,
   uniqExactIf(visitor_id, ({own})) AS nb_uniq_visitors, uniqExactIf((visitor_id, d), ({own})) AS sum_daily_nb_uniq_visitors,
   countIf(({own}) AND pn = 1) AS entry_nb_visits, uniqExactIf(visitor_id, ({own}) AND pn = 1) AS entry_nb_uniq_visitors,
@@ -354,7 +354,7 @@ def keyword_rows(stats: Mapping[tuple[str, str], PageStats]) -> list[Node]:
 def link_tree(client: Any, f: ReportFilter, action: str) -> dict[str, list[Node]]:
     sql = f"""
 WITH hv AS ({_hits_sql(f, "url", f"action = '{action}'")})
-SELECT {f.bucket('d')} AS bucket, replaceRegexpOne(domain(hv.url), '^www\\\\.', '') AS host,
+SELECT toDate({f.bucket('d')}) AS bucket, replaceRegexpOne(domain(hv.url), '^www\\\\.', '') AS host,
   substring(hv.url, position(hv.url, domain(hv.url)) + length(domain(hv.url))) AS rest,
   count() AS nb_hits, uniqExact(visit_id) AS nb_visits, uniqExact(visitor_id) AS nb_uniq_visitors,
   uniqExact(visitor_id, d) AS sum_daily_nb_uniq_visitors, min(hv.url) AS first_url
@@ -437,9 +437,9 @@ def event_tree(client: Any, f: ReportFilter, report: str, secondary: str) -> dic
     # The top rows are counted from the hits, not summed from their subtable (visits, visitors).
     sql = f"""
 WITH hv AS ({base})
-SELECT {f.bucket('d')} AS bucket, {first} AS a, '' AS b, 1 AS top, {metrics} FROM hv GROUP BY bucket, a
+SELECT toDate({f.bucket('d')}) AS bucket, {first} AS a, '' AS b, 1 AS top, {metrics} FROM hv GROUP BY bucket, a
 UNION ALL
-SELECT {f.bucket('d')} AS bucket, {first} AS a, {second} AS b, 0 AS top, {metrics} FROM hv GROUP BY bucket, a, b"""
+SELECT toDate({f.bucket('d')}) AS bucket, {first} AS a, {second} AS b, 0 AS top, {metrics} FROM hv GROUP BY bucket, a, b"""
     day = f.periods.period == "day"
     out: dict[str, list[Node]] = {}
     for period, rows in _by_label(f, _query(client, f, sql)).items():
@@ -671,7 +671,7 @@ def actions_get(client: Any, f: ReportFilter) -> dict[str, dict[str, int]]:
     sql = f"""
 WITH hv AS ({_hits_sql(f, f"if(action = 'search', search_keyword, if(action = 'pageview', {URL_LABEL}, url))",
                       "action IN ('pageview', 'download', 'outlink', 'search')")})
-SELECT {f.bucket('d')} AS bucket,
+SELECT toDate({f.bucket('d')}) AS bucket,
   countIf(action = 'pageview'), uniqExactIf((visit_id, label), action = 'pageview'),
   countIf(action = 'download'), uniqExactIf((visit_id, label), action = 'download'),
   countIf(action = 'outlink'), uniqExactIf((visit_id, label), action = 'outlink'),

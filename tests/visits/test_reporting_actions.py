@@ -289,3 +289,21 @@ def test_xml_as_matomo_writes_it(db: Db) -> None:
     csv = render(call(db, "Actions.getOutlinks", flat="1"), {"format": "csv", "convertToUnicode": "0"}).body.decode()
     assert csv.splitlines()[0] == ("label,nb_visits,nb_uniq_visitors,nb_hits,sum_time_spent,metadata_url,"
                                    "metadata_Actions_ClickedUrl,metadata_segment")
+
+
+def test_segments_split_and_ranges(db: Db) -> None:
+    """A segment and its negation add up to the whole report (the segment keeps its visits' hits);
+    a range is one table."""
+    for method, column in (("Actions.getPageUrls", "nb_hits"), ("Events.getCategory", "nb_events"),
+                           ("Actions.getPageTitles", "sum_time_spent"), ("Actions.getPageUrls", "entry_nb_visits")):
+        whole = sum(r.get(column, 0) for r in call(db, method, flat="1"))
+        part = sum(r.get(column, 0) for r in call(db, method, flat="1", segment="actions>=5"))
+        rest = sum(r.get(column, 0) for r in call(db, method, flat="1", segment="actions<5"))
+        assert (part, part + rest) != (0, 0) and part + rest == whole, (method, column, part, rest, whole)
+    assert call(db, "Actions.get", segment="actions==1")["nb_pageviews"] == 1  # visit 2 alone
+    ranged = by_label(call(db, "Actions.getPageUrls", period="range", date_="2026-03-01,2026-03-31", flat="1"))
+    assert ranged["/accueil"]["nb_hits"] == 3 and ranged["/accueil"]["sum_daily_nb_uniq_visitors"] == 1
+    # The hit reports of aggregator/reporting.py over a range alike.
+    profils = call(db, "CustomDimensions.getCustomDimension", period="range", date_="2026-03-01,2026-03-31",
+                   idDimension="5")
+    assert [(r["label"], r["nb_actions"]) for r in profils] == [("ELEVE", 13)]
