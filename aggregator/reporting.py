@@ -15,6 +15,7 @@ from aggregator.api_filters import FilterError, GenericFilters
 from aggregator.periods import PeriodError, Periods, resolve
 from aggregator.reporting_actions import METHODS as ACTIONS_METHODS
 from aggregator.reporting_actions import ShapeError
+from aggregator.reporting_referrers import METHODS as REFERRERS_METHODS
 from aggregator.reporting_visits import METHODS as VISITS_METHODS
 from aggregator.rollups import inline_dates
 from aggregator.segments import Segment, SegmentError, compile_segment
@@ -263,6 +264,7 @@ METHODS: dict[str, Handler] = {
 METHODS.update(ACTIONS_METHODS)
 # DevicesDetection, VisitTime, VisitorInterest, VisitFrequency: aggregator/reporting_visits.py.
 METHODS.update(VISITS_METHODS)
+METHODS.update(REFERRERS_METHODS)  # Referrers.*: aggregator/reporting_referrers.py
 
 
 def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[int, ...], today: date, *,

@@ -28,11 +28,11 @@ SITE_ZONE = ZoneInfo("Europe/Paris")  # the zone `visits.start` is stored in
 # --- the visit metrics of rows grouped by a key
 
 
-_METRICS_SQL = """count() AS nb_visits, uniqExact(visitor_id) AS nb_uniq_visitors,
+METRICS_SQL = """count() AS nb_visits, uniqExact(visitor_id) AS nb_uniq_visitors,
   uniqExact(visitor_id, day) AS sum_daily_nb_uniq_visitors, uniqExactIf(user_hash, user_hash != 0) AS nb_users,
   uniqExactIf((user_hash, day), user_hash != 0) AS sum_daily_nb_users, sum(actions) AS nb_actions,
   max(actions) AS max_actions, sum(duration) AS sum_visit_length, countIf(is_bounce = 1) AS bounce_count"""
-_METRIC_NAMES = ("nb_visits", "nb_uniq_visitors", "sum_daily_nb_uniq_visitors", "nb_users", "sum_daily_nb_users",
+METRIC_NAMES = ("nb_visits", "nb_uniq_visitors", "sum_daily_nb_uniq_visitors", "nb_users", "sum_daily_nb_users",
                  "nb_actions", "max_actions", "sum_visit_length", "bounce_count")
 
 
@@ -45,10 +45,10 @@ def grouped(client: Any, f: ReportFilter, key_sql: str) -> dict[str, dict[Any, d
     """Each period's visit metrics by `key_sql` (an expression on `visits` from this module only)."""
     if f.beyond_storage:
         return {}
-    sql = f"SELECT {f.bucket('day')} AS bucket, {key_sql} AS k, {_METRICS_SQL} {_visits_from(f)} GROUP BY bucket, k"
+    sql = f"SELECT {f.bucket('day')} AS bucket, {key_sql} AS k, {METRICS_SQL} {_visits_from(f)} GROUP BY bucket, k"
     out: dict[str, dict[Any, dict[str, int]]] = {}
     for row in client.query(sql, parameters=f.parameters).result_rows:
-        out.setdefault(f.label_of(row[0]), {})[row[1]] = dict(zip(_METRIC_NAMES, (int(v) for v in row[2:]), strict=True))
+        out.setdefault(f.label_of(row[0]), {})[row[1]] = dict(zip(METRIC_NAMES, (int(v) for v in row[2:]), strict=True))
     return out
 
 
@@ -63,7 +63,7 @@ def metric_columns(f: ReportFilter, m: Mapping[str, int]) -> dict[str, int]:
             "sum_daily_nb_uniq_visitors": m["sum_daily_nb_uniq_visitors"], "sum_daily_nb_users": m["sum_daily_nb_users"]}
 
 
-ZERO = dict.fromkeys(_METRIC_NAMES, 0)
+ZERO = dict.fromkeys(METRIC_NAMES, 0)
 
 
 def _keep_pattern(client: Any, f: ReportFilter, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -83,7 +83,7 @@ def table(client: Any, f: ReportFilter, by_period: Mapping[str, list[dict[str, A
     return f.shape(kept, lambda rows: Table(f.filters.rows(rows or []), metadata))
 
 
-def _by_visits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def by_visits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Matomo's default order: most visits first, ties by label in PHP's natural order (which skips spaces)."""
     return sorted(rows, key=lambda r: (-r["nb_visits"], _natural(str(r["label"]).replace(" ", ""))))
 
@@ -121,7 +121,7 @@ def device_types(client: Any, f: ReportFilter) -> Any:
     for period, groups in grouped(client, f, _label_sql("device", _DEVICE_OF_CLASS)).items():
         rows = [_device_row(label, metric_columns(f, m)) for label, m in groups.items()]
         rows += [_device_row(label, {"nb_visits": 0}) for label in DEVICE_TYPES if label not in groups]
-        by_period[period] = _by_visits(rows)
+        by_period[period] = by_visits(rows)
     return table(client, f, by_period)
 
 
@@ -143,7 +143,7 @@ def browsers(client: Any, f: ReportFilter) -> Any:
     for period, groups in grouped(client, f, _label_sql("browser", labels)).items():
         rows = [{"label": label, **metric_columns(f, m), "logo": f"{LOGOS}/browsers/{_BROWSER_CODES[label]}.png",
                  "segment": f"browserCode=={_BROWSER_CODES[label]}"} for label, m in groups.items()]
-        by_period[period] = _by_visits(rows)
+        by_period[period] = by_visits(rows)
     return table(client, f, by_period)
 
 
@@ -153,7 +153,7 @@ def os_families(client: Any, f: ReportFilter) -> Any:
     for period, groups in grouped(client, f, _label_sql("os", labels)).items():
         rows = [{"label": label, **metric_columns(f, m), "logo": f"{LOGOS}/os/{_OS_CODES[label]}.png"}
                 for label, m in groups.items()]
-        by_period[period] = _by_visits(rows)
+        by_period[period] = by_visits(rows)
     return table(client, f, by_period, ("logo",))
 
 

@@ -8,6 +8,9 @@ C  visitor 42, Tue 12:00: 1 page view: 1 action, 1 s, a bounce, returning;
 D  visitor 43 (smartphone, Android, Chrome Mobile), Tue 10:10: 5 page views over 160 s: 161 s, new;
 E  visitor 44 (tablet, iOS, Safari), Tue 15:00: 2 page views 59 s apart: 60 s, new.
 
+Referrers: A from Google (no keyword), B from Qwant ("Cahier de textes"), C from the site itself
+(direct), D from www.ac-rennes.fr (a website), E none (direct).
+
 Tuesday: 4 visits, 3 visitors, 15 actions, 613 s, 1 bounce. Matomo's duration buckets include both
 ends, so E (exactly 60 s) is in 31–60s and in 1-2 min, as in Matomo.
 """
@@ -32,19 +35,22 @@ UA = {42: dict(device="ordinateur", os="windows", browser="firefox", user_hash=7
       44: dict(device="tablette", os="ios", browser="safari")}
 
 
-def _pages(visitor: int, start: datetime, offsets: list[int]) -> list[dict[str, Any]]:
+def _pages(visitor: int, start: datetime, offsets: list[int], referrer: str = "") -> list[dict[str, Any]]:
+    """Page views of one visit; the first one carries the visit's referrer."""
     return [hit(start + timedelta(seconds=s), visitor_id=visitor, action="pageview", url=f"{HOST}/p{i}",
-                **UA[visitor]) for i, s in enumerate(offsets)]
+                referrer=referrer if i == 0 else f"{HOST}/p{i - 1}", **UA[visitor]) for i, s in enumerate(offsets)]
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Db]:
     d = open_db(Path(tmp_path_factory.mktemp("visits_reports")))
     d.insert([
-        *_pages(42, datetime(2026, 3, 9, 9, 0, tzinfo=PARIS), [0, 100]),
-        *_pages(42, datetime(2026, 3, 10, 10, 0, tzinfo=PARIS), [0, 60, 120, 180, 240, 300, 390]),
-        *_pages(42, datetime(2026, 3, 10, 12, 0, tzinfo=PARIS), [0]),
-        *_pages(43, datetime(2026, 3, 10, 10, 10, tzinfo=PARIS), [0, 40, 80, 120, 160]),
+        *_pages(42, datetime(2026, 3, 9, 9, 0, tzinfo=PARIS), [0, 100], "https://www.google.fr/"),
+        *_pages(42, datetime(2026, 3, 10, 10, 0, tzinfo=PARIS), [0, 60, 120, 180, 240, 300, 390],
+                "https://www.qwant.com/?q=Cahier+de+textes&t=web"),
+        *_pages(42, datetime(2026, 3, 10, 12, 0, tzinfo=PARIS), [0], f"{HOST}/accueil"),
+        *_pages(43, datetime(2026, 3, 10, 10, 10, tzinfo=PARIS), [0, 40, 80, 120, 160],
+                "https://www.ac-rennes.fr/ent/acces.html"),
         *_pages(44, datetime(2026, 3, 10, 15, 0, tzinfo=PARIS), [0, 59]),
         # Another site's visit: never in site 1's reports.
         hit(datetime(2026, 3, 10, 10, 0, tzinfo=PARIS), site_id=2, visitor_id=7, action="pageview", url=HOST + "/"),
@@ -180,3 +186,43 @@ def test_visit_frequency(db: Db) -> None:
     desktop = call(db, "VisitFrequency.get", segment="deviceType==desktop")
     assert desktop["nb_visits_returning"] == 2 and "nb_visits_new" not in desktop
     assert call(db, "VisitFrequency.get", date_="2026-03-08") == {}
+
+
+def test_referrer_type_all_websites_search_engines(db: Db) -> None:
+    types = call(db, "Referrers.getReferrerType")
+    assert types[0] == {"label": "Direct Entry", "nb_uniq_visitors": 2, "nb_visits": 2, "nb_actions": 3,
+                        "nb_users": 1, "max_actions": 2, "sum_visit_length": 61, "bounce_count": 1,
+                        "nb_visits_converted": 0, "segment": "referrerType==direct", "referrer_type": 1}
+    assert [(r["label"], r["nb_visits"], r.get("idsubdatatable")) for r in types] == [
+        ("Direct Entry", 2, None), ("Search Engines", 1, 2), ("Websites", 1, 3)]
+    assert sum(r["nb_visits"] for r in types) == call(db, "VisitsSummary.get")["nb_visits"]
+    expanded = call(db, "Referrers.getReferrerType", expanded="1")
+    assert [r["label"] for r in expanded[1]["subtable"]] == ["cahier de textes"]
+    assert expanded[1]["subtable"][0]["segment"] == "referrerType==search;referrerKeyword==cahier+de+textes"
+    # idSubtable is a referrer type: that type's rows.
+    assert [r["label"] for r in call(db, "Referrers.getReferrerType", idSubtable="3")] == ["www.ac-rennes.fr"]
+
+    every = call(db, "Referrers.getAll")
+    assert [(r["label"], r["nb_visits"], r["segment"], r["referer_type"]) for r in every] == [
+        ("cahier de textes", 1, "referrerType==search;referrerKeyword==cahier+de+textes", 2),
+        ("www.ac-rennes.fr", 1, "referrerName==www.ac-rennes.fr", 3)]
+    with pytest.raises(reporting.ReportError, match="multiple sites or dates"):
+        call(db, "Referrers.getAll", date_="last2")
+
+    sites = call(db, "Referrers.getWebsites")
+    assert [(r["label"], r["nb_actions"], r["segment"], r["idsubdatatable"]) for r in sites] == [
+        ("www.ac-rennes.fr", 5, "referrerName==www.ac-rennes.fr", 1)]
+    urls = call(db, "Referrers.getWebsites", idSubtable="1")
+    assert [(r["label"], r["sum_visit_length"]) for r in urls] == [("https://www.ac-rennes.fr/ent/acces.html", 161)]
+
+    engines = call(db, "Referrers.getSearchEngines", period="week", expanded="1")
+    assert [(r["label"], r["nb_visits"], r["segment"], r["url"], r["logo"]) for r in engines] == [
+        ("Google", 1, "referrerType==search;referrerName==Google", "http://google.com",
+         "plugins/Morpheus/icons/dist/searchEngines/google.com.png"),
+        ("Qwant", 1, "referrerType==search;referrerName==Qwant", "http://qwant.com",
+         "plugins/Morpheus/icons/dist/searchEngines/qwant.com.png")]
+    assert engines[0]["subtable"][0]["label"] == "Keyword not defined"
+    assert engines[1]["subtable"][0]["sum_daily_nb_uniq_visitors"] == 1
+    # Nothing of a kind: Matomo's empty answer; a segment applies.
+    assert call(db, "Referrers.getSearchEngines", date_="2026-03-08") == []
+    assert call(db, "Referrers.getWebsites", segment="deviceType==desktop") == []
