@@ -14,6 +14,9 @@ the columns, their order, types and formatting of Matomo 5's answers, and its hi
   counts visits of at most one action;
 - folders of the URL tree sum their children's columns, unique visitors left out (Matomo's
   ArchivingHelper::deleteInvalidSummedColumnsFromDataTable).
+- events are counted per (category, action, name) and summed into each report's rows and
+  subtables, as Matomo's archiver does (a visit with two names of one category counts twice in
+  the category's nb_visits); an empty secondary value has no subtable row.
 
 Rows are built as a tree (top rows, children) and shaped at the end; a top row's `idsubdatatable`
 is its rank in the period's table (1, 2, …), which `idSubtable=` reads back for the same period."""
@@ -412,49 +415,72 @@ def _event_label(dimension: str, value: str) -> str:
     return EVENT_NAME_NOT_DEFINED if dimension == "eventName" else NOT_DEFINED
 
 
-def _event_columns(row: tuple[Any, ...], day: bool) -> dict[str, Any]:
-    visits, uniq, daily, events, with_value, total, low, high = row
+_EVENT_SUMS = ("nb_uniq_visitors", "nb_visits", "nb_events", "nb_events_with_value", "sum_event_value",
+               "sum_daily_nb_uniq_visitors")
+
+
+def _event_add(into: dict[str, Any], triple: Mapping[str, Any]) -> None:
+    """Matomo's sumRowWithLabel with the Events aggregation ops: sums, min of the minimums and max
+    of the maximums (an event without a value has none)."""
+    for name in _EVENT_SUMS:
+        into[name] = into.get(name, 0) + triple[name]
+    for name, pick in (("min_event_value", min), ("max_event_value", max)):
+        values = [v for v in (into.get(name), triple[name]) if v is not None]
+        into[name] = pick(values) if values else None
+
+
+def _event_columns(v: Mapping[str, Any], day: bool) -> dict[str, Any]:
+    """A row's columns in Matomo's order (test_CustomEvents__Events.*_day.xml and _month.xml)."""
     out: dict[str, Any] = {}
     if day:
-        out["nb_uniq_visitors"] = uniq
-    out.update(nb_visits=visits, nb_events=events, nb_events_with_value=with_value,
-               sum_event_value=php_round(total, 4), min_event_value=None if low is None else _num(low),
-               max_event_value=None if high is None else _num(high))
+        out["nb_uniq_visitors"] = v["nb_uniq_visitors"]
+    out.update(nb_visits=v["nb_visits"], nb_events=v["nb_events"], nb_events_with_value=v["nb_events_with_value"],
+               sum_event_value=php_round(v["sum_event_value"], 2), min_event_value=v["min_event_value"],
+               max_event_value=v["max_event_value"])
     if not day:
-        out["sum_daily_nb_uniq_visitors"] = daily
-    out["avg_event_value"] = php_round(total / with_value, 2) if with_value else 0
+        out["sum_daily_nb_uniq_visitors"] = v["sum_daily_nb_uniq_visitors"]
+    n = v["nb_events_with_value"]
+    out["avg_event_value"] = php_round(v["sum_event_value"] / n, 2) if n else 0
     return out
 
 
 def event_tree(client: Any, f: ReportFilter, report: str, secondary: str) -> dict[str, list[Node]]:
+    """As Matomo's archiver (Events/RecordBuilders/EventReports.php): counts per (category, action,
+    name), each summed into its top row and, when the secondary value is not empty, into that row's
+    subtable; sums, minimums and maximums rounded to 2 decimals per triple first."""
     primary = EVENT_REPORTS[report][0]
-    first, second = EVENT_DIMENSIONS[primary], EVENT_DIMENSIONS[secondary]
-    metrics = ("uniqExact(visit_id), uniqExact(visitor_id), uniqExact(visitor_id, d), count(), "
-               "countIf(event_value IS NOT NULL), toFloat64(ifNull(sum(event_value), 0)), "
-               "min(event_value), max(event_value)")
     base = _hits_sql(f, "''", "action = 'event'", extra=", h.event_category AS event_category, "
                      "h.event_action AS event_action, h.event_name AS event_name, h.event_value AS event_value")
-    # The top rows are counted from the hits, not summed from their subtable (visits, visitors).
     sql = f"""
 WITH hv AS ({base})
-SELECT toDate({f.bucket('d')}) AS bucket, {first} AS a, '' AS b, 1 AS top, {metrics} FROM hv GROUP BY bucket, a
-UNION ALL
-SELECT toDate({f.bucket('d')}) AS bucket, {first} AS a, {second} AS b, 0 AS top, {metrics} FROM hv GROUP BY bucket, a, b"""
+SELECT toDate({f.bucket('d')}) AS bucket, event_category, event_action, event_name,
+  uniqExact(visitor_id), uniqExact(visit_id), count(), countIf(event_value IS NOT NULL),
+  toFloat64(ifNull(sum(event_value), 0)), min(event_value), max(event_value), uniqExact(visitor_id, d)
+FROM hv GROUP BY bucket, event_category, event_action, event_name"""
     day = f.periods.period == "day"
     out: dict[str, list[Node]] = {}
     for period, rows in _by_label(f, _query(client, f, sql)).items():
-        tops: dict[str, Node] = {}
-        children: dict[str, list[Node]] = {}
-        for a, b, top, *values in rows:
-            if top:
-                label = _event_label(primary, a)
-                tops[a] = Node(label, _event_columns(tuple(values), day),
-                               segment=None if label != a else f"{primary}=={_once(a)}")
-            else:
-                children.setdefault(a, []).append(Node(_event_label(secondary, b), _event_columns(tuple(values), day)))
-        for a, node in tops.items():
-            node.children = sorted(children.get(a, []), key=_default_order)
-        out[period] = sorted(tops.values(), key=_default_order)
+        tops: dict[str, dict[str, Any]] = {}
+        subs: dict[str, dict[str, dict[str, Any]]] = {}
+        for category, action, name, uniq, visits, events, with_value, total, low, high, daily in rows:
+            values = {"eventCategory": category, "eventAction": action, "eventName": name}
+            triple = {"nb_uniq_visitors": uniq, "nb_visits": visits, "nb_events": events,
+                      "nb_events_with_value": with_value, "sum_event_value": php_round(total, 2),
+                      "min_event_value": None if low is None else php_round(low, 2),
+                      "max_event_value": None if high is None else php_round(high, 2),
+                      "sum_daily_nb_uniq_visitors": daily}
+            main, sub = values[primary], values[secondary]
+            _event_add(tops.setdefault(main, {}), triple)
+            if sub:  # Matomo: an empty secondary value has no subtable row
+                _event_add(subs.setdefault(main, {}).setdefault(sub, {}), triple)
+        nodes = []
+        for main, v in tops.items():
+            label = _event_label(primary, main)
+            children = [Node(_event_label(secondary, sub), _event_columns(sv, day))
+                        for sub, sv in subs.get(main, {}).items()]
+            nodes.append(Node(label, _event_columns(v, day), sorted(children, key=_default_order),
+                              segment=f"{primary}=={_once(main)}" if main else None))
+        out[period] = sorted(nodes, key=_default_order)
     return out
 
 
