@@ -17,6 +17,7 @@ from aggregator.reporting_actions import METHODS as ACTIONS_METHODS
 from aggregator.reporting_actions import ShapeError
 from aggregator.reporting_referrers import METHODS as REFERRERS_METHODS
 from aggregator.reporting_visits import METHODS as VISITS_METHODS
+from aggregator.reporting_visits import NO_PERIOD
 from aggregator.rollups import inline_dates
 from aggregator.segments import Segment, SegmentError, compile_segment
 from dnma.params import as_int
@@ -273,6 +274,8 @@ def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[in
     handler = METHODS.get(method)
     if handler is None:
         raise ReportError(f"The method '{method}' does not exist or is not available in this API")
+    if method in NO_PERIOD:  # Live.getCounters, API.getSegmentsMetadata: no period of their own
+        params = {**params, "period": "day", "date": "today"}
     if params.get("period") is None or params.get("date") is None:
         raise ReportError("Parameters 'period' and 'date' are required")
     try:

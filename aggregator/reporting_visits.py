@@ -14,7 +14,7 @@ An empty period is Matomo's empty table."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo
@@ -24,6 +24,7 @@ from aggregator.reporting_actions import ReportFilter, ShapeError, php_round
 from dnma.datatable import Simple, Table
 
 SITE_ZONE = ZoneInfo("Europe/Paris")  # the zone `visits.start` is stored in
+STORAGE_LAST = date(2149, 6, 6)  # ClickHouse's last Date, as aggregator.reporting
 
 # --- the visit metrics of rows grouped by a key
 
@@ -331,3 +332,159 @@ METHODS: dict[str, Handler] = {
     "VisitorInterest.getNumberOfVisitsPerPage": _plain(visits_per_page),
     "VisitFrequency.get": _plain(visit_frequency),
 }
+
+
+# --- Live.getCounters: the last minutes' visits, actions and visitors
+
+
+def live_counters(client: Any, f: ReportFilter, params: Mapping[str, str]) -> Any:
+    """Visits whose last action is at most `lastMinutes` old, their visitors, and the counted
+    actions of the segment's visits in that time (Matomo's Live model). Visits are the loader's:
+    the visits of the day under way are at most one aggregation pass old (DNMA_LOADER_AGGREGATE_INTERVAL_S)."""
+    from dnma import clock
+    from dnma.params import as_int
+    from dnma.vocab import COUNTED_ACTIONS
+
+    raw = params.get("lastMinutes", "").strip()
+    minutes = as_int(raw, signed=True) if raw else None
+    if minutes is None:
+        raise ShapeError("Please specify a value for 'lastMinutes'." if not raw
+                         else "Parameter 'lastMinutes' must be an integer")
+    if not 1 <= minutes <= 2880:
+        raise ShapeError("lastMinutes only accepts values between 1 and 2880")
+    since = clock.now(SITE_ZONE).replace(microsecond=0) - timedelta(minutes=minutes)
+    counted = ", ".join(f"'{a}'" for a in COUNTED_ACTIONS)
+    parameters = {**f.parameters, "since": since.replace(tzinfo=None), "since_day": since.date() - timedelta(days=1)}
+    recent = (f"FROM {f.database}.visits WHERE site_id IN {{sites:Array(UInt32)}} AND day >= {{since_day:Date}} "
+              f"AND `end` >= {{since:DateTime('Europe/Paris')}}{f.visits_where}")
+    visits, visitors = client.query(f"SELECT count(), uniqExact(visitor_id) {recent}",
+                                    parameters=parameters).result_rows[0]
+    actions = 0
+    if visits:
+        actions = client.query(f"""
+SELECT count() FROM {f.database}.hits AS h
+INNER JOIN (SELECT site_id, visitor_id, day, start, `end` {recent}) AS v
+  ON h.site_id = v.site_id AND h.visitor_id = v.visitor_id AND toDate(h.ts) = v.day
+WHERE h.site_id IN {{sites:Array(UInt32)}} AND toDate(h.ts) >= {{since_day:Date}}
+  AND h.ts >= {{since:DateTime('Europe/Paris')}} AND h.ts BETWEEN v.start AND v.`end`
+  AND h.action IN ({counted}) AND NOT has(h.flags, 'invalid_uai')""", parameters=parameters).result_rows[0][0]
+    row = {"visits": int(visits), "actions": int(actions), "visitors": int(visitors), "visitsConverted": 0}
+    shown, hidden = f.filters.show_columns, f.filters.hide_columns
+    return Table([{k: v for k, v in row.items() if (not shown or k in shown) and k not in hidden}])
+
+
+# --- MultiSites: visits, actions and page views of each site, and their evolution
+
+
+def _previous(f: ReportFilter, first: date, last: date) -> tuple[date, date]:
+    """The period before [first, last] (Matomo's previous period: the same kind, or a range as long)."""
+    from aggregator.periods import span_of
+
+    if f.periods.period in ("day", "week", "month", "year"):
+        span = span_of(f.periods.period, first - timedelta(days=1))
+        return span.first, span.last
+    return first - (last - first) - timedelta(days=1), first - timedelta(days=1)
+
+
+def _evolution(current: float, past: float) -> tuple[str, int]:
+    """Matomo's evolution column (CalculateEvolutionFilter, 1 decimal) and its trend."""
+    trend = (current > past) - (current < past)
+    if not past:
+        return ("100%" if current else "0%"), trend
+    return f"{php_round(100 * (current - past) / past, 1)}%", trend
+
+
+def _pretty(f: ReportFilter, first: date, last: date) -> str:
+    """The previous period as Matomo's MultiSites names it (English)."""
+    period = f.periods.period
+    if period == "day":
+        return f"{first:%a}, {first:%b} {first.day}"
+    if period == "month":
+        return f"{first:%B} {first.year}"
+    if period == "year":
+        return str(first.year)
+    return f"{first:%b} {first.day}, {first.year} \u2013 {last:%b} {last.day}, {last.year}"
+
+
+def _site_totals(client: Any, f: ReportFilter, first: date, last: date) -> dict[tuple[int, date], tuple[int, int, int]]:
+    if first > STORAGE_LAST:
+        return {}
+    parameters = {**f.parameters, "first": first, "last": min(last, STORAGE_LAST)}
+    sql = (f"SELECT site_id, day, count(), sum(actions), sum(pageviews) {_visits_from(f)} GROUP BY site_id, day")
+    return {(int(r[0]), r[1]): (int(r[2]), int(r[3]), int(r[4]))
+            for r in client.query(sql, parameters=parameters).result_rows}
+
+
+def _summed(totals: Mapping[tuple[int, date], tuple[int, int, int]], site: int, first: date, last: date) -> list[int]:
+    out = [0, 0, 0]
+    for (s, day), values in totals.items():
+        if s == site and first <= day <= last:
+            out = [a + b for a, b in zip(out, values, strict=True)]
+    return out
+
+
+def multi_sites(client: Any, f: ReportFilter) -> dict[str, list[dict[str, Any]]]:
+    """Each period's row of each site (by `idsite`), with the previous period's figures."""
+    spans = f.periods.spans
+    earliest = _previous(f, spans[0].first, spans[0].last)[0]
+    totals = _site_totals(client, f, earliest, spans[-1].last)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for span in spans:
+        prev_first, prev_last = _previous(f, span.first, span.last)
+        rows = []
+        for site in f.parameters["sites"]:
+            visits, actions, pageviews = _summed(totals, site, span.first, span.last)
+            p_visits, p_actions, p_pageviews = _summed(totals, site, prev_first, prev_last)
+            row: dict[str, Any] = {"nb_visits": visits, "nb_actions": actions, "nb_pageviews": pageviews, "revenue": 0}
+            for name, now, past in (("visits", visits, p_visits), ("actions", actions, p_actions),
+                                    ("pageviews", pageviews, p_pageviews), ("revenue", 0, 0)):
+                row[f"{name}_evolution"], row[f"{name}_evolution_trend"] = _evolution(now, past)
+            row |= {"idsite": site, "previous_nb_visits": p_visits, "periodName": f.periods.period,
+                    "previousRange": _pretty(f, prev_first, prev_last), "previous_nb_actions": p_actions,
+                    "previous_Actions_nb_pageviews": p_pageviews, "previous_Goal_revenue": 0}
+            rows.append(row)
+        out[span.label] = rows
+    return out
+
+
+_ONE = ("nb_visits", "nb_actions", "visits_evolution", "visits_evolution_trend", "actions_evolution",
+        "actions_evolution_trend", "pageviews_evolution", "pageviews_evolution_trend", "revenue_evolution",
+        "revenue_evolution_trend", "nb_pageviews", "revenue")
+
+
+def multi_sites_one(client: Any, f: ReportFilter) -> Any:
+    """MultiSites.getOne: one site's figures and their evolution, in Matomo's order."""
+    found = multi_sites(client, f)
+    return f.shape(found, lambda rows: Simple(f.filters.columns({k: rows[0][k] for k in _ONE})))
+
+
+def multi_sites_all(client: Any, f: ReportFilter) -> Any:
+    """MultiSites.getAll's figures for every site asked (the collector adds each site's name, URL
+    and group); most visits first."""
+    found = multi_sites(client, f)
+    return f.shape(found, lambda rows: [dict(r) for r in sorted(rows or [], key=lambda r: -r["nb_visits"])])
+
+
+# --- API.getSegmentsMetadata: the segments aggregator/segments.py compiles
+
+
+def segments_metadata(client: Any, f: ReportFilter, slots: Mapping[int, str] | None) -> Any:
+    """Matomo's fields (type, category, name, segment, acceptedValues; its SQL ones left out) of the
+    segments DNMA computes, in Matomo's order (category, metrics first, then by name)."""
+    from aggregator.segments import metadata
+
+    rows = metadata(slots)
+    rows.sort(key=lambda r: r["segment"], reverse=True)
+    rows.sort(key=lambda r: r["name"])
+    rows.sort(key=lambda r: r["type"], reverse=True)
+    return rows
+
+
+NO_PERIOD = frozenset({"Live.getCounters", "API.getSegmentsMetadata"})  # answered without period and date
+
+METHODS.update({
+    "Live.getCounters": lambda c, f, p, s: live_counters(c, f, p),
+    "MultiSites.getOne": _plain(multi_sites_one),
+    "MultiSites.getAll": _plain(multi_sites_all),
+    "API.getSegmentsMetadata": lambda c, f, p, s: segments_metadata(c, f, s),
+})

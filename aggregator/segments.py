@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from dnma.params import as_int
-from dnma.vocab import DEFAULT_DIMENSION_MAPPING
+from dnma.vocab import DEFAULT_DIMENSION_MAPPING, PROFILS
 
 # Longest operators first, as Matomo's own pattern tries them.
 OPERATORS = ("==", "!=", ">=", "<=", ">", "<", "=@", "!@", "=^", "=$")
@@ -179,3 +179,38 @@ def compile_segment(definition: str, slots: Mapping[int, str] | None = None) -> 
             parameters[key] = value
         ands.append(terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")")
     return Segment(definition, " AND ".join(ands), parameters)
+
+
+# --- API.getSegmentsMetadata: what a client may ask for, in Matomo's fields
+
+_METADATA: dict[str, tuple[str, str, str]] = {  # segment: (type, name, acceptedValues)
+    "actions": ("metric", "Actions In Visit", ""),
+    "visitDuration": ("metric", "Visit Duration (in seconds)", ""),
+    "deviceType": ("dimension", "Device type", "desktop, smartphone, tablet, other"),
+    "operatingSystemCode": ("dimension", "Operating system code", "WIN, AND, IOS, MAC, LIN, COS, UNK"),
+    "operatingSystemName": ("dimension", "Operating system", "Windows, Android, iOS, Mac, GNU/Linux, Chrome OS, Unknown"),
+    "browserName": ("dimension", "Browser", "Chrome, Chrome Mobile, Safari, Microsoft Edge, Firefox, Opera, "
+                                           "Samsung Browser, MIUI Browser, Huawei Browser, Unknown"),
+    "uai": ("dimension", "UAI (établissement)", "0350002M, …"),
+    "profil": ("dimension", "Profil", ", ".join(PROFILS)),
+    "projet": ("dimension", "Projet ENT", ""),
+}
+
+
+def metadata(slots: Mapping[int, str] | None = None) -> list[dict[str, str]]:
+    """The segments `compile_segment` accepts, as Matomo's getSegmentsMetadata rows (its SQL
+    fields left out): the names of DIMENSIONS and the `dimensionN` of the site's slots naming a
+    visit property."""
+    out = []
+    for name, (kind, label, accepted) in _METADATA.items():
+        if name not in DIMENSIONS:
+            continue
+        row = {"type": kind, "category": "Visitors", "name": label, "segment": name}
+        if accepted:
+            row["acceptedValues"] = accepted
+        out.append(row)
+    for slot, prop in sorted((slots or DEFAULT_DIMENSION_MAPPING).items()):
+        if prop in _VISIT_PROPERTIES:
+            out.append({"type": "dimension", "category": "Visitors", "name": f"{prop} (dimension{slot})",
+                        "segment": f"dimension{slot}"})
+    return out

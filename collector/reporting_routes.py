@@ -85,7 +85,7 @@ def site_ids(req: ApiRequest) -> tuple[int, ...]:
 
 # How Matomo's renderers see each method's answer (dnma/datatable.py): one row of values for these,
 # rows for the others; row keys that are Matomo row metadata (CSV heads them `metadata_<name>`).
-_SIMPLE = frozenset({"VisitsSummary.get"})
+_SIMPLE = frozenset({"VisitsSummary.get", "MultiSites.getOne", "VisitFrequency.get"})
 _ROW_METADATA = {"Actions.getPageUrls": ("url",)}
 
 
@@ -104,8 +104,61 @@ def typed(method: str, value: Any) -> Any:
     return value
 
 
+def _viewable_ids(req: ApiRequest) -> tuple[int, ...]:
+    """Every site the request's token may read; an error without a token or without any."""
+    if not req.token:
+        raise ApiError(_LOGIN, NO_ACCESS)
+    ids = tuple(s.id for s in req.sites.all() if req.can_view(s))
+    if not ids:
+        raise ApiError(_NO_ACCESS.format("all"), NO_ACCESS)
+    return ids
+
+
+def _segments_metadata(backend: ReportingBackend, method: str, req: ApiRequest) -> Any:
+    """API.getSegmentsMetadata: the segments of the first site of `idSites` (or `idSite`), else of
+    the first site the token may read (a site's dimension slots name its `dimensionN`)."""
+    raw = (req.params.get("idSites") or req.params.get("idSites[]") or req.params.get("idSite") or "").strip()
+    if raw:
+        ids = site_ids(ApiRequest({**req.params, "idSite": raw}, req.access, req.settings, req.bearer))
+    else:
+        ids = _viewable_ids(req)
+    return _one_site(backend, method, req, ids[0])
+
+
+def _all_sites(backend: ReportingBackend, method: str, req: ApiRequest) -> Any:
+    """MultiSites.getAll: every site the token may read (Matomo ignores idSite), each row named
+    by its site as Matomo's (label first; ratio, currency, group and main_url from the registry)."""
+    ids = _viewable_ids(req)
+    first = req.sites.get(ids[0])
+    assert first is not None
+    answer = _call(backend, method, req, ids, first)
+    by_id = {s.id: s for s in req.sites.all()}
+
+    def rows(found: Any) -> Table:
+        out = []
+        for row in found or []:
+            site = by_id[row["idsite"]]
+            named: dict[str, Any] = {"label": site.name}
+            for key, value in row.items():
+                named[key] = value
+                if key == "idsite":
+                    named |= {"ratio": 1, "currencySymbol": "€"}
+            out.append(named | {"group": "", "main_url": site.main_url})
+        return Table(out)
+
+    if isinstance(answer, dict):
+        return Map("date", {label: rows(found) for label, found in answer.items()})
+    return rows(answer)
+
+
+# Methods that read no single idSite: how each finds its sites.
+_OWN_SITES = {"MultiSites.getAll": _all_sites, "API.getSegmentsMetadata": _segments_metadata}
+
+
 def _report(backend: ReportingBackend, method: str) -> ApiHandler:
     def handler(req: ApiRequest) -> Any:
+        if method in _OWN_SITES:
+            return _OWN_SITES[method](backend, method, req)
         ids = tuple(dict.fromkeys(site_ids(req)))  # "1,1" is site 1 once
         raw = req.params.get("idSite", req.params.get("idsite", "")).strip()
         # Matomo keys the answer by site for idSite=all or more than one site (Archive::getResultIndices).
@@ -118,10 +171,16 @@ def _report(backend: ReportingBackend, method: str) -> ApiHandler:
 
 
 def _one_site(backend: ReportingBackend, method: str, req: ApiRequest, site_id: int) -> Any:
-    from clickhouse_connect.driver.exceptions import ClickHouseError
-
     site = req.sites.get(site_id)
     assert site is not None  # site_ids checked it
+    return typed(method, _call(backend, method, req, (site_id,), site))
+
+
+def _call(backend: ReportingBackend, method: str, req: ApiRequest, ids: tuple[int, ...], site: Any) -> Any:
+    """The backend's answer for `ids`, read with `site`'s today and dimension slots; its errors as
+    the API's."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
     # "today" is the site's today, as in Matomo.
     today: date = clock.today(ZoneInfo(site.timezone))
     try:
@@ -129,7 +188,7 @@ def _one_site(backend: ReportingBackend, method: str, req: ApiRequest, site_id: 
             _client(req.settings),
             method,
             req.params,
-            (site_id,),
+            ids,
             today,
             slots=site.dimensions,
             database=req.settings.clickhouse_database,
@@ -142,7 +201,7 @@ def _one_site(backend: ReportingBackend, method: str, req: ApiRequest, site_id: 
     except OSError as exc:
         _drop_client()
         raise ApiError(f"reporting storage unreachable: {exc}") from None
-    return typed(method, answer)
+    return answer
 
 
 def report_methods(backend: ReportingBackend) -> dict[str, ApiHandler]:

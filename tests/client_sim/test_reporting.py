@@ -134,6 +134,50 @@ def test_actions_and_events_over_http(full_stack: Stack, calibrated: dict[str, i
         assert refused["result"] == "error" and "view' access" in refused["message"], (method, refused)
 
 
+def test_visit_reports_over_http(full_stack: Stack, calibrated: dict[str, int]) -> None:
+    """DevicesDetection, VisitorInterest, VisitTime, VisitFrequency, Referrers, MultiSites, Live and
+    API.getSegmentsMetadata through the collector (aggregator/reporting_visits.py and
+    reporting_referrers.py; their values by hand: tests/visits/test_reporting_visits.py): the
+    calibration's two visits add up in each, and only the token's sites are read."""
+    d = DAY.isoformat()
+    visits = api(full_stack, "VisitsSummary.get", idSite=SITE, period="day", date=d)["nb_visits"]
+    assert visits == 2
+    for method in ("DevicesDetection.getType", "DevicesDetection.getBrowsers", "DevicesDetection.getOsFamilies",
+                   "VisitTime.getVisitInformationPerServerTime", "VisitorInterest.getNumberOfVisitsPerPage",
+                   "VisitorInterest.getNumberOfVisitsPerVisitDuration", "Referrers.getReferrerType"):
+        rows = api(full_stack, method, idSite=SITE, period="day", date=d, filter_limit=-1)
+        assert sum(r["nb_visits"] for r in rows) == visits, (method, rows)
+        refused = api(full_stack, method, idSite=2, period="day", date=d)
+        assert refused["result"] == "error" and "view' access" in refused["message"], (method, refused)
+    pages = api(full_stack, "VisitorInterest.getNumberOfVisitsPerPage", idSite=SITE, period="day", date=d)
+    assert {r["label"]: r["nb_visits"] for r in pages if r["nb_visits"]} == {"1 page": 1, "6-7 pages": 1}
+    durations = api(full_stack, "VisitorInterest.getNumberOfVisitsPerVisitDuration", idSite=SITE, period="day", date=d)
+    assert {r["label"]: r["nb_visits"] for r in durations if r["nb_visits"]} == {"0\u201310s": 1, "4-7 min": 1}
+    types = api(full_stack, "DevicesDetection.getType", idSite=SITE, period="day", date=d, filter_limit=-1)
+    assert {"Desktop", "Smartphone", "Tablet", "Car browser"} <= {r["label"] for r in types}
+    hours = api(full_stack, "VisitTime.getVisitInformationPerServerTime", idSite=SITE, period="day", date=d)
+    assert (len(hours), hours[10]["nb_visits"], hours[12]["nb_visits"]) == (24, 1, 1)  # 10:00 and 12:00 Paris
+    frequency = api(full_stack, "VisitFrequency.get", idSite=SITE, period="day", date=d)
+    assert frequency.get("nb_visits_new", 0) + frequency.get("nb_visits_returning", 0) == visits
+    week = api(full_stack, "VisitTime.getByDayOfWeek", idSite=SITE, period="week", date=d)
+    assert [r["nb_visits"] for r in week if r["day_of_week"] == DAY.isoweekday()] == [visits]
+    # MultiSites.getAll: every site of the token (site 1 only here), named; getOne for one site.
+    every = api(full_stack, "MultiSites.getAll", period="day", date=d)
+    assert [(r["idsite"], r["nb_visits"], r["label"] != "") for r in every] == [(SITE, visits, True)]
+    assert api(full_stack, "MultiSites.getOne", idSite=SITE, period="day", date=d)["nb_actions"] == 8
+    assert len(api(full_stack, "MultiSites.getAll", period="day", date=d, token_auth=SUPER_TOKEN)) > 1
+    counters = api(full_stack, "Live.getCounters", idSite=SITE, lastMinutes=30)
+    assert list(counters[0]) == ["visits", "actions", "visitors", "visitsConverted"]
+    segments = api(full_stack, "API.getSegmentsMetadata", idSites=SITE)
+    assert "deviceType" in {r["segment"] for r in segments}
+    refused = api(full_stack, "API.getSegmentsMetadata", idSites=2)
+    assert refused["result"] == "error"
+    xml = httpx.get(f"{full_stack.collector_url}/index.php", timeout=30, params={
+        "module": "API", "method": "DevicesDetection.getType", "idSite": SITE, "period": "day", "date": d,
+        "token_auth": DEMO_TOKEN}).text
+    assert "<segment>deviceType==car+browser</segment>" in xml
+
+
 def test_bulk_request(full_stack: Stack, calibrated: dict[str, int]) -> None:
     d = DAY.isoformat()
     got = api(full_stack, "API.getBulkRequest", **{

@@ -226,3 +226,61 @@ def test_referrer_type_all_websites_search_engines(db: Db) -> None:
     # Nothing of a kind: Matomo's empty answer; a segment applies.
     assert call(db, "Referrers.getSearchEngines", date_="2026-03-08") == []
     assert call(db, "Referrers.getWebsites", segment="deviceType==desktop") == []
+
+
+def test_live_counters(db: Db, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from dnma import clock
+
+    # DNMA's clock at Tuesday 15:20 in Paris.
+    monkeypatch.setattr(clock, "_follow", None)
+    monkeypatch.setattr(clock, "_offset", datetime(2026, 3, 10, 15, 20, tzinfo=PARIS).timestamp() - time.time())
+    assert list(call(db, "Live.getCounters", lastMinutes="30")) == [
+        {"visits": 1, "actions": 2, "visitors": 1, "visitsConverted": 0}]  # E, ended at 15:00:59
+    assert list(call(db, "Live.getCounters", lastMinutes="2880")) == [
+        {"visits": 5, "actions": 17, "visitors": 3, "visitsConverted": 0}]
+    assert list(call(db, "Live.getCounters", lastMinutes="2880", segment="deviceType==desktop")) == [
+        {"visits": 3, "actions": 10, "visitors": 1, "visitsConverted": 0}]
+    assert list(call(db, "Live.getCounters", lastMinutes="30", showColumns="visits")) == [{"visits": 1}]
+    for bad in ("0", "2881", "x", ""):
+        with pytest.raises(reporting.ReportError, match="lastMinutes"):
+            call(db, "Live.getCounters", lastMinutes=bad)
+    # No period is needed.
+    assert reporting.call(db.client, "Live.getCounters", {"lastMinutes": "30"}, (1,), DAY)[0]["visits"] == 1
+
+
+def test_multi_sites(db: Db) -> None:
+    one = call(db, "MultiSites.getOne")
+    assert dict(one) == {"nb_visits": 4, "nb_actions": 15, "visits_evolution": "300%", "visits_evolution_trend": 1,
+                         "actions_evolution": "650%", "actions_evolution_trend": 1, "pageviews_evolution": "650%",
+                         "pageviews_evolution_trend": 1, "revenue_evolution": "0%", "revenue_evolution_trend": 0,
+                         "nb_pageviews": 15, "revenue": 0}
+    monday = call(db, "MultiSites.getOne", date_="2026-03-09")
+    assert (monday["nb_visits"], monday["visits_evolution"], monday["visits_evolution_trend"]) == (1, "100%", 1)
+    wednesday = call(db, "MultiSites.getOne", date_="2026-03-11")
+    assert (wednesday["visits_evolution"], wednesday["visits_evolution_trend"]) == ("-100%", -1)
+    every = reporting.call(db.client, "MultiSites.getAll", {"period": "day", "date": DAY.isoformat()}, (2, 1), DAY)
+    assert [(r["idsite"], r["nb_visits"], r["previous_nb_visits"], r["previousRange"], r["periodName"]) for r in every] == [
+        (1, 4, 1, "Mon, Mar 9", "day"), (2, 1, 0, "Mon, Mar 9", "day")]
+    week = call(db, "MultiSites.getOne", period="week")
+    assert (week["nb_visits"], week["visits_evolution"]) == (5, "100%")
+
+
+def test_segments_metadata(db: Db) -> None:
+    rows = reporting.call(db.client, "API.getSegmentsMetadata", {}, (1,), DAY)
+    assert rows[0] == {"type": "metric", "category": "Visitors", "name": "Actions In Visit", "segment": "actions"}
+    assert [r["segment"] for r in rows][:6] == ["actions", "visitDuration", "browserName", "deviceType",
+                                               "operatingSystemName", "operatingSystemCode"]
+    assert {"type": "dimension", "category": "Visitors", "name": "Device type", "segment": "deviceType",
+            "acceptedValues": "desktop, smartphone, tablet, other"} in rows
+    # Every segment listed compiles, and every name the compiler knows is listed.
+    from aggregator.segments import DIMENSIONS, compile_segment
+
+    for row in rows:
+        value = "1" if row["type"] == "metric" else "desktop" if row["segment"] == "deviceType" else "x"
+        if row["segment"] in ("operatingSystemCode", "operatingSystemName", "browserName"):
+            value = "unknown" if row["segment"] != "operatingSystemCode" else "unk"
+        assert compile_segment(f"{row['segment']}=={value}") is not None
+    assert set(DIMENSIONS) <= {r["segment"] for r in rows}
+    assert any(r["segment"].startswith("dimension") for r in rows)
