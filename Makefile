@@ -17,7 +17,7 @@ NATIVE_SRC := collector/build_native.py collector/protocol.py collector/hit.py c
 	collector/pipeline.py collector/privacy.py collector/app.py
 
 .PHONY: up down status test test-dates lint typecheck contracts pytest js bench golden readme clean install native system-deps \
-	superset-install superset-assets superset-assets-check superset-screenshots lock
+	superset-install superset-assets superset-assets-check superset-screenshots test-superset-ui-language lock
 
 install: $(STAMP) $(NATIVE)
 
@@ -140,6 +140,11 @@ pytest: $(STAMP) $(NATIVE) js system-deps superset-install
 		DNMA_TEST_NOW=$$d $(BIN)/pytest -q $$suites || exit 1; done
 
 test: lint typecheck contracts superset-assets-check pytest
+
+# `make test` scans the dashboards for English UI strings and error states as three users (national,
+# a département, an ENT); this target scans them as every provisioned user (about ten minutes).
+test-superset-ui-language: $(STAMP) system-deps superset-install
+	DNMA_SUPERSET_ALL_USERS=1 $(BIN)/pytest -q tests/superset/test_ui_language.py
 
 test-dates: $(STAMP) $(NATIVE) js system-deps superset-install
 	@for d in $(ALL_DATES); do echo "== whole suite at DNMA_TEST_NOW=$$d"; \

@@ -38,10 +38,23 @@ def _sqlite_wal(dbapi_connection: object, _record: object) -> None:
 
 DATA_DIR = str(SUPERSET_HOME)
 
-# --- French by default, no language picker needed
+# --- French for every user: one language, so no picker (a session switched to English would show
+# the catalogue's English strings); numbers and dates in d3's French locale (fr-FR).
 BABEL_DEFAULT_LOCALE = "fr"
-LANGUAGES = {"fr": {"flag": "fr", "name": "Français"}, "en": {"flag": "us", "name": "English"}}
+LANGUAGES = {"fr": {"flag": "fr", "name": "Français"}}
 D3_FORMAT = {"decimal": ",", "thousands": "\u202f", "grouping": [3], "currency": ["", "\u00a0€"]}
+D3_TIME_FORMAT = {
+    "dateTime": "%A %e %B %Y à %X",
+    "date": "%d/%m/%Y",
+    "time": "%H:%M:%S",
+    "periods": ["AM", "PM"],
+    "days": ["dimanche", "lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi"],
+    "shortDays": ["dim.", "lun.", "mar.", "mer.", "jeu.", "ven.", "sam."],
+    "months": ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+               "novembre", "décembre"],
+    "shortMonths": ["janv.", "févr.", "mars", "avr.", "mai", "juin", "juil.", "août", "sept.", "oct.", "nov.",
+                    "déc."],
+}
 DEFAULT_TIME_FILTER = "No filter"
 
 # --- nothing phones home; maps are the bundled country_map GeoJSON (no Mapbox key)

@@ -101,10 +101,12 @@ class Browser:
         except (WebDriverException, ValueError, KeyError, TypeError):  # a 401, a browser error page
             return None
 
-    def open_dashboard(self, slug: str, expected_charts: int, timeout: float = 180) -> DashboardLoad:
-        """Open the dashboard and wait until every chart holder has rendered (or shows an error)."""
+    def open_dashboard(self, slug: str, expected_charts: int, timeout: float = 180,
+                       standalone: bool = True) -> DashboardLoad:
+        """Open the dashboard and wait until every chart holder has rendered (or shows an error).
+        standalone: the dashboard alone, without Superset's menu bar and filter panel."""
         start = time.monotonic()
-        self.driver.get(f"{self.url}/superset/dashboard/{slug}/?standalone=1")
+        self.driver.get(f"{self.url}/superset/dashboard/{slug}/" + ("?standalone=1" if standalone else ""))
         state: dict[str, Any] = {}
         settled_since = None
         while time.monotonic() - start < timeout:

@@ -12,6 +12,9 @@ from typing import Any
 from dnma_superset.identity import NS, uid
 
 # Every chart reads all the rows its query returns: a chart never drops data silently (the largest
+# A chart's column: a dataset column's name, or an ad hoc SQL column (dnma_superset.labels.labelled).
+Column = str | dict[str, Any]
+
 # query, services × profils, is a few hundred rows; tables page through theirs in the browser).
 ROW_LIMIT = 10000
 
@@ -49,7 +52,7 @@ def trend(key: str, title: str, dataset: str, metrics: list[str], x: str = "debu
     }, width=width)
 
 
-def bars(key: str, title: str, dataset: str, x: str, metrics: list[str], groupby: list[str] | None = None,
+def bars(key: str, title: str, dataset: str, x: Column, metrics: list[str], groupby: list[Column] | None = None,
          width: int = 4) -> Chart:
     return Chart(key, title, "echarts_timeseries_bar", dataset, {
         "x_axis": x, "metrics": metrics, "groupby": groupby or [], "adhoc_filters": [], "row_limit": ROW_LIMIT,
@@ -61,7 +64,7 @@ def bars(key: str, title: str, dataset: str, x: str, metrics: list[str], groupby
     }, width=width)
 
 
-def pie(key: str, title: str, dataset: str, groupby: str, metric: str = "visites", width: int = 4) -> Chart:
+def pie(key: str, title: str, dataset: str, groupby: Column, metric: str = "visites", width: int = 4) -> Chart:
     return Chart(key, title, "pie", dataset, {
         "groupby": [groupby], "metric": metric, "adhoc_filters": [], "row_limit": ROW_LIMIT, "sort_by_metric": True,
         "show_labels": True, "label_type": "key_percent", "number_format": "SMART_NUMBER", "show_legend": True,
@@ -69,7 +72,7 @@ def pie(key: str, title: str, dataset: str, groupby: str, metric: str = "visites
     }, width=width)
 
 
-def table(key: str, title: str, dataset: str, groupby: list[str], metrics: list[str], width: int = 6,
+def table(key: str, title: str, dataset: str, groupby: list[Column], metrics: list[str], width: int = 6,
           height: int = 50, order_by: str | None = None, filters: list[dict[str, Any]] | None = None) -> Chart:
     return Chart(key, title, "table", dataset, {
         "query_mode": "aggregate", "groupby": groupby, "metrics": metrics, "all_columns": [],

@@ -20,9 +20,10 @@ from dnma_superset.charts import (
     trend,
     where,
 )
-from dnma_superset.dataset_sql import QUALITY_DAYS
 from dnma_superset.datasets import DATASETS
 from dnma_superset.identity import uid
+from dnma_superset.labels import ACTION_LABELS, DEVICE_LABELS, PROFIL_LABELS, SERVICE_LABELS, labelled
+from dnma_superset.quality_sql import QUALITY_DAYS
 
 
 @dataclass
@@ -80,6 +81,11 @@ NATIONAL_FILTERS = [
     Filter("Service", "visites_services", "service"),
 ]
 
+# The codes charts show, by their French labels (the filters still list the codes).
+PROFIL = labelled("profil", PROFIL_LABELS, "Profil")
+SERVICE = labelled("service", SERVICE_LABELS, "Service")
+APPAREIL = labelled("device", DEVICE_LABELS, "Appareil")
+
 DASHBOARDS: list[Dashboard] = [
     Dashboard("dnma-vue-nationale", "DNMA — Vue nationale", [
         [kpi("nat_visites", "Visites", "visites", "visites"),
@@ -87,9 +93,9 @@ DASHBOARDS: list[Dashboard] = [
          kpi("nat_pages_vues", "Pages vues", "visites", "pages_vues"),
          kpi("nat_duree", "Durée moyenne par visite (s)", "visites", "duree_moyenne", ",.0f")],
         [trend("nat_tendance", "Visites et utilisateurs par semaine", "visites", ["visites", "utilisateurs"])],
-        [bars("nat_profils", "Visites par profil", "visites", "profil", ["visites"]),
-         bars("nat_services", "Visites par service", "visites_services", "service", ["visites"]),
-         pie("nat_appareils", "Visites par appareil", "visites", "device")],
+        [bars("nat_profils", "Visites par profil", "visites", PROFIL, ["visites"]),
+         bars("nat_services", "Visites par service", "visites_services", SERVICE, ["visites"]),
+         pie("nat_appareils", "Visites par appareil", "visites", APPAREIL)],
     ], NATIONAL_FILTERS),
     Dashboard("dnma-territoires", "DNMA — Territoires", [
         [france_map("ter_carte_dep", "Visites par département", "visites_territoires", "departement", "visites"),
@@ -119,10 +125,10 @@ DASHBOARDS: list[Dashboard] = [
         [pie("svc_types", "Visites selon le type des services utilisés (natif seul, tiers seul, les deux)",
              "visites_types", "type_service", width=4),
          # Every tool, ranked: a table pages through all of them where bars would have to cut.
-         table("svc_outils", "Visites par outil (tous les outils)", "visites_outils", ["outil"],
+         table("svc_outils", "Visites par outil (tous les outils)", "visites_outils", [labelled("outil", {}, "Outil")],
                ["visites", "utilisateurs"], width=8)],
-        [bars("svc_profils", "Usage des services par profil", "visites_services", "service", ["visites"],
-              groupby=["profil"], width=12)],
+        [bars("svc_profils", "Usage des services par profil", "visites_services", SERVICE, ["visites"],
+              groupby=[PROFIL], width=12)],
     ], [*TERRITORY_FILTERS, Filter("Profil", "visites", "profil")]),
     Dashboard("dnma-etablissement", "DNMA — Établissement", [
         [kpi("eta_visites", "Visites", "visites", "visites"),
@@ -132,11 +138,12 @@ DASHBOARDS: list[Dashboard] = [
          kpi("eta_duree", "Durée moyenne par visite (s)", "visites", "duree_moyenne", ",.0f")],
         [trend("eta_tendance", "Visites et utilisateurs par jour", "visites", ["visites", "utilisateurs"],
                x="day", grain="P1D")],
-        [pie("eta_profils", "Profils", "visites", "profil"),
-         bars("eta_services", "Services", "visites_services", "service", ["visites"]),
-         pie("eta_appareils", "Appareils", "visites", "device")],
+        [pie("eta_profils", "Profils", "visites", PROFIL),
+         bars("eta_services", "Services", "visites_services", SERVICE, ["visites"]),
+         pie("eta_appareils", "Appareils", "visites", APPAREIL)],
         [table("eta_evenements", "Événements locaux (téléchargements, engagement)", "evenements",
-               ["action", "event_category", "event_action"], ["evenements", "utilisateurs"], width=12, height=40)],
+               [labelled("action", ACTION_LABELS, "Type d'action"), labelled("event_category", {}, "Catégorie"),
+                labelled("event_action", {}, "Action")], ["evenements", "utilisateurs"], width=12, height=40)],
     ], [Filter("Établissement (UAI)", "visites_etablissements", "uai", multi=False),
         Filter("Projet ENT", "visites_etablissements", "projet"),
         Filter("Année scolaire", "visites", "annee_scolaire")]),
@@ -147,10 +154,11 @@ DASHBOARDS: list[Dashboard] = [
          kpi("qua_delai", f"Délai médian d'ingestion ({QUALITY_DAYS} j)", "qualite_hits", "delai_median",
              "DURATION")],
         [raw_table("qua_alertes_ouvertes", "Alertes ouvertes", "alertes_qualite",
-                   ["severity", "controle", "scope_kind", "scope_value", "message", "first_seen", "last_seen"],
+                   ["gravite", "libelle_controle", "portee", "scope_value", "message", "first_seen", "last_seen"],
                    "last_seen", width=8, filters=[where("status = 'open'")]),
          raw_table("qua_controles", "État des contrôles", "controles_qualite",
-                   ["controle", "etat", "alertes_ouvertes", "dernier_passage", "erreur"], "controle", width=4)],
+                   ["libelle_controle", "etat", "alertes_ouvertes", "dernier_passage", "erreur"], "libelle_controle",
+                   width=4)],
         # No "loader lag and refused requests" chart: ClickHouse keeps no history of either (the
         # ingestion check reads them live and writes an alert only past its threshold; its alerts
         # are in the open-alerts table above), so such a chart was empty on a healthy stack.

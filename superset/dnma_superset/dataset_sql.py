@@ -12,6 +12,7 @@ from __future__ import annotations
 from aggregator.referentiel import year_sql
 from aggregator.rollups import BY_TABLE, rollup_for
 from dnma.indicators import PERIMETERS_TABLE, active_sql, census_sql, tagging_sql
+from dnma_superset.quality_sql import quality_sql
 
 DB = "dnma"
 
@@ -182,16 +183,6 @@ def services_sql() -> str:
             + rollup(SVC_TERRITOIRES, True) + "\n{%- else %}\n" + rollup(SVC_NATIONAL, False) + "\n{%- endif %}")
 
 
-# Raw hits hold the quality columns (flags, reception delay) no rollup keeps: the quality
-# dashboard reads the last QUALITY_DAYS days only (an ops view; the checks judge 24 hours).
-QUALITY_DAYS = 14
-# A hit's reception delay in seconds (received_at - ts), exact under a minute and truncated to the
-# minute beyond: the dataset keeps one row per distinct delay of a site and day (a few on a healthy
-# day, at most one per minute of delay), and a median shown in hours and minutes loses nothing.
-_DELAY = "(toInt64(received_at) - toInt64(ts))"
-DELAY_S = f"if(abs({_DELAY}) < 60, {_DELAY}, intDiv({_DELAY}, 60) * 60)"
-DELAY_MEDIAN_MS = "1000 * quantileExactWeighted(0.5)(delai_s, hits)"
-
 # "Active" establishments (dnma.indicators), on DNMA's clock and with N from the settings
 # (superset_config's `dnma_active_weeks()`, settings.active_school_weeks).
 ACTIVE = active_sql(DB, TODAY, "{{ dnma_active_weeks() }}")
@@ -254,29 +245,5 @@ LEFT JOIN (SELECT projet, groupUniqArray(departement) AS departements, groupUniq
   {USER_KEY} AS utilisateur
 FROM {DB}.hits
 WHERE action IN ('event', 'download', 'outlink') AND NOT has(flags, 'invalid_uai')""" + period('toDate(ts)'),
-    # One row per day, site, project and reception delay (DELAY_S): every measure is a sum, and the
-    # median delay of any selection is the weighted median of these rows (a median of per-day or
-    # per-site medians is not the median of the hits).
-    "qualite_hits": f"""SELECT toDate(ts) AS day, site_id, projet, {DELAY_S} AS delai_s,
-  count() AS hits,
-  countIf(has(flags, 'invalid_uai')) AS hits_uai_invalide,
-  countIf(uai != '' AND NOT has(flags, 'invalid_uai') AND NOT dictHas({REF}, tuple(uai))) AS hits_uai_inconnu,
-  countIf(uai != '' AND NOT has(flags, 'invalid_uai')) AS hits_uai_valide,
-  max(toInt64(received_at) - toInt64(ts)) AS delai_max_s
-FROM {DB}.hits
-WHERE toDate(ts) >= {TODAY} - {QUALITY_DAYS}
-GROUP BY day, site_id, projet, delai_s""",
-    "alertes_qualite": f"""SELECT `check` AS controle, scope_kind, scope_value, `window` AS fenetre, severity,
-  status, message, observed, expected, first_seen, last_seen
-FROM {DB}.quality_alerts_current""",
-    "controles_qualite": f"""SELECT r.controle AS controle, r.dernier_passage AS dernier_passage,
-  r.duree_ms AS duree_ms, r.constats AS constats, r.erreur AS erreur,
-  a.ouvertes AS alertes_ouvertes,
-  multiIf(r.erreur != '', 'erreur', a.ouvertes > 0, 'alerte', 'ok') AS etat
-FROM (SELECT `check` AS controle, max(ran_at) AS dernier_passage, argMax(duration_ms, ran_at) AS duree_ms,
-             argMax(findings, ran_at) AS constats, argMax(error, ran_at) AS erreur
-      FROM {DB}.quality_check_runs GROUP BY `check`) AS r
-LEFT JOIN (SELECT `check` AS controle, count() AS ouvertes FROM {DB}.quality_alerts_current
-           WHERE status = 'open' GROUP BY `check`) AS a
-  ON a.controle = r.controle""",
+    **quality_sql(DB, REF, TODAY),
 }

@@ -7,15 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dnma_superset.dataset_sql import (
-    DELAY_MEDIAN_MS,
     DETAIL,
     NATIONAL,
-    QUALITY_DAYS,
     SERVICE_USERS_METRIC,
     TERRITOIRES,
     users_metric,
 )
 from dnma_superset.identity import uid
+from dnma_superset.quality_sql import DELAY_MEDIAN_MS, QUALITY_DAYS, QUALITY_PERIMETER
 
 # (column, French label, ClickHouse type, is_dttm)
 DatasetColumn = tuple[str, str, str, bool]
@@ -124,6 +123,15 @@ ENT_PERIMETER = {
     "projet": "projet = {value}",
 }
 
+# Where a quality row belongs (dnma_superset.quality_sql), beside its "projet": rows concerning
+# everyone, or the territories they are about.
+QUALITY_PERIMETER_COLUMNS: list[DatasetColumn] = [
+    ("commun", "Concerne tous les périmètres", "UInt8", False),
+    ("departements_perimetre", "Départements concernés", "Array(String)", False),
+    ("academies_perimetre", "Académies concernées", "Array(String)", False),
+    ("regions_perimetre", "Régions académiques concernées", "Array(String)", False),
+]
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
@@ -205,7 +213,7 @@ DATASETS: dict[str, Dataset] = {
              ("hits_uai_inconnu", "Hits à UAI inconnu", "UInt64", False),
              ("hits_uai_valide", "Hits à UAI valide", "UInt64", False),
              ("delai_s", "Délai de réception (s, à la minute au-delà d'une minute)", "Int64", False),
-             ("delai_max_s", "Délai maximal d'ingestion (s)", "Int64", False)],
+             ("delai_max_s", "Délai maximal d'ingestion (s)", "Int64", False), *QUALITY_PERIMETER_COLUMNS],
             [("hits", "Hits", "sum(hits)", ",d"),
              ("taux_uai_invalide", "Taux d'UAI invalides", "sum(hits_uai_invalide) / nullIf(sum(hits), 0)", ".2%"),
              ("taux_uai_inconnu", "Taux d'UAI inconnus du référentiel",
@@ -214,25 +222,31 @@ DATASETS: dict[str, Dataset] = {
              # themselves, weighted by the hits of each delay row (never a median of medians).
              ("delai_median", "Délai médian d'ingestion", DELAY_MEDIAN_MS, "DURATION"),
              ("delai_max", "Délai maximal d'ingestion", "1000 * max(delai_max_s)", "DURATION")],
-            perimeter={"projet": "projet = {value}"}),
+            perimeter=QUALITY_PERIMETER),
         Dataset(
             "alertes_qualite", "Alertes de qualité",
-            [("controle", "Contrôle", "String", False), ("scope_kind", "Portée", "String", False),
+            [("controle", "Code du contrôle", "String", False), ("libelle_controle", "Contrôle", "String", False),
+             ("scope_kind", "Code de portée", "String", False), ("portee", "Portée", "String", False),
              ("scope_value", "Valeur", "String", False), ("fenetre", "Fenêtre", "String", False),
-             ("severity", "Gravité", "String", False), ("status", "Statut", "String", False),
+             ("severity", "Code de gravité", "String", False), ("gravite", "Gravité", "String", False),
+             ("status", "Code de statut", "String", False), ("statut", "Statut", "String", False),
              ("message", "Message", "String", False), ("observed", "Observé", "Float64", False),
              ("expected", "Attendu", "Float64", False), ("first_seen", "Première détection", "DateTime", True),
-             ("last_seen", "Dernière détection", "DateTime", True)],
+             ("last_seen", "Dernière détection", "DateTime", True), ("projet", "Projet ENT", "String", False),
+             *QUALITY_PERIMETER_COLUMNS],
             [("alertes", "Alertes", "count()", ",d"),
              ("alertes_ouvertes", "Alertes ouvertes", "countIf(status = 'open')", ",d")],
-            main_dttm="last_seen"),
+            main_dttm="last_seen", perimeter=QUALITY_PERIMETER),
         Dataset(
             "controles_qualite", "État des contrôles",
-            [("controle", "Contrôle", "String", False), ("dernier_passage", "Dernier passage", "DateTime", True),
+            [("controle", "Code du contrôle", "String", False), ("libelle_controle", "Contrôle", "String", False),
+             ("dernier_passage", "Dernier passage", "DateTime", True),
              ("duree_ms", "Durée (ms)", "Float64", False), ("constats", "Constats", "UInt32", False),
-             ("erreur", "Erreur", "String", False), ("alertes_ouvertes", "Alertes ouvertes", "UInt64", False),
-             ("etat", "État", "String", False)],
+             ("erreur", "Erreur", "String", False),
+             ("alertes_ouvertes", "Alertes ouvertes (du périmètre)", "UInt64", False),
+             ("etat", "État", "String", False), ("projet", "Projet ENT", "String", False),
+             *QUALITY_PERIMETER_COLUMNS],
             [("controles", "Contrôles", "count()", ",d")],
-            main_dttm="dernier_passage"),
+            main_dttm="dernier_passage", perimeter=QUALITY_PERIMETER),
     ]
 }

@@ -19,7 +19,7 @@ from dnma_superset.datasets import DATASETS
 
 from aggregator.migrate import migrate
 from dnma.settings import Settings
-from dnma.vocab import PROFILS, SERVICES
+from dnma.vocab import PROFIL_LABELS, PROFILS, SERVICE_LABELS, SERVICES
 
 TODAY = date(2026, 3, 18)  # a pinned "today": the quality dataset reads the 14 days before it
 CHARTS = {c.key: c for d in DASHBOARDS for c in d.charts()}
@@ -121,9 +121,21 @@ def test_services_by_profile_keeps_every_pair(client: Any) -> None:
                    + ", ".join(rows))
     got = chart_rows(client, CHARTS["svc_profils"])
     expected = client.query("SELECT service, profil, sum(visites) FROM dnma.visits_services_national_daily "
-                            "GROUP BY service, profil ORDER BY service, profil").result_rows
+                            "GROUP BY service, profil").result_rows
     assert len(got) == len(SERVICES) * len(PROFILS) == 150
-    assert got == [tuple(r) for r in expected]
+    # shown by their French labels (dnma.vocab)
+    assert got == sorted((SERVICE_LABELS[s], PROFIL_LABELS[p], n) for s, p, n in expected)
+
+
+def test_codes_are_shown_by_their_french_labels(client: Any) -> None:
+    """Profils, devices and local-event actions are shown by their labels, an empty value as "Non
+    renseigné" (never a blank bar), an unknown code as it is."""
+    client.command("INSERT INTO dnma.visits_national_daily (day, degre, profil, device, visites) VALUES "
+                   "('2026-03-10', '1D', 'ELEVE', 'tablette', 3), ('2026-03-10', '1D', '', '', 2), "
+                   "('2026-03-10', '1D', 'INCONNU', 'autreappareil', 1)")
+    assert dict(chart_rows(client, CHARTS["nat_profils"])) == {"Élève": 3, "Non renseigné": 2, "INCONNU": 1}
+    assert dict(chart_rows(client, CHARTS["nat_appareils"])) == {"Tablette": 3, "Non renseigné": 2,
+                                                                "Autre appareil": 1}
 
 
 def test_no_chart_cuts_its_rows() -> None:

@@ -11,6 +11,8 @@ from dnma_superset.dashboards import DASHBOARDS
 from dnma_superset.identity import DATABASE_NAME
 from dnma_superset.provision import RolePerimeters
 
+from dnma.vocab import SERVICE_LABELS
+
 from .conftest import SupersetHandle, provision
 
 CHARTS = {c.uuid: c for d in DASHBOARDS for c in d.charts()}
@@ -98,9 +100,13 @@ def test_rls_academie_sees_only_its_rows(superset: SupersetHandle) -> None:
     assert _data(rennes, ids["nat_visites"])[0]["visites"] == direct.result_rows[0][0]
     # The département map of a Rennes user only shows Ille-et-Vilaine.
     assert {r["departement_iso"] for r in _data(rennes, ids["ter_carte_dep"])} <= {"FR-35"}
-    # Quality alerts are for the national level only; hit-quality rows carry no territory: none.
-    assert rennes.chart_data(ids["qua_alertes"])[0] in (403, 404)
-    assert _data(rennes, ids["qua_uai_invalide"])[0]["taux_uai_invalide"] is None
+    # Quality: the alerts and hit quality of the académie's perimeter (dnma_superset.quality_sql;
+    # tests/superset/test_quality_perimeter.py), readable, never another académie's.
+    status, _ = rennes.chart_data(ids["qua_alertes"])
+    assert status == 200
+    alerts = _data(rennes, ids["qua_alertes_ouvertes"])
+    assert not any(r["portee"] == "Académie" and r["scope_value"] != "Rennes" for r in alerts), alerts
+    assert _data(rennes, ids["qua_uai_invalide"])[0]["taux_uai_invalide"] is not None
 
 
 def test_rls_project_and_no_perimeter(superset: SupersetHandle) -> None:
@@ -201,7 +207,7 @@ def test_native_filters_read_the_right_tier(superset: SupersetHandle) -> None:
     rows = _filtered(api, ids["eta_services"], {"uai": [uai]})
     direct = dict(reader.query(f"SELECT s, count() FROM dnma.visits ARRAY JOIN services AS s WHERE uai = '{uai}' "
                                "GROUP BY s").result_rows)
-    assert {r["service"]: r["visites"] for r in rows} == direct
+    assert {r["Service"]: r["visites"] for r in rows} == {SERVICE_LABELS[s]: n for s, n in direct.items()}
     # Two services: a visit touching both counts once in the visit charts.
     two = one("SELECT groupArray(s) FROM (SELECT s FROM dnma.visits ARRAY JOIN services AS s GROUP BY s "
               "ORDER BY count() DESC LIMIT 2)")
