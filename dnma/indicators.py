@@ -70,9 +70,19 @@ def active_sql(db: str, today: str, n: str) -> str:
             f"      GROUP BY uai")
 
 
+# The census's three levels (spec/INDICATORS.md), from the establishment's nature (annuaire codes:
+# 1xx écoles, 340-359 collèges, 300-339 lycées); other 2D natures (EREA...) are in none of them.
+# Écoles and collèges are counted by département, lycées by région académique.
+CENSUS_LEVELS = ("Écoles", "Collèges", "Lycées")
+CENSUS_LEVEL_SQL = ("multiIf(degre = '1D', 'Écoles', code_nature BETWEEN 340 AND 359, 'Collèges', "
+                    "code_nature BETWEEN 300 AND 339, 'Lycées', '')")
+
+
 def census_sql(db: str) -> str:
-    """The census's denominator: the public establishments with a degree, one row each."""
-    return (f"SELECT uai, nom, degre, region, academie, departement, departement_iso, region_iso\n"
+    """The census's denominator: the public establishments with a degree, one row each, with their
+    census level (niveau, CENSUS_LEVEL_SQL; '' for a 2D establishment in none of the three)."""
+    return (f"SELECT uai, nom, degre, region, academie, departement, departement_iso, region_iso,"
+            f" {CENSUS_LEVEL_SQL} AS niveau\n"
             f"      FROM {db}.etablissements FINAL WHERE secteur = 'PU' AND degre != ''")
 
 
@@ -80,3 +90,23 @@ def tagging_sql(db: str) -> str:
     """The tagging check's denominator: (site, ENT, establishment) of each site's declared perimeter;
     an ENT's perimeter is the union of its sites'."""
     return f"SELECT site_id, projet, uai, degre FROM {db}.{PERIMETERS_TABLE} FINAL"
+
+
+# The census's five classes (spec/INDICATORS.md), by index 0-4, ordered: the share of a territory's
+# public establishments that are active (census denominator). Index 0: none is active; from
+# traffic alone, "no ENT project" and "an ENT we do not measure" look the same.
+CENSUS_CLASSES = ("Aucun projet ou non mesuré", "Déploiement < 20 %", "Déploiement 20–50 %",
+                  "Généralisation partielle (≥ 50 %)", "Généralisation massive (≥ 90 %)")
+# Their fixed ordinal palette, colour-blind safe: grey for "none", then viridis' four steps (light
+# yellow to dark violet, readable in deuteranopia, protanopia and tritanopia and in greyscale),
+# named for the legend. Registered in Superset as the sequential scheme CENSUS_SCHEME.
+CENSUS_SCHEME = "dnma_recensement"
+CENSUS_COLORS = ("#BDBDBD", "#FDE725", "#35B779", "#31688E", "#440154")
+CENSUS_COLOR_NAMES = ("gris", "jaune", "vert", "bleu", "violet foncé")
+
+
+def census_class_sql(active: str, total: str) -> str:
+    """The census class index (0-4) of `active` establishments out of `total`, in integers (no
+    floating-point edge at exactly 20, 50 or 90 %)."""
+    return (f"toUInt8(multiIf({active} = 0, 0, {active} * 10 >= 9 * {total}, 4, {active} * 2 >= {total}, 3,"
+            f" {active} * 5 >= {total}, 2, 1))")

@@ -131,6 +131,12 @@ TALISMAN_DEV_CONFIG = TALISMAN_CONFIG
 # inline style, which Superset's HTML sanitizer removes by default: style and class are allowed on
 # div, nothing else (inline styles are already allowed by the CSP above; no script, no URL).
 HTML_SANITIZATION_SCHEMA_EXTENSIONS = {"attributes": {"div": ["style", "className"]}}
+# The deployment census's fixed five-colour ordinal palette (dnma/indicators.py), as a sequential
+# scheme the census maps (dnma_superset.charts.census_map) name: class index i is colour i.
+EXTRA_SEQUENTIAL_COLOR_SCHEMES = [{
+    "id": _INDICATORS.CENSUS_SCHEME, "label": "DNMA — classes du recensement", "description": "",
+    "isDiverging": False, "colors": list(_INDICATORS.CENSUS_COLORS),
+}]
 
 # --- one machine: file cache, shared by the gunicorn workers
 _CACHE_DIR = str(SUPERSET_HOME / "cache")

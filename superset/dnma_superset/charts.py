@@ -9,12 +9,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from dnma.indicators import CENSUS_SCHEME
 from dnma_superset.identity import NS, uid
 
-# Every chart reads all the rows its query returns: a chart never drops data silently (the largest
 # A chart's column: a dataset column's name, or an ad hoc SQL column (dnma_superset.labels.labelled).
 Column = str | dict[str, Any]
 
+# Every chart reads all the rows its query returns: a chart never drops data silently (the largest
 # query, services × profils, is a few hundred rows; tables page through theirs in the browser).
 ROW_LIMIT = 10000
 
@@ -111,6 +112,27 @@ def france_map(key: str, title: str, dataset: str, level: str, metric: str, widt
         "select_country": country, "entity": entity, "metric": metric, "adhoc_filters": [],
         "linear_color_scheme": MAP_SCHEME, "number_format": "SMART_NUMBER", "row_limit": ROW_LIMIT,
     }, width=width, height=80)
+
+
+def census_map(key: str, title: str, level: str, niveau: str, width: int = 4) -> Chart:
+    """A census class map (dataset recensement): each territory filled with the fixed palette colour
+    of its class index (CENSUS_SCHEME, registered by superset_config). The bounds rows put indices 0
+    and 4 in every query, so the plugin's scale maps index i to colour i exactly."""
+    country = "france" if level == "departement" else "france_regions"
+    return Chart(key, title, "country_map", "recensement", {
+        "select_country": country, "entity": "territoire_iso", "metric": "classe_carte",
+        "adhoc_filters": [where(f"niveau = '{niveau}'")], "linear_color_scheme": CENSUS_SCHEME,
+        "number_format": ",d", "row_limit": ROW_LIMIT,
+    }, width=width, height=70)
+
+
+def census_legend(key: str, title: str, niveau: str, width: int = 4) -> Chart:
+    """The legend of a census_map, from the same dataset and filter: the five classes (the bounds
+    rows hold each), their colour and the number of territories in each."""
+    chart = table(key, title, "recensement", ["classe", "couleur"], ["territoires"], width=width, height=50,
+                  order_by="classe_carte", filters=[where(f"niveau = '{niveau}'")])
+    chart.params.update({"include_search": False, "show_cell_bars": False})  # ≥ 90 % first, as the census
+    return chart
 
 
 @dataclass

@@ -11,7 +11,16 @@ from __future__ import annotations
 
 from aggregator.referentiel import year_sql
 from aggregator.rollups import BY_TABLE, rollup_for
-from dnma.indicators import PERIMETERS_TABLE, active_sql, census_sql, tagging_sql
+from dnma.indicators import (
+    CENSUS_CLASSES,
+    CENSUS_COLOR_NAMES,
+    CENSUS_LEVELS,
+    PERIMETERS_TABLE,
+    active_sql,
+    census_class_sql,
+    census_sql,
+    tagging_sql,
+)
 from dnma_superset.quality_sql import quality_sql
 
 DB = "dnma"
@@ -190,6 +199,58 @@ ACTIVE = active_sql(DB, TODAY, "{{ dnma_active_weeks() }}")
 DEPLOYMENT_FLAGS = ("{%- set dnma_by_projet = filter_values('projet') or "
                     "'projet' in (current_user_rls_rules() or []) | join(' ') -%}\n")
 
+# The same week a year earlier: 52 weeks back, the same weekday (school weeks line up, dates do not).
+YEAR_AGO = f"({TODAY} - 364)"
+ACTIVE_YEAR_AGO = active_sql(DB, YEAR_AGO, "{{ dnma_active_weeks() }}")
+
+
+def _sql_array(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join("'" + v.replace("'", "\\'") + "'" for v in values) + "]"
+
+
+# The deployment census (spec/INDICATORS.md, dnma.indicators): one row per census level (écoles,
+# collèges by département; lycées by région académique) and territory, its public establishments,
+# the active ones (through any ENT) now and the same week a year earlier, their classes and the
+# move between them (evolution). The territories' départements, académies, régions and declaring
+# ENTs are arrays for row-level security. Five bounds rows per level (borne = 1, one per class, on
+# codes no map draws) hold every class index: country_map spreads its scale over the extent of its
+# rows, so with them index i is always the palette's colour i, and each legend lists the five
+# classes, counting territories with countIf(borne = 0). Charts on the census keep borne = 0 rows
+# except the maps and legends.
+_CENSUS_CLASS = census_class_sql("t.etablissements_actifs", "t.etablissements")
+_CENSUS_CLASS_YEAR_AGO = census_class_sql("t.actifs_an_passe", "t.etablissements")
+CENSUS_NO_YEAR_AGO = "Aucune mesure la même semaine un an plus tôt : pas de comparaison"
+CENSUS_SQL = f"""SELECT t.niveau AS niveau, t.territoire AS territoire, t.territoire_iso AS territoire_iso,
+  t.etablissements AS etablissements, t.etablissements_actifs AS etablissements_actifs,
+  {_CENSUS_CLASS} AS classe_indice,
+  {_sql_array(CENSUS_CLASSES)}[classe_indice + 1] AS classe,
+  {_sql_array(CENSUS_COLOR_NAMES)}[classe_indice + 1] AS couleur,
+  multiIf(NOT m.mesure, concat('{CENSUS_NO_YEAR_AGO} (semaine du ', formatDateTime(toMonday({YEAR_AGO}), '%d/%m/%Y'), ')'),
+          {_CENSUS_CLASS_YEAR_AGO} = classe_indice, concat('Inchangée : « ', classe, ' »'),
+          concat(if(classe_indice > {_CENSUS_CLASS_YEAR_AGO}, 'Progression', 'Recul'), ' de « ',
+                 {_sql_array(CENSUS_CLASSES)}[{_CENSUS_CLASS_YEAR_AGO} + 1], ' » à « ', classe, ' »')) AS evolution,
+  t.departements AS departements, t.academies AS academies, t.regions AS regions, t.projets AS projets,
+  toUInt8(0) AS borne
+FROM (SELECT e.niveau AS niveau, if(e.niveau = 'Lycées', e.region, e.departement) AS territoire,
+             any(if(e.niveau = 'Lycées', e.region_iso, e.departement_iso)) AS territoire_iso,
+             uniqExact(e.uai) AS etablissements, uniqExactIf(e.uai, a.uai != '') AS etablissements_actifs,
+             uniqExactIf(e.uai, b.uai != '') AS actifs_an_passe,
+             groupUniqArray(e.departement) AS departements, groupUniqArray(e.academie) AS academies,
+             groupUniqArray(e.region) AS regions, groupUniqArrayIf(p.projet, p.projet != '') AS projets
+      FROM ({census_sql(DB)}) AS e
+      LEFT JOIN (SELECT DISTINCT projet, uai FROM ({tagging_sql(DB)})) AS p ON p.uai = e.uai
+      LEFT JOIN ({ACTIVE}) AS a ON a.uai = e.uai
+      LEFT JOIN ({ACTIVE_YEAR_AGO}) AS b ON b.uai = e.uai
+      WHERE e.niveau != ''
+      GROUP BY niveau, territoire) AS t
+CROSS JOIN (SELECT count() > 0 AS mesure FROM ({ACTIVE_YEAR_AGO})) AS m
+UNION ALL
+SELECT niveau, '', concat('ZZ-', toString(i)), toUInt64(0), toUInt64(0), toUInt8(i),
+  {_sql_array(CENSUS_CLASSES)}[i + 1], {_sql_array(CENSUS_COLOR_NAMES)}[i + 1], '',
+  CAST([] AS Array(String)), CAST([] AS Array(String)), CAST([] AS Array(String)), CAST([] AS Array(String)),
+  toUInt8(1)
+FROM (SELECT arrayJoin({_sql_array(CENSUS_LEVELS)}) AS niveau, arrayJoin(range(5)) AS i)"""
+
 # Datasets without a rollup: per visit (tools, native/third-party type), per hit (local events).
 VISIT_ROW = f"""day, toMonday(day) AS debutsemaine, {school_year()} AS annee_scolaire,
   site_id, projet, uai, degre, academie, departement, region, profil, device,
@@ -223,6 +284,7 @@ SQL = {
 FROM ({census_sql(DB)}) AS e
 LEFT JOIN (SELECT DISTINCT projet, uai FROM ({tagging_sql(DB)})) AS p ON p.uai = e.uai
 LEFT JOIN ({ACTIVE}) AS a ON a.uai = e.uai""",
+    "recensement": CENSUS_SQL,
     # Tagging coverage (dnma.indicators): one row per ENT × establishment of its declared perimeter
     # (any sector), active through that ENT or not. The perimeter columns hold the territories the
     # ENT's perimeter spans: a territorial user sees the whole declared perimeter of every ENT

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dnma.indicators import CENSUS_CLASSES
 from dnma_superset.dataset_sql import (
     DETAIL,
     NATIONAL,
@@ -103,8 +104,8 @@ class Dataset:
         return uid("dataset", self.name)
 
 
-# The deployment classes without activity (classe_deploiement).
-CLASSE_AUCUN = "Aucun projet ou non mesuré"
+# The deployment classes without activity (classe_deploiement): the census's first class.
+CLASSE_AUCUN = CENSUS_CLASSES[0]
 CLASSE_NON_MESURE = "Non mesuré (ENT déclaré, aucun trafic)"
 
 VISIT_PERIMETER = {
@@ -112,6 +113,16 @@ VISIT_PERIMETER = {
     "academie": "academie = {value}",
     "departement": "departement = {value}",
     "projet": "projet = {value}",
+}
+
+# The census (dataset recensement) is per territory: a perimeter user sees the territories that
+# hold part of their perimeter (a département user, their région's lycées as the census counts them),
+# and always the bounds rows (no data: the maps' scale and the legends' five classes).
+CENSUS_PERIMETER = {
+    "region": "(has(regions, {value}) OR borne = 1)",
+    "academie": "(has(academies, {value}) OR borne = 1)",
+    "departement": "(has(departements, {value}) OR borne = 1)",
+    "projet": "(has(projets, {value}) OR borne = 1)",
 }
 
 # An ENT's tagging coverage is over its whole declared perimeter, whoever looks: a territorial user
@@ -171,13 +182,32 @@ DATASETS: dict[str, Dataset] = {
              ("classe_deploiement", "Classe de déploiement",
               f"multiIf(countIf(actif = 1) = 0 AND countIf(projet != '') = 0, '{CLASSE_AUCUN}',"
               f" countIf(actif = 1) = 0, '{CLASSE_NON_MESURE}',"
-              " uniqExactIf(uai, actif = 1) >= 0.9 * uniqExact(uai), 'Généralisation massive (≥ 90 %)',"
-              " uniqExactIf(uai, actif = 1) >= 0.5 * uniqExact(uai), 'Généralisation partielle (≥ 50 %)',"
-              " uniqExactIf(uai, actif = 1) >= 0.2 * uniqExact(uai), 'Déploiement 20–50 %', 'Déploiement < 20 %')",
+              f" uniqExactIf(uai, actif = 1) >= 0.9 * uniqExact(uai), '{CENSUS_CLASSES[4]}',"
+              f" uniqExactIf(uai, actif = 1) >= 0.5 * uniqExact(uai), '{CENSUS_CLASSES[3]}',"
+              f" uniqExactIf(uai, actif = 1) >= 0.2 * uniqExact(uai), '{CENSUS_CLASSES[2]}', '{CENSUS_CLASSES[1]}')",
               ""),
              ("couverture_marquage", "Couverture du marquage",
               "uniqExactIf(uai, actif_projet = 1) / nullIf(uniqExact(uai), 0)", ".0%")],
             main_dttm=None, perimeter=VISIT_PERIMETER),
+        Dataset(
+            "recensement", "Recensement du déploiement (établissements publics, par territoire)",
+            [("niveau", "Niveau", "String", False), ("territoire", "Territoire", "String", False),
+             ("territoire_iso", "Territoire (ISO)", "String", False),
+             ("etablissements", "Établissements publics", "UInt64", False),
+             ("etablissements_actifs", "Établissements publics actifs", "UInt64", False),
+             ("classe_indice", "Classe (0 = aucun projet … 4 = ≥ 90 %)", "UInt8", False),
+             ("classe", "Classe de déploiement", "String", False),
+             ("couleur", "Couleur sur la carte", "String", False),
+             ("evolution", "Évolution depuis la même semaine un an plus tôt", "String", False),
+             ("departements", "Départements", "Array(String)", False),
+             ("academies", "Académies", "Array(String)", False),
+             ("regions", "Régions académiques", "Array(String)", False),
+             ("projets", "Projets ENT déclarant le territoire", "Array(String)", False),
+             ("borne", "Ligne de bornes (sans données)", "UInt8", False)],
+            [("territoires", "Nombre de territoires",
+              "countIf(borne = 0)", ",d"),
+             ("classe_carte", "Classe (0 = aucun projet … 4 = ≥ 90 %)", "max(classe_indice)", ",d")],
+            main_dttm=None, perimeter=CENSUS_PERIMETER),
         Dataset(
             "couverture_ent", "Couverture du marquage par ENT (périmètre déclaré)",
             [("projet", "Projet ENT", "String", False), ("degre", "Degré", "String", False),

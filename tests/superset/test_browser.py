@@ -44,16 +44,18 @@ def test_rendered_dashboard_respects_rls(superset: SupersetHandle) -> None:
         assert other not in text
 
 
-# Every territory path of the page's country maps: its code (the GeoJSON feature d3 bound to it)
-# and the fill the browser computes.
-_MAP_FILLS_JS = """
-return [...document.querySelectorAll('.superset-legacy-chart-country-map path.region')]
+# Every territory path of one country map (arguments[0]: the chart's title; Déploiement holds
+# several maps): its code (the GeoJSON feature d3 bound to it) and the fill the browser computes.
+MAP_FILLS_JS = """
+const slice = [...document.querySelectorAll('.chart-slice')]
+  .find(s => s.getAttribute('data-test-chart-name') === arguments[0]);
+return [...(slice ? slice.querySelectorAll('.superset-legacy-chart-country-map path.region') : [])]
   .filter(p => p.__data__ && p.__data__.properties)
   .map(p => [p.__data__.properties.ISO, getComputedStyle(p).fill]);
 """
 
 
-def _rgb(hex_color: str) -> str:
+def rgb(hex_color: str) -> str:
     r, g, b = (int(hex_color[i:i + 2], 16) for i in (1, 3, 5))
     return f"rgb({r}, {g}, {b})"
 
@@ -92,17 +94,81 @@ def test_maps_are_drawn_on_their_sequential_scale_with_a_legend(
     fills: dict[str, str] = {}
     deadline = time.monotonic() + 30  # the map's GeoJSON loads after the chart renders
     while time.monotonic() < deadline and not fills:
-        fills = dict(admin_browser.driver.execute_script(_MAP_FILLS_JS))
+        fills = dict(admin_browser.driver.execute_script(MAP_FILLS_JS, chart.title))
         time.sleep(0.5)
     admin_browser.screenshot(ARTIFACTS / f"{slug}-carte.png")
     lowest = {fills[c] for c, v in values.items() if v == low and c in fills}
     highest = {fills[c] for c, v in values.items() if v == high and c in fills}
-    assert lowest == {_rgb(MAP_COLORS[0])}, (lowest, low)
-    assert highest == {_rgb(MAP_COLORS[-1])}, (highest, high)
+    assert lowest == {rgb(MAP_COLORS[0])}, (lowest, low)
+    assert highest == {rgb(MAP_COLORS[-1])}, (highest, high)
     assert len(set(fills.values())) > 2  # and the others in between
 
     gradient = admin_browser.driver.execute_script(_LEGEND_JS) or ""
     assert gradient.startswith("linear-gradient"), gradient
-    assert [m for m in (_rgb(c) for c in MAP_COLORS) if m in gradient] == [_rgb(c) for c in MAP_COLORS], gradient
-    assert gradient.index(_rgb(MAP_COLORS[0])) < gradient.index(_rgb(MAP_COLORS[-1]))
+    assert [m for m in (rgb(c) for c in MAP_COLORS) if m in gradient] == [rgb(c) for c in MAP_COLORS], gradient
+    assert gradient.index(rgb(MAP_COLORS[0])) < gradient.index(rgb(MAP_COLORS[-1]))
     assert "du plus clair (la valeur la plus faible" in admin_browser.text()
+
+
+# The rows of one table chart (arguments[0]: its title), as the browser shows them.
+_TABLE_ROWS_JS = """
+const slice = [...document.querySelectorAll('.chart-slice')]
+  .find(s => s.getAttribute('data-test-chart-name') === arguments[0]);
+return [...(slice ? slice.querySelectorAll('tbody tr') : [])]
+  .map(tr => [...tr.querySelectorAll('td')].map(td => td.innerText.trim()));
+"""
+
+
+def test_census_map_fills_and_legend_counts(admin_browser: Browser, superset: SupersetHandle) -> None:
+    """The collèges census map, read in the rendered SVG: three départements of known class (by an
+    independent SQL count on the stack's ClickHouse, of as many different classes as the demo
+    has) are filled with their class's palette colour; the legends beside the écoles and collèges
+    maps list the five classes with the independent counts of départements."""
+    import time
+
+    from dnma import clock
+    from dnma.indicators import (
+        ACTIVE_SCHOOL_WEEKS,
+        CENSUS_CLASSES,
+        CENSUS_COLORS,
+        census_class_sql,
+        school_weeks,
+    )
+
+    dashboard = next(d for d in DASHBOARDS if d.slug == "dnma-deploiement")
+    charts = {c.key: c for c in dashboard.charts()}
+    weeks = ", ".join(f"'{m}'" for m in school_weeks(clock.today(), ACTIVE_SCHOOL_WEEKS))
+    reader = superset.stack.reader()
+
+    def classes(natures: str) -> dict[str, int]:
+        rows = reader.query(
+            f"SELECT departement_iso, {census_class_sql('a', 'n')} FROM (SELECT departement_iso, count() AS n, "
+            f"countIf(uai IN (SELECT uai FROM dnma.visits_daily WHERE toMonday(day) IN ({weeks}) "
+            f"AND day <= '{clock.today()}')) AS a FROM dnma.etablissements FINAL WHERE secteur = 'PU' "
+            f"AND code_nature BETWEEN {natures} GROUP BY departement_iso)").result_rows
+        return {iso: int(c) for iso, c in rows}
+
+    colleges, ecoles = classes("340 AND 359"), classes("100 AND 199")
+    by_class: dict[int, list[str]] = {}
+    for iso, c in sorted(colleges.items()):
+        by_class.setdefault(c, []).append(iso)
+    known = [isos[0] for isos in by_class.values()][:3]
+    known += [iso for iso in sorted(colleges) if iso not in known][:3 - len(known)]
+    assert len(known) == 3 and len(by_class) >= 2, by_class
+
+    load = admin_browser.open_dashboard(dashboard.slug, len(dashboard.charts()))
+    assert load.errors == [] and load.charts == len(dashboard.charts()), load
+    title = charts["dep_recensement_colleges"].title
+    fills: dict[str, str] = {}
+    deadline = time.monotonic() + 30  # the map's GeoJSON loads after the chart renders
+    while time.monotonic() < deadline and not all(iso in fills for iso in known):
+        fills = dict(admin_browser.driver.execute_script(MAP_FILLS_JS, title))
+        time.sleep(0.5)
+    admin_browser.screenshot(ARTIFACTS / "dnma-deploiement-recensement.png")
+    assert {iso: fills.get(iso) for iso in known} == {iso: rgb(CENSUS_COLORS[colleges[iso]]) for iso in known}
+
+    for key, expected in (("dep_legende_colleges", colleges), ("dep_legende_ecoles", ecoles)):
+        rows = admin_browser.driver.execute_script(_TABLE_ROWS_JS, charts[key].title)
+        shown = {r[0]: int("".join(ch for ch in r[-1] if ch.isdigit())) for r in rows if r}
+        assert shown == {label: sum(c == i for c in expected.values()) for i, label in enumerate(CENSUS_CLASSES)}, key
+    assert "Aucune mesure la même semaine un an plus tôt" in admin_browser.text()  # 21 days of demo traffic
