@@ -161,3 +161,23 @@ def test_census_maps_legends_and_changes_match_independent_counts(client: Any) -
     assert got == expected
     assert got[("Écoles", f"Recul de « {CENSUS_CLASSES[4]} » à « {CENSUS_CLASSES[0]} »")] == 1  # Synth-06
     assert got[("Écoles", f"Progression de « {CENSUS_CLASSES[0]} » à « {CENSUS_CLASSES[1]} »")] == 1  # Synth-05
+
+
+def test_census_rows_of_a_perimeter_user(client: Any) -> None:
+    """Row-level security on the census (the clauses provision writes): a département user sees the
+    territories holding their département (their région's lycées as the census counts them) and
+    the bounds rows, so their map keeps the palette and their legends the five classes."""
+    from dnma_superset.dataset_sql import SQL
+    from dnma_superset.datasets import DATASETS
+    from dnma_superset.provision import RolePerimeter, rls_clause
+
+    from .test_chart_queries import render
+
+    if not client.query("SELECT count() FROM dnma.etablissements WHERE departement = 'Synth-05'").result_rows[0][0]:
+        _load(client)
+    clause = rls_clause(DATASETS["recensement"], RolePerimeter("dep_05", "departement", "Synth-05"))
+    rows = client.query(f"SELECT niveau, territoire, borne FROM ({render(SQL['recensement'])}) WHERE {clause}"
+                        ).result_rows
+    assert {(n, t) for n, t, b in rows if not b} == {
+        ("Écoles", "Synth-05"), ("Collèges", "Synth-05"), ("Lycées", "Synth-Région-B")}
+    assert sum(b for *_, b in rows) == 15  # five classes × three levels
