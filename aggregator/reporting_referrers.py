@@ -79,7 +79,8 @@ SELECT *,
           social != '', {SOCIAL}, {WEBSITE}) AS rtype,
   multiIf(rtype = {CAMPAIGN}, lowerUTF8(campaign), rtype = {SEARCH}, engine, rtype = {SOCIAL}, social,
           rtype = {WEBSITE}, host, '') AS rname,
-  multiIf(rtype = {SEARCH}, lowerUTF8(decodeURLFormComponent({keyword})), rtype IN ({WEBSITE}, {SOCIAL}), referrer, '')
+  multiIf(rtype = {SEARCH}, lowerUTF8(toValidUTF8(decodeURLFormComponent({keyword}))),
+          rtype IN ({WEBSITE}, {SOCIAL}), referrer, '')
     AS rdetail
 FROM (
   SELECT *, lower(domain(referrer)) AS host, {engine} AS engine, {social} AS social

@@ -54,6 +54,9 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Db]:
         *_pages(44, datetime(2026, 3, 10, 15, 0, tzinfo=PARIS), [0, 59]),
         # Another site's visit: never in site 1's reports.
         hit(datetime(2026, 3, 10, 10, 0, tzinfo=PARIS), site_id=2, visitor_id=7, action="pageview", url=HOST + "/"),
+        # Site 3: a search keyword whose percent-encoding is not UTF-8.
+        hit(datetime(2026, 3, 10, 11, 0, tzinfo=PARIS), site_id=3, visitor_id=9, action="pageview", url=HOST + "/",
+            referrer="https://www.bing.com/search?q=%E9t%C3+Caf%C3%A9"),
     ])
     d.rebuild([DAY - timedelta(days=1), DAY])
     assert d.scalar("SELECT count() FROM dnma.visits WHERE site_id = 1") == 5
@@ -284,3 +287,10 @@ def test_segments_metadata(db: Db) -> None:
         assert compile_segment(f"{row['segment']}=={value}") is not None
     assert set(DIMENSIONS) <= {r["segment"] for r in rows}
     assert any(r["segment"].startswith("dimension") for r in rows)
+
+
+def test_a_keyword_not_in_utf8_is_read(db: Db) -> None:
+    got = reporting.call(db.client, "Referrers.getSearchEngines", {"period": "day", "date": DAY.isoformat(),
+                                                                    "expanded": "1"}, (3,), DAY)
+    assert [r["label"] for r in got] == ["Bing"]
+    assert got[0]["subtable"][0]["label"] == "\ufffdt\ufffd caf\u00e9"  # invalid bytes replaced, as valid UTF-8
