@@ -122,12 +122,19 @@ class VisitsSummary:
 
     def as_matomo(self) -> dict[str, Any]:
         out: dict[str, Any] = asdict(self)
+        out["nb_visits_converted"] = 0  # no goals in DNMA: Matomo's value for a site without goals
         visits = self.nb_visits
         out["bounce_rate"] = f"{round(100 * self.bounce_count / visits) if visits else 0}%"
         per_visit = round(self.nb_actions / visits, 1) if visits else 0
         out["nb_actions_per_visit"] = int(per_visit) if float(per_visit).is_integer() else per_visit
         out["avg_time_on_site"] = round(self.sum_visit_length / visits) if visits else 0
-        return out
+        # Matomo's column order (VisitsSummary's archive, then its processed metrics).
+        return {k: out[k] for k in VISITS_SUMMARY_ORDER}
+
+
+VISITS_SUMMARY_ORDER = ("nb_uniq_visitors", "nb_users", "nb_visits", "nb_actions", "nb_visits_converted",
+                        "bounce_count", "sum_visit_length", "max_actions", "bounce_rate",
+                        "nb_actions_per_visit", "avg_time_on_site")
 
 
 def visits_summary(client: Any, f: ReportFilter) -> dict[str, VisitsSummary]:

@@ -76,7 +76,7 @@ INVALID_FLAG = "invalid_uai"  # as aggregator.reporting: such hits are outside e
 PAGE_LIKE = ("pageview", "search")  # what Matomo counts as a page of the visit (entry, exit, time)
 PAGE_URL_NOT_DEFINED = "Page URL not defined"  # Matomo: General_NotDefined % Actions_ColumnPageURL
 PAGE_NAME_NOT_DEFINED = "Page Name not defined"
-EVENT_NAME_NOT_DEFINED = "Event name not defined"
+EVENT_NAME_NOT_DEFINED = "Event Name not defined"  # Matomo 5: Events_EventName is "Event Name"
 NOT_DEFINED = "Value not defined"
 
 # The flat label of a page URL: its path and query string, '/index' for the root (Matomo's).

@@ -69,7 +69,7 @@ def test_visits_summary_calibration(full_stack: Stack, calibrated: dict[str, int
     got = api(full_stack, "VisitsSummary.get", idSite=SITE, period="day", date=DAY.isoformat())
     total = calibrated["sum_visit_length"]
     assert got == {
-        "nb_visits": 2, "nb_uniq_visitors": 1, "nb_users": 1, "nb_actions": 8, "max_actions": 7,
+        "nb_visits": 2, "nb_uniq_visitors": 1, "nb_users": 1, "nb_actions": 8, "nb_visits_converted": 0, "max_actions": 7,
         "sum_visit_length": total, "bounce_count": 1, "bounce_rate": "50%", "nb_actions_per_visit": 4,
         "avg_time_on_site": round(total / 2),
     }

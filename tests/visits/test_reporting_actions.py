@@ -201,8 +201,8 @@ def test_events_with_subtables(db: Db) -> None:
         "sum_event_value": 0, "min_event_value": None, "max_event_value": None, "avg_event_value": 0}
     assert call(db, "Events.getActionFromCategoryId", idSubtable="1") == sorted(expanded, key=lambda r: r["label"])
     names = by_label(call(db, "Events.getName"))
-    assert set(names) == {"manuel", "Event name not defined"}
-    assert "segment" not in names["Event name not defined"]  # Matomo: no segment for a missing name
+    assert set(names) == {"manuel", "Event Name not defined"}
+    assert "segment" not in names["Event Name not defined"]  # Matomo: no segment for a missing name
     flat = call(db, "Events.getAction", flat="1")
     # Matomo: an event without a name counts in its action's row, in no subtable row.
     assert {r["label"]: r["nb_events"] for r in flat} == {"consultation - manuel": 1, "telechargement": 1}
@@ -213,7 +213,7 @@ def test_events_with_subtables(db: Db) -> None:
         "avg_event_value": 3, "Events_EventAction": "consultation", "Events_EventName": "manuel"}
     by_cat = call(db, "Events.getName", secondaryDimension="eventCategory", expanded="1")
     assert {r["label"]: r["subtable"][0]["label"] for r in by_cat} == {"manuel": "ressource",
-                                                                       "Event name not defined": "ressource"}
+                                                                       "Event Name not defined": "ressource"}
     with pytest.raises(reporting.ReportError, match="Secondary dimension 'eventName' is not valid"):
         call(db, "Events.getName", secondaryDimension="eventName")
     # Longer periods: unique visitors become Matomo's sum of daily unique visitors.
