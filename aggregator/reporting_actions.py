@@ -354,9 +354,16 @@ def keyword_rows(stats: Mapping[tuple[str, str], PageStats]) -> list[Node]:
 # --- downloads and outlinks: host, then the rest of the URL
 
 
+# Matomo keeps a download or outlink URL only when it looks like one (UrlHelper::isLookLikeUrl:
+# an optional scheme, then '//' and something; never javascript:, vbscript: or data:): a mailto:
+# link is an action of its visit but in no downloads or outlinks row, nor in Actions.get's counts.
+LOOKS_LIKE_URL = ("(match(url, '^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//.') "
+                  "AND NOT match(lower(url), '^(javascript|vbscript|data):'))")
+
+
 def link_tree(client: Any, f: ReportFilter, action: str) -> dict[str, list[Node]]:
     sql = f"""
-WITH hv AS ({_hits_sql(f, "url", f"action = '{action}'")})
+WITH hv AS ({_hits_sql(f, "url", f"action = '{action}' AND {LOOKS_LIKE_URL}")})
 SELECT toDate({f.bucket('d')}) AS bucket, replaceRegexpOne(domain(hv.url), '^www\\\\.', '') AS host,
   substring(hv.url, position(hv.url, domain(hv.url)) + length(domain(hv.url))) AS rest,
   count() AS nb_hits, uniqExact(visit_id) AS nb_visits, uniqExact(visitor_id) AS nb_uniq_visitors,
@@ -699,8 +706,9 @@ WITH hv AS ({_hits_sql(f, f"if(action = 'search', search_keyword, if(action = 'p
                       "action IN ('pageview', 'download', 'outlink', 'search')")})
 SELECT toDate({f.bucket('d')}) AS bucket,
   countIf(action = 'pageview'), uniqExactIf((visit_id, label), action = 'pageview'),
-  countIf(action = 'download'), uniqExactIf((visit_id, label), action = 'download'),
-  countIf(action = 'outlink'), uniqExactIf((visit_id, label), action = 'outlink'),
+  countIf(action = 'download' AND {LOOKS_LIKE_URL}),
+  uniqExactIf((visit_id, label), action = 'download' AND {LOOKS_LIKE_URL}),
+  countIf(action = 'outlink' AND {LOOKS_LIKE_URL}), uniqExactIf((visit_id, label), action = 'outlink' AND {LOOKS_LIKE_URL}),
   countIf(action = 'search'), uniqExactIf((label, d), action = 'search')
 FROM hv GROUP BY bucket"""
     return {period: dict(zip(ACTIONS_GET, (int(v) for v in rows[0]), strict=True))

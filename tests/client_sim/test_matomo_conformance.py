@@ -48,9 +48,6 @@ KNOWN: dict[tuple[str, str, str], str] = {
     ("TwoSitesTwoVisitorsDifferentDays:all", "VisitsSummary.get", "month"): _BOUNCE,
     **{("TwoSitesTwoVisitorsDifferentDays", m, p): f"{_UTC_HITS}; {_URLS}; {_BOUNCE}"
        for m in ("Actions.getPageUrls", "Actions.getPageTitles") for p in ("day", "week", "month", "year")},
-    **{("TwoSitesTwoVisitorsDifferentDays", "Actions.getOutlinks", p):
-       "Matomo discards a link that does not look like a URL (mailto:, UrlHelper::isLookLikeUrl); DNMA "
-       "reports it under 'Value not defined'" for p in ("day", "week", "month", "year")},
     **{("TwoSitesTwoVisitorsDifferentDays", "Referrers.getWebsites", p):
        f"{_UTC_HITS} (a visit's referrer is read from its hits); {_BOUNCE}; a visit spanning "
        "UTC midnight keeps its referrer on both days in Matomo" for p in ("day", "week", "month", "year")},
