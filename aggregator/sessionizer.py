@@ -3,8 +3,9 @@ REPLACE PARTITION), finds dirty days by fingerprints, then refreshes the visit r
 
 The loader's periodic passes build a day under way incrementally (`incremental_visits`): only the
 visitor-days that received hits since the previous pass (the `visits_arrivals` queue, m0016) are
-sessionized again, the day's other visits are copied as they are; the result is the partition a
-whole rebuild gives. Past days, imports, kicks and `dnma aggregate` rebuild days whole as before.
+sessionized again, the day's other visits copied into the swapped partition as they are; the result
+is the partition a whole rebuild gives. Past days, imports, kicks and `dnma aggregate` rebuild days
+whole as before. The day's rollups are recomputed from its visits at each pass.
 
 `dnma aggregate` runs it as a loop (or --once); in embedded mode the loader, which owns chDB,
 calls `aggregate_once` itself and `dnma aggregate` only works while the loader is stopped.

@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 BENCHES: dict[str, list[str]] = {
     "collector_bench": [],
     "sessionizer": [],
+    "sessionizer_live": [],
     "checks": [],
     "model": [],
     "dashboards": [],
