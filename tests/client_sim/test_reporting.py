@@ -448,7 +448,7 @@ def test_answers_keyed_by_site_and_by_period_in_each_format(full_stack: Stack, c
     xml = httpx.get(url, params=query, timeout=30)
     assert xml.headers["content-type"] == "text/xml; charset=utf-8"
     assert xml.text.startswith(f'<?xml version="1.0" encoding="utf-8" ?>\n<results>\n\t<result idSite="1">\n'
-                               f'\t\t<result date="{before}" />\n\t\t<result date="{d}">\n\t\t\t<nb_visits>2</nb_visits>\n')
+                               f'\t\t<result date="{before}" />\n\t\t<result date="{d}">\n\t\t\t<nb_uniq_visitors>1</nb_uniq_visitors>\n')
     assert xml.text.endswith(f'\t<result idSite="2">\n\t\t<result date="{before}" />\n\t\t<result date="{d}" />\n'
                              "\t</result>\n</results>")
     csv = httpx.get(url, params={**query, "format": "csv"}, timeout=30)
