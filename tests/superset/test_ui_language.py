@@ -46,6 +46,7 @@ def test_no_english_and_no_error_on_any_dashboard(superset: SupersetHandle, user
         for d in DASHBOARDS:
             load = b.open_dashboard(d.slug, len(d.charts()), standalone=False)
             text = b.text()
+            assert d.title.split("— ")[1] in text, (username, d.slug)  # the page is there to scan
             errors = b.driver.execute_script(_ERRORS_JS, ", ".join(ERROR_SELECTORS))
             problems = {"error boxes": [*load.errors, *errors], "error phrases": error_phrases_in(text),
                         "English": english_in(text)}
