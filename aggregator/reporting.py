@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from clickhouse_connect.driver.exceptions import ClickHouseError
@@ -20,6 +20,7 @@ from aggregator.reporting_visits import METHODS as VISITS_METHODS
 from aggregator.reporting_visits import NO_PERIOD
 from aggregator.rollups import inline_dates
 from aggregator.segments import Segment, SegmentError, compile_segment
+from aggregator.visits_query import checked_timezones, local_day
 from dnma.params import as_int
 from dnma.vocab import COUNTED_ACTIONS, DEFAULT_DIMENSION_MAPPING, PROPERTIES
 
@@ -45,11 +46,13 @@ class ReportFilter:
     filters: GenericFilters = field(default_factory=GenericFilters)
     database: str = "dnma"
     segment: Segment | None = None
+    # The sites not in Europe/Paris and their time zones: their days and hours are their own.
+    zones: tuple[tuple[int, str], ...] = ()
 
     @classmethod
     def build(cls, site_ids: tuple[int, ...], period: str, date_param: str, today: date,
               filters: GenericFilters | None = None, database: str = "dnma",
-              segment: Segment | None = None) -> ReportFilter:
+              segment: Segment | None = None, timezones: Mapping[int, str] | None = None) -> ReportFilter:
         try:
             periods = resolve(period, date_param, today)
         except PeriodError as exc:
@@ -57,7 +60,11 @@ class ReportFilter:
         if periods.first < FIRST_DATE:
             raise ReportError(f"The date '{periods.first.isoformat()}' is a date before first website was "
                               f"online. Try date that's after {FIRST_DATE.isoformat()}.")
-        return cls(site_ids, periods, filters or GenericFilters(), database, segment)
+        try:
+            zones = checked_timezones({s: z for s, z in (timezones or {}).items() if s in site_ids})
+        except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
+            raise ReportError(f"bad time zone of a site: {exc}") from None
+        return cls(site_ids, periods, filters or GenericFilters(), database, segment, tuple(sorted(zones.items())))
 
     @property
     def beyond_storage(self) -> bool:
@@ -78,7 +85,40 @@ class ReportFilter:
             out["pattern"] = self.filters.regex
         if self.segment is not None:
             out.update(self.segment.parameters)
+        if self.zones:
+            # Hits of a site-local day lie within the Paris days around it.
+            out["hits_first"] = self.periods.first - timedelta(days=1)
+            out["hits_last"] = min(self.periods.last + timedelta(days=1), STORAGE_LAST)
         return out
+
+    def hit_day(self, column: str = "ts") -> str:
+        """SQL of a hit's day in its site's time zone, as the visits' `day` (sessionizer): plain
+        toDate(ts), the hits' sort-key prefix, when every site is in Paris."""
+        return local_day(dict(self.zones), column)
+
+    @property
+    def hits_where(self) -> str:
+        """The condition on `hits` (columns unqualified) of the hits of the days asked for, each
+        on its site's local day: the Paris days for Paris sites; for sites elsewhere, the Paris days
+        one wider each side (still a range of the sort key), then the local day."""
+        if not self.zones:
+            return "toDate(ts) BETWEEN {first:Date} AND {last:Date}"
+        return (f"toDate(ts) BETWEEN {{hits_first:Date}} AND {{hits_last:Date}} "
+                f"AND {self.hit_day()} BETWEEN {{first:Date}} AND {{last:Date}}")
+
+    def local_hour(self, column: str) -> str:
+        """SQL of the hour of `column` (a DateTime of `visits`, site_id alongside) in its site's zone."""
+        if not self.zones:
+            return f"toHour({column})"
+        by_zone: dict[str, list[int]] = {}
+        for site, zone in self.zones:
+            by_zone.setdefault(zone, []).append(site)
+        branches = ", ".join(f"site_id IN ({', '.join(map(str, ids))}), toHour({column}, '{zone}')"
+                             for zone, ids in sorted(by_zone.items()))
+        return f"multiIf({branches}, toHour({column}))"
+
+    def zone_of(self, site_id: int) -> str:
+        return dict(self.zones).get(site_id, "Europe/Paris")
 
     @property
     def visits_where(self) -> str:
@@ -178,10 +218,10 @@ def _hits_in_visits(f: ReportFilter, row_type: type, *, label_sql: str, where_sq
     return f"""
 SELECT toDate({f.bucket('h.d')}) AS bucket, h.label AS label, uniqExact(v.visit_id) AS nb_visits, {selects}
 FROM (
-  SELECT site_id, visitor_id, toDate(ts) AS d, ts, action, url, user_hash, event_value,
+  SELECT site_id, visitor_id, {f.hit_day()} AS d, ts, action, url, user_hash, event_value,
     {label_sql} AS label
   FROM {f.database}.hits
-  WHERE site_id IN {{sites:Array(UInt32)}} AND toDate(ts) BETWEEN {{first:Date}} AND {{last:Date}}
+  WHERE site_id IN {{sites:Array(UInt32)}} AND {f.hits_where}
     AND action IN ({counted}) AND NOT has(flags, '{INVALID_FLAG}') AND ({where_sql})
 ) AS h
 INNER JOIN (
@@ -276,8 +316,10 @@ METHODS.update(REFERRERS_METHODS)  # Referrers.*: aggregator/reporting_referrers
 
 
 def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[int, ...], today: date, *,
-         slots: Mapping[int, str] | None = None, database: str = "dnma") -> Any:
-    """Run one reporting method for already-authorised sites. Raises ReportError for bad input."""
+         slots: Mapping[int, str] | None = None, database: str = "dnma",
+         timezones: Mapping[int, str] | None = None) -> Any:
+    """Run one reporting method for already-authorised sites. Raises ReportError for bad input.
+    `timezones`: the sites' time zones (sites registry), Europe/Paris for those left out."""
     handler = METHODS.get(method)
     if handler is None:
         raise ReportError(f"The method '{method}' does not exist or is not available in this API")
@@ -290,7 +332,8 @@ def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[in
         filters = GenericFilters.parse(params)
     except (SegmentError, FilterError) as exc:
         raise ReportError(str(exc)) from None
-    f = ReportFilter.build(site_ids, params["period"], params["date"], today, filters, database, segment)
+    f = ReportFilter.build(site_ids, params["period"], params["date"], today, filters, database, segment,
+                           timezones)
     if filters.pattern:
         _check_pattern(client, filters)
     try:

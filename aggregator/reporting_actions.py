@@ -2,7 +2,8 @@
 the columns, their order, types and formatting of Matomo 5's answers, and its hierarchical shapes
 (`idsubdatatable`, `expanded=1`, `flat=1`, `idSubtable=N`). Definitions, as Matomo's archiver's:
 
-- a hit belongs to the visit whose span holds it (same site, visitor and day); only counted actions;
+- a hit belongs to the visit whose span holds it (same site, visitor and day, the site-local day of
+  the sessionizer); only counted actions;
 - `nb_hits`: hits of the row; `nb_visits`: distinct visits among them ("unique pageviews");
   `nb_uniq_visitors` for a day, `sum_daily_nb_uniq_visitors` for longer periods (Matomo computes
   no unique visitors of an action over several days);
@@ -45,6 +46,9 @@ class ReportFilter(Protocol):
     """What these reports read of aggregator.reporting.ReportFilter (which imports this module)."""
 
     @property
+    def site_ids(self) -> tuple[int, ...]: ...
+
+    @property
     def filters(self) -> GenericFilters: ...
 
     @property
@@ -61,6 +65,15 @@ class ReportFilter(Protocol):
 
     @property
     def parameters(self) -> dict[str, Any]: ...
+
+    @property
+    def hits_where(self) -> str: ...
+
+    def hit_day(self, column: str = "ts") -> str: ...
+
+    def local_hour(self, column: str) -> str: ...
+
+    def zone_of(self, site_id: int) -> str: ...
 
     def bucket(self, day_sql: str) -> str: ...
 
@@ -134,10 +147,10 @@ def _hits_sql(f: ReportFilter, label_sql: str, where_sql: str, extra: str = "") 
 SELECT h.ts AS ts, h.d AS d, h.action AS action, h.label AS label, h.url AS url, h.visitor_id AS visitor_id,
   v.visit_id AS visit_id, v.actions AS v_actions, v.duration AS v_duration{extra}
 FROM (
-  SELECT site_id, visitor_id, toDate(ts) AS d, ts, action, url, event_category, event_action, event_name,
+  SELECT site_id, visitor_id, {f.hit_day()} AS d, ts, action, url, event_category, event_action, event_name,
     event_value, {label_sql} AS label
   FROM {f.database}.hits
-  WHERE site_id IN {{sites:Array(UInt32)}} AND toDate(ts) BETWEEN {{first:Date}} AND {{last:Date}}
+  WHERE site_id IN {{sites:Array(UInt32)}} AND {f.hits_where}
     AND action IN ({counted}) AND NOT has(flags, '{INVALID_FLAG}') AND ({where_sql})
 ) AS h
 INNER JOIN (

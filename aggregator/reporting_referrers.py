@@ -89,8 +89,8 @@ FROM (
       any(v.actions) AS actions, any(v.duration) AS duration, any(v.is_bounce) AS is_bounce,
       any(v.campaign) AS campaign, argMin(h.referrer, h.ts) AS referrer, argMin(h.url, h.ts) AS url
     FROM (
-      SELECT site_id, visitor_id, toDate(ts) AS d, ts, referrer, url FROM {f.database}.hits
-      WHERE site_id IN {{sites:Array(UInt32)}} AND toDate(ts) BETWEEN {{first:Date}} AND {{last:Date}}
+      SELECT site_id, visitor_id, {f.hit_day()} AS d, ts, referrer, url FROM {f.database}.hits
+      WHERE site_id IN {{sites:Array(UInt32)}} AND {f.hits_where}
         AND NOT has(flags, '{INVALID_FLAG}')
     ) AS h
     INNER JOIN (

@@ -165,14 +165,17 @@ def _utc_hour(f: ReportFilter, hour: int) -> int:
     """Matomo's segment of an hour row (AddSegmentByLabelInUTC): the site's hour on the period's
     last day, in UTC."""
     last = f.periods.last
-    local = datetime(last.year, last.month, last.day, hour, tzinfo=SITE_ZONE)
+    local = datetime(last.year, last.month, last.day, hour, tzinfo=ZoneInfo(f.zone_of(f.site_ids[0])))
     return local.astimezone(ZoneInfo("UTC")).hour
 
 
 def server_time(client: Any, f: ReportFilter) -> Any:
-    """Visits by the hour of their first action, in the site's time (every hour once a period has a visit)."""
+    """Visits by the hour of their first action in the site's time zone (sites registry), as Matomo's
+    "server time": its archiver takes HOUR(visit_first_action_time) in UTC and converts it to the
+    site's zone (RecordBuilders/ServerTime::convertTimeToLocalTimezone). Every hour once a period
+    has a visit."""
     by_period = {}
-    for period, groups in grouped(client, f, "toHour(start)").items():
+    for period, groups in grouped(client, f, f.local_hour("start")).items():
         by_period[period] = [{"label": f"{h:02d}", **metric_columns(f, groups.get(h, ZERO)),
                               "segment": f"visitStartServerHour=={_utc_hour(f, h)}"} for h in range(24)]
     return table(client, f, by_period, ("segment",))
@@ -362,12 +365,14 @@ def live_counters(client: Any, f: ReportFilter, params: Mapping[str, str]) -> An
     actions = 0
     if visits:
         actions = client.query(f"""
-SELECT count() FROM {f.database}.hits AS h
+SELECT count() FROM (
+  SELECT site_id, visitor_id, ts, {f.hit_day()} AS d FROM {f.database}.hits
+  WHERE site_id IN {{sites:Array(UInt32)}} AND toDate(ts) >= {{since_day:Date}}
+    AND ts >= {{since:DateTime('Europe/Paris')}} AND action IN ({counted}) AND NOT has(flags, 'invalid_uai')
+) AS h
 INNER JOIN (SELECT site_id, visitor_id, day, start, `end` {recent}) AS v
-  ON h.site_id = v.site_id AND h.visitor_id = v.visitor_id AND toDate(h.ts) = v.day
-WHERE h.site_id IN {{sites:Array(UInt32)}} AND toDate(h.ts) >= {{since_day:Date}}
-  AND h.ts >= {{since:DateTime('Europe/Paris')}} AND h.ts BETWEEN v.start AND v.`end`
-  AND h.action IN ({counted}) AND NOT has(h.flags, 'invalid_uai')""", parameters=parameters).result_rows[0][0]
+  ON h.site_id = v.site_id AND h.visitor_id = v.visitor_id AND h.d = v.day
+WHERE h.ts BETWEEN v.start AND v.`end`""", parameters=parameters).result_rows[0][0]
     row = {"visits": int(visits), "actions": int(actions), "visitors": int(visitors), "visitsConverted": 0}
     shown, hidden = f.filters.show_columns, f.filters.hide_columns
     return Table([{k: v for k, v in row.items() if (not shown or k in shown) and k not in hidden}])

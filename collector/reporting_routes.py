@@ -29,7 +29,8 @@ class ReportingBackend(Protocol):
     def ReportError(self) -> type[Exception]: ...  # noqa: N802 - a module's exception class
 
     def call(self, client: Any, method: str, params: Mapping[str, str], site_ids: tuple[int, ...], today: date,
-             *, slots: Mapping[int, str] | None = None, database: str = "dnma") -> Any: ...
+             *, slots: Mapping[int, str] | None = None, database: str = "dnma",
+             timezones: Mapping[int, str] | None = None) -> Any: ...
 
 
 _NO_ACCESS = "You can't access this resource as it requires 'view' access for the website id = {}."
@@ -177,8 +178,8 @@ def _one_site(backend: ReportingBackend, method: str, req: ApiRequest, site_id: 
 
 
 def _call(backend: ReportingBackend, method: str, req: ApiRequest, ids: tuple[int, ...], site: Any) -> Any:
-    """The backend's answer for `ids`, read with `site`'s today and dimension slots; its errors as
-    the API's."""
+    """The backend's answer for `ids`, read with `site`'s today and dimension slots and each site's
+    time zone; its errors as the API's."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
     # "today" is the site's today, as in Matomo.
@@ -192,6 +193,8 @@ def _call(backend: ReportingBackend, method: str, req: ApiRequest, ids: tuple[in
             today,
             slots=site.dimensions,
             database=req.settings.clickhouse_database,
+            # Each site's days and hours are in its own time zone (hits joined to its visits, VisitTime).
+            timezones={i: found.timezone for i in ids if (found := req.sites.get(i)) is not None},
         )
     except backend.ReportError as exc:
         raise ApiError(str(exc)) from None
