@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from dnma import guide, vocab
 from dnma import uai as uai_rules
-from dnma import vocab
 
 log = logging.getLogger("dnma.tagcheck")
 
@@ -175,7 +175,7 @@ def _check_property(prop: str, value: str, values: dict[str, tuple[str, str]]) -
         if not value:
             return MISSING, "SERVICE manquant"
         if vocab.normalise_service(value) not in vocab.SERVICES:
-            return UNKNOWN, "SERVICE hors des 25 services de TAGGING.md"
+            return UNKNOWN, f"SERVICE inconnu : un des {len(vocab.SERVICES)} services de {guide.link('services')}"
         return OK, ""
     if prop in ("type", "profil"):
         allowed = vocab.TYPES if prop == "type" else vocab.PROFILS
@@ -343,6 +343,7 @@ def render_text(source: str, requests: list[TrackingRequest], reports: list[HitR
         lines.append(
             f"Résultat : plan de marquage NON respecté ({len(failed)} hit(s) sur {len(reports)} en erreur)."
         )
+        lines.append(f"Règles et valeurs admises : {guide.GUIDE} (guide de marquage, dans le dépôt DNMA).")
     else:
         lines.append(f"Résultat : plan de marquage respecté ({len(reports)} hit(s)).")
     return "\n".join(lines) + "\n"
@@ -386,7 +387,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="N=PROPRIETE",
-        help="the site's own slot for a property (default mapping of TAGGING.md: 1=uai ... 8=plateforme)",
+        help=f"the site's own slot for a property (default mapping of {guide.GUIDE}: 1=uai ... 8=plateforme)",
     )
 
 
