@@ -129,9 +129,10 @@ DASHBOARDS: list[Dashboard] = [
         [table("dep_evolution", "Recensement : changements de classe depuis la même semaine un an plus tôt",
                "recensement", ["niveau", "evolution"], ["territoires"], width=12, height=40,
                filters=[where("borne = 0")])],
-        # Over each ENT's declared perimeter (dnma/indicators.py), the same for every user.
+        # Over each ENT's declared perimeter (dnma/indicators.py), the same for every user; the ENT
+        # by its registry name (nom_projet), the "Projet ENT" filter by its code.
         [table("dep_couverture", "Couverture du marquage par ENT (périmètre déclaré, dernières semaines scolaires)",
-               "couverture_ent", ["projet", "degre"],
+               "couverture_ent", ["nom_projet", "degre"],
                ["etablissements", "etablissements_actifs", "couverture_marquage"], order_by="couverture_marquage",
                width=12, height=40)],
     ], [Filter("Degré", "visites", "degre"), Filter("Académie", "visites_territoires", "academie"),

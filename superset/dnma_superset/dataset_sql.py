@@ -9,6 +9,7 @@ uniqExact of the uid hash, else the visitor id.
 
 from __future__ import annotations
 
+from aggregator.checks.perimetres import NAMES_TABLE as PROJECT_NAMES_TABLE
 from aggregator.referentiel import year_sql
 from aggregator.rollups import BY_TABLE, rollup_for
 from dnma.indicators import (
@@ -289,7 +290,10 @@ LEFT JOIN ({ACTIVE}) AS a ON a.uai = e.uai""",
     # (any sector), active through that ENT or not. The perimeter columns hold the territories the
     # ENT's perimeter spans: a territorial user sees the whole declared perimeter of every ENT
     # working on their territory, the same coverage the national user sees.
-    "couverture_ent": f"""SELECT p.projet AS projet, p.degre AS degre, p.uai AS uai,
+    # nom_projet: the project's name from the registry (projets_ent, the code when it has none),
+    # the column charts show; filters and RLS keep the code (projet).
+    "couverture_ent": f"""SELECT p.projet AS projet, if(n.nom != '', n.nom, p.projet) AS nom_projet,
+  p.degre AS degre, p.uai AS uai,
   dictGetOrDefault({REF}, 'nom', tuple(p.uai), '') AS etablissement,
   toUInt8(has(a.projets, p.projet)) AS actif_projet,
   t.departements AS departements_perimetre, t.academies AS academies_perimetre, t.regions AS regions_perimetre
@@ -297,7 +301,9 @@ FROM (SELECT DISTINCT projet, uai, degre FROM ({tagging_sql(DB)})) AS p
 LEFT JOIN ({ACTIVE}) AS a ON a.uai = p.uai
 LEFT JOIN (SELECT projet, groupUniqArray(departement) AS departements, groupUniqArray(academie) AS academies,
                   groupUniqArray(region) AS regions
-           FROM {DB}.{PERIMETERS_TABLE} FINAL GROUP BY projet) AS t ON t.projet = p.projet""",
+           FROM {DB}.{PERIMETERS_TABLE} FINAL GROUP BY projet) AS t ON t.projet = p.projet
+LEFT JOIN (SELECT projet, any(nom) AS nom FROM {DB}.{PROJECT_NAMES_TABLE} FINAL GROUP BY projet) AS n
+  ON n.projet = p.projet""",
     "evenements": f"""SELECT toDate(ts) AS day, {school_year('toDate(ts)')} AS annee_scolaire, site_id, projet, uai, action,
   dictGetOrDefault({REF}, 'degre', tuple(uai), '') AS degre,
   dictGetOrDefault({REF}, 'academie', tuple(uai), '') AS academie,

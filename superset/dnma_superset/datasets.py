@@ -210,8 +210,8 @@ DATASETS: dict[str, Dataset] = {
             main_dttm=None, perimeter=CENSUS_PERIMETER),
         Dataset(
             "couverture_ent", "Couverture du marquage par ENT (périmètre déclaré)",
-            [("projet", "Projet ENT", "String", False), ("degre", "Degré", "String", False),
-             ("uai", "UAI", "String", False), ("etablissement", "Établissement", "String", False),
+            [("projet", "Projet ENT (code)", "String", False), ("nom_projet", "Projet ENT", "String", False),
+             ("degre", "Degré", "String", False), ("uai", "UAI", "String", False), ("etablissement", "Établissement", "String", False),
              ("actif_projet", "Actif par ce projet (dernières semaines scolaires)", "UInt8", False),
              ("departements_perimetre", "Départements du périmètre", "Array(String)", False),
              ("academies_perimetre", "Académies du périmètre", "Array(String)", False),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import clickhouse_connect
@@ -20,13 +21,14 @@ from dnma_superset.dataset_sql import SQL
 from dnma_superset.datasets import DATASETS
 from dnma_superset.provision import RolePerimeter, rls_clause
 
+from aggregator.checks.perimetres import project_names, sync
 from aggregator.checks.runner import run_checks
 from aggregator.migrate import migrate
 from aggregator.sessionizer import rebuild_days
 from dnma.clock import PARIS
 from dnma.indicators import is_school_week, school_weeks
 from dnma.settings import Settings
-from dnma.sites import dump_sites, hash_token
+from dnma.sites import Site, SiteRegistry, dump_sites, hash_token
 from tests.quality.conftest import hit, insert_hits, make_uai
 
 TODAY = date(2024, 11, 6)  # a Wednesday just after Toussaint (19 Oct - 4 Nov 2024: two weeks off)
@@ -89,12 +91,16 @@ VISITS = (
 # active only through ENT_35_1D, nor the collège active through ENT_AUTRE).
 
 
+_SETTINGS: list[Settings] = []  # the module database's settings (its sites file), set by db
+
+
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, list[Any]]]:
     tmp = tmp_path_factory.mktemp("indicators")
     dump_sites(_sites(), tmp / "sites.yaml")
     settings = Settings(data_dir=tmp, sites_file=tmp / "sites.yaml", clickhouse_dsn=f"chdb://{tmp / 'ch'}",
                         collector_port=1, hits_ttl_months=1200, rollups_ttl_months=0)
+    _SETTINGS[:] = [settings]
     client = clickhouse_connect.get_client(dsn=settings.resolved_dsn)
     migrate(client, settings)
     _referential(client)
@@ -188,6 +194,37 @@ def test_tagging_coverage_is_the_declared_perimeter_whoever_looks(db: tuple[Any,
             assert share == pytest.approx(a / n)
     # ENT_35_1D's 094 schools are outside its declared perimeter: the 094 user sees no ENT here.
     assert _dataset(client, "couverture_ent", "projet", metrics, DEP_94) == {}
+
+
+def test_coverage_shows_each_ent_by_its_registry_name_and_filters_by_code(db: tuple[Any, list[Any]]) -> None:
+    """projets_ent (written by the checks' sync from the registry) names every project, declared
+    perimeter or not; the chart's column nom_projet shows the name, the "Projet ENT" filter and the
+    RLS keep comparing codes; a renamed site is renamed at the next sync."""
+    client, _ = db
+    names = dict(client.query("SELECT projet, nom FROM dnma.projets_ent FINAL").result_rows)
+    assert names == {"ENT_BRETAGNE": "ENT Bretagne", "ENT_35_1D": "ENT 35 1D", "ENT_AUTRE": "ENT sans périmètre"}
+    metrics = ["etablissements", "etablissements_actifs"]
+    assert _dataset(client, "couverture_ent", "nom_projet", metrics) == {"ENT 35 1D": (14, 9), "ENT Bretagne": (19, 4)}
+    assert _dataset(client, "couverture_ent", "nom_projet", metrics, PROJET_35) == {"ENT 35 1D": (14, 9)}
+    assert _dataset(client, "couverture_ent", "nom_projet", metrics, projet_filter="ENT_BRETAGNE") \
+        == {"ENT Bretagne": (19, 4)}
+    tmp = Path(_SETTINGS[0].resolved_sites_file)
+    renamed = [{**s, "name": "ENT Bretagne (Toutatice)"} if s["id"] == ENT_BZH else s for s in _sites()]
+    dump_sites(renamed, tmp)
+    try:
+        assert sync(client, _SETTINGS[0])
+        assert _dataset(client, "couverture_ent", "nom_projet", metrics, ACAD_RENNES) \
+            == {"ENT 35 1D": (14, 9), "ENT Bretagne (Toutatice)": (19, 4)}
+    finally:
+        dump_sites(_sites(), tmp)
+        sync(client, _SETTINGS[0])
+
+
+def test_a_code_shared_by_several_sites_is_named_by_all_of_them() -> None:
+    registry = SiteRegistry([Site(2, "ENT B", "https://b.example", projet="P"),
+                             Site(1, "ENT A", "https://a.example", projet="P"),
+                             Site(3, "", "https://c.example", projet="Q"), Site(4, "Sans projet", "https://d.example")])
+    assert project_names(registry) == {"P": "ENT A / ENT B", "Q": "Q"}
 
 
 def test_the_coverage_check_reads_the_same_definition(db: tuple[Any, list[Any]]) -> None:

@@ -113,7 +113,7 @@ def test_rls_project_and_no_perimeter(superset: SupersetHandle) -> None:
     admin = superset.client()
     ids = _chart_ids(admin)
     ent = superset.client("dnma_ent_bretagne")
-    assert {r["projet"] for r in _data(ent, ids["dep_couverture"])} == {"ENT_BRETAGNE"}
+    assert {r["nom_projet"] for r in _data(ent, ids["dep_couverture"])} == {"ENT Bretagne 2D"}  # its registry name
     nobody = superset.client("dnma_sans_perimetre")
     assert _data(nobody, ids["nat_visites"])[0]["visites"] == 0
     assert _data(nobody, ids["ter_academies"]) == []
@@ -131,7 +131,7 @@ def test_ent_coverage_and_census_follow_one_definition(superset: SupersetHandle)
 
     def ent35(user: str) -> dict[str, tuple[Any, Any]]:
         rows = _data(superset.client(user), ids["dep_couverture"])
-        return {r["degre"]: (r["etablissements"], r["couverture_marquage"]) for r in rows if r["projet"] == "ENT_35_1D"}
+        return {r["degre"]: (r["etablissements"], r["couverture_marquage"]) for r in rows if r["nom_projet"] == "ENT 35 1D"}
 
     national = ent35("dnma_national")
     reader = superset.stack.reader()
