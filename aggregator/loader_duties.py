@@ -11,13 +11,13 @@ import threading
 import time
 from typing import Any
 
-from aggregator.loader_health import aggregate_pass, job_finished, record_memory, trim_heap
+from aggregator.loader_health import aggregate_pass, job_finished, record_memory
 from aggregator.loader_logs import log_event
 from aggregator.write_gate import WriteGate
 from dnma.settings import Settings
 
 SIDE_DUTY_JOIN_S = 25.0  # how long a stopping loader waits for a sessionizer day or a check to end
-MEMORY_SAMPLE_S = 30.0  # how often the C heap is trimmed and the status file's memory section refreshed
+MEMORY_SAMPLE_S = 30.0  # how often the status file's memory section is refreshed
 PUBLICATION_CHECK_S = 300.0  # how often the weekly publication looks whether its week is due and settled
 
 
@@ -66,7 +66,7 @@ def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.E
             if memory_at is None or time.monotonic() - memory_at >= MEMORY_SAMPLE_S:
                 memory_at = time.monotonic()
                 try:
-                    record_memory(client, trim_heap())
+                    record_memory(client)
                 except Exception as exc:  # noqa: BLE001 - a gauge: loading goes on without it
                     log_event("memory_sample_failed", logging.WARNING, error=type(exc).__name__, detail=str(exc)[:200])
     finally:

@@ -7,14 +7,13 @@ Jobs count themselves with `job_finished(name, ok=...)` or `with counted_job(nam
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any
 
 from dnma.settings import Settings
 
@@ -96,56 +95,19 @@ def record_freshness(client: Any, settings: Settings, result: dict[str, Any]) ->
         })
 
 
-def record_memory(client: Any, trimmed: int = 0) -> None:
+def record_memory(client: Any) -> None:
     """Where the loader's memory is: chDB's tracked memory and caches (system.metrics), the parts'
-    primary keys held in memory, Python's allocated blocks, and what the last trim_heap released."""
+    primary keys held in memory, and Python's allocated blocks."""
     names = ", ".join(f"'{m}'" for m in _CHDB_MEMORY_METRICS)
     rows = client.query(f"SELECT metric, value FROM system.metrics WHERE metric IN ({names})").result_rows
     keys = client.query("SELECT sum(primary_key_bytes_in_memory_allocated), count() "
                         "FROM system.parts WHERE active").result_rows[0]
     sample: dict[str, Any] = {f"chdb_{_snake(name)}": int(value) for name, value in rows}
     sample.update(primary_key_bytes=int(keys[0] or 0), active_parts=int(keys[1] or 0),
-                  python_allocated_blocks=sys.getallocatedblocks(), trimmed_bytes=trimmed, sampled_at=time.time())
+                  python_allocated_blocks=sys.getallocatedblocks(), sampled_at=time.time())
     with _lock:
         _memory.clear()
         _memory.update(sample)
-
-
-def trim_heap() -> int:
-    """Give the C heap's free pages back to the system (glibc's malloc_trim): chDB allocates through
-    glibc's malloc (no jemalloc in its Python module), whose per-thread arenas keep what the passes
-    and the endpoint's queries freed, so the loader's resident memory crept up with its peaks though
-    chDB's tracked memory and Python's heap stayed flat. Returns the bytes of anonymous memory
-    released (0 where there is no malloc_trim)."""
-    if _malloc_trim is None:
-        return 0
-    before = _rss_anon_bytes()
-    _malloc_trim(0)
-    return max(0, before - _rss_anon_bytes())
-
-
-def _rss_anon_bytes() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("RssAnon:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _load_malloc_trim() -> Callable[[int], int] | None:
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return cast(Callable[[int], int], trim)
-
-
-_malloc_trim = _load_malloc_trim()
 
 
 def _snake(name: str) -> str:
