@@ -75,6 +75,7 @@ class Soak:
         self.statuses: dict[str, int] = {}  # "good 204", "bad 400", ...
         self.server_errors = 0
         self.transport_errors = 0
+        self.transport_error_samples: list[str] = []  # which requests failed below HTTP, and why
         self.reader_queries = 0
         self.reader_errors: list[str] = []
         self.work: queue.Queue[tuple[str, str, bytes | None, bool] | None] = queue.Queue(maxsize=2000)
@@ -96,9 +97,11 @@ class Soak:
                 method, path, body, good = job
                 try:
                     r = http.request(method, path, content=body)
-                except Exception:  # noqa: BLE001 - a refused connection, a client-side refusal: counted
+                except Exception as exc:  # noqa: BLE001 - a refused connection, a client-side refusal: counted
                     with self.lock:
                         self.transport_errors += 1
+                        self.transport_error_samples.append(f"{type(exc).__name__} {'good' if good else 'bad'} "
+                                                            f"{method} {path[:80]}: {str(exc)[:120]}")
                     continue
                 self._count(f"{'good' if good else 'bad'} {r.status_code}")
                 if r.status_code >= 500:
@@ -294,6 +297,7 @@ def main() -> int:
             "loadavg_end": list(os.getloadavg()),
             "answers": dict(sorted(soak.statuses.items())),
             "server_errors": soak.server_errors, "transport_errors": soak.transport_errors,
+            "transport_error_samples": soak.transport_error_samples[:5],
             "reader": {"queries": soak.reader_queries, "errors": len(soak.reader_errors),
                        "first_errors": soak.reader_errors[:5]},
             "warmup_minutes": warmup, "rss_growth_after_warmup": growth,
