@@ -13,6 +13,7 @@ of the page URL's query string.
 
 from __future__ import annotations
 
+import difflib
 import html
 import os
 from pathlib import Path
@@ -26,7 +27,8 @@ from starlette.concurrency import run_in_threadpool
 from collector import steps
 from collector.context import PipelineContext
 from collector.hit import DropReason, Hit
-from dnma import clock
+from dnma import clock, guide, vocab
+from dnma import uai as uai_rules
 from dnma.access import request_token
 
 if TYPE_CHECKING:
@@ -84,10 +86,84 @@ VERDICT_LABELS = {
     "excluded": "exclu (réponse normale, non stocké)",
     "refused": "refusé (400)",
 }
+# Flags that keep a stored hit out of every indicator: the rollups, visits, Reporting API and
+# Superset datasets all read `NOT has(flags, 'invalid_uai')` (aggregator/rollups.py,
+# visits_query.py, reporting*.py, superset dataset_sql.py). The other flags are counted, their
+# value shown as given (or "Non renseigné").
+EXCLUDING_FLAGS = ("invalid_uai",)
+# The rule of the tagging guide (dnma.guide's anchors in docs/tagging.md) each flag and drop reason
+# links to.
+FLAG_RULES = {
+    "missing_uai": "uai",
+    "invalid_uai": "uai",
+    "outside_perimeter": "uai",
+    "missing_service": "services",
+    "unknown_service": "services",
+    "missing_type": "types",
+    "unknown_type": "types",
+    "missing_profil": "profils",
+    "unknown_profil": "profils",
+    "tiers_without_outil": "outil",
+}
+REASON_RULES = {DropReason.AUTH_REQUIRED: "token", DropReason.CDT_TOO_OLD: "cdt"}
+FLAG_RULE_DEFAULT = "debug"  # the guide's section on the debug view
+REASON_RULE_DEFAULT = "refused"  # the guide's table of verdicts and drop reasons
+# Allowed values of the controlled properties, as a tag writes them (the collector accepts any case).
+ALLOWED = {
+    "service": tuple(s.upper() for s in vocab.SERVICES),
+    "type": vocab.TYPES,
+    "profil": vocab.PROFILS,
+}
+_ALLOWED_TEXT_MAX = 160  # the list in a label: the rest in the record's "allowed" and the guide
 
 
 def _cut(value: str) -> str:
     return value[:_TEXT_MAX]
+
+
+def uai_problem(uai: str) -> str:
+    """What is wrong with a normalised UAI flagged invalid, in the editor's words."""
+    status = uai_rules.status(uai)
+    if status is uai_rules.UaiStatus.BAD_FORMAT:
+        return f"UAI invalide (« {uai[:20]} » : 7 chiffres puis une lettre attendus)"
+    if status is uai_rules.UaiStatus.BAD_DEPARTEMENT:
+        return f"UAI invalide (département « {uai[:3]} » inexistant)"
+    if status is uai_rules.UaiStatus.BAD_CHECK_LETTER:
+        return f"UAI invalide (lettre de contrôle {uai_rules.check_letter(uai[:7])} attendue)"
+    return FLAG_LABELS["invalid_uai"]
+
+
+def allowed_text(given: str, allowed: tuple[str, ...]) -> str:
+    """« valeurs admises : A, B, … » for an unknown value: the closest values first, then the list in
+    order up to _ALLOWED_TEXT_MAX characters, and how many are left out."""
+    close = difflib.get_close_matches(given.upper(), allowed, n=2, cutoff=0.6)
+    shown: list[str] = []
+    size = 0
+    for value in [*close, *(v for v in allowed if v not in close)]:
+        if shown and size + len(value) + 2 > _ALLOWED_TEXT_MAX:
+            break
+        shown.append(value)
+        size += len(value) + 2
+    rest = len(allowed) - len(shown)
+    text = ", ".join(shown) + (f", … (+{rest}, liste complète dans le guide)" if rest else "")
+    hint = f" ; la plus proche : {close[0]}" if close else ""
+    return f"valeurs admises : {text}{hint}"
+
+
+def describe_flag(code: str, props: dict[str, str]) -> dict[str, Any]:
+    """One flag of a record: its code, what exactly is wrong, the allowed values, the guide's rule."""
+    flag: dict[str, Any] = {"code": code, "label": FLAG_LABELS.get(code, code)}
+    prop = code.partition("_")[2]
+    if code == "invalid_uai":
+        flag["label"] = uai_problem(props.get("uai", ""))
+    elif code.startswith("unknown_") and prop in ALLOWED:
+        given = props.get(prop, "")
+        flag["label"] = _cut(f"{prop.upper()} inconnu « {given[:40]} » : {allowed_text(given, ALLOWED[prop])}")
+        flag["allowed"] = list(ALLOWED[prop])
+    elif code.startswith("missing_") and prop in ALLOWED:
+        flag["allowed"] = list(ALLOWED[prop])
+    flag["rule"] = guide.link(FLAG_RULES.get(code, FLAG_RULE_DEFAULT))
+    return flag
 
 
 def mask_query(url: str) -> str:
@@ -179,12 +255,18 @@ class DebugRecorder:
         flags = list(hit.flags)
         if props.get("type", "").upper() == "TIERS" and not props.get("outil"):
             flags.append("tiers_without_outil")
+        described = [describe_flag(f, props) for f in flags]
         if reason is None:
             verdict = "accepted"
         elif reason.invalid:
             verdict = "refused"
         else:
             verdict = "excluded"
+        verdict_label = VERDICT_LABELS[verdict]
+        excluding = [f["label"] for f in described if f["code"] in EXCLUDING_FLAGS]
+        counted = verdict == "accepted" and not excluding
+        if verdict == "accepted" and excluding:
+            verdict_label = f"{verdict_label}, exclu des indicateurs : {' ; '.join(excluding)}"
         action = hit.action
         page_url = p.get("url", "")
         target = p.get("download") if action == "download" else p.get("link") if action == "outlink" else ""
@@ -201,11 +283,13 @@ class DebugRecorder:
             "properties": {k: _cut(v) for k, v in props.items() if v},
             "dimensions": {k: _cut(v) for k, v in hit.dimensions.items()},
             "uid": bool(p.get("uid", "").strip()),
-            "flags": [{"code": f, "label": FLAG_LABELS.get(f, f)} for f in flags],
+            "flags": described,
             "verdict": verdict,
-            "verdict_label": VERDICT_LABELS[verdict],
+            "verdict_label": verdict_label,
+            "counted": counted,  # stored and in the indicators
             "reason": reason.value if reason is not None else "",
             "reason_label": REASON_LABELS.get(reason, "") if reason is not None else "",
+            "reason_rule": guide.link(REASON_RULES.get(reason, REASON_RULE_DEFAULT)) if reason is not None else "",
             "detail": _cut(hit.detail),
         }
         if action == "event":
@@ -318,6 +402,7 @@ _PAGE = """<!doctype html>
   th { background: #f3f3f3; }
   .accepted { color: #18753c; } .excluded { color: #b34000; } .refused { color: #ce0500; font-weight: bold; }
   .flag { display: inline-block; background: #fee9e7; color: #ce0500; border-radius: 3px; padding: 0 .3em; margin: 1px; }
+  a.flag { text-decoration: underline dotted; }
   .ok { color: #18753c; } code { font-size: 12px; } #statut { color: #666; }
   dl { margin: 0; display: grid; grid-template-columns: auto 1fr; gap: 0 .6em; }
   dt { font-weight: bold; } dd { margin: 0; }
@@ -330,6 +415,8 @@ les a comprises : action, propriétés DNMA extraites, signalements de qualité 
 L'enregistrement commence à l'ouverture de cette page et s'arrête 10 minutes après sa fermeture.
 Ni adresse IP, ni identifiant d'utilisateur, ni jeton ne sont affichés ; les valeurs des paramètres
 d'URL sont masquées.</p>
+<p>Le verdict dit ce qui comptera : un hit « enregistré, exclu des indicateurs » est stocké mais
+n'entre dans aucun indicateur. Chaque signalement renvoie à sa règle dans le guide de marquage.</p>
 <p id="statut">Connexion…</p>
 <table>
   <thead><tr><th>Heure</th><th>Action</th><th>URL</th><th>Propriétés</th><th>Signalements</th><th>Verdict</th></tr></thead>
@@ -365,10 +452,22 @@ d'URL sont masquées.</p>
     props.appendChild(dl); tr.appendChild(props);
     var flags = el('td');
     if (!h.flags.length) flags.appendChild(el('span', 'aucun', 'ok'));
-    h.flags.forEach(function (f) { var s = el('span', f.label, 'flag'); s.dataset.code = f.code; flags.appendChild(s); });
+    h.flags.forEach(function (f) {
+      // each flag links to its rule in the tagging guide; the allowed values show on hover
+      var s = el(f.rule ? 'a' : 'span', f.label, 'flag'); s.dataset.code = f.code;
+      if (f.rule) { s.href = f.rule; s.target = '_blank'; s.rel = 'noopener'; }
+      if (f.allowed) s.title = 'Valeurs admises : ' + f.allowed.join(', ');
+      flags.appendChild(s);
+    });
     tr.appendChild(flags);
     var verdict = el('td', h.verdict_label, h.verdict);
-    if (h.reason) verdict.appendChild(el('div', h.reason_label + ' (' + h.reason + ')' + (h.detail ? ' : ' + h.detail : '')));
+    if (h.reason) {
+      var why = el('div', h.reason_label + ' (' + h.reason + ')' + (h.detail ? ' : ' + h.detail : '') + ' ');
+      if (h.reason_rule) {
+        var a = el('a', 'règle'); a.href = h.reason_rule; a.target = '_blank'; a.rel = 'noopener'; why.appendChild(a);
+      }
+      verdict.appendChild(why);
+    }
     tr.appendChild(verdict);
     return tr;
   }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 from e2e_support import CHECK_SITE, GOOD_SITE, MATOMO_SITE, SITE_TOKENS
@@ -96,12 +97,16 @@ def test_hit_with_flags_within_a_second(stack: Stack) -> None:
     assert r.status_code == 200
     hit, _, raw = _wait_for_hit(stack, marker, since, timeout=3)
     assert time.monotonic() - t0 < 1.0, "the verdict must show within a second"
-    assert hit["verdict"] == "accepted" and hit["verdict_label"] == "enregistré"
+    # Stored, but the invalid UAI keeps it out of every indicator: the verdict says so, and why.
+    # 0450822: 450822 = 23 × 19600 + 22, the 23rd check letter (ABCDEFGHJKLMNPRSTUVWXYZ) is Z.
+    assert hit["verdict"] == "accepted" and hit["counted"] is False
+    assert hit["verdict_label"] == "enregistré, exclu des indicateurs : UAI invalide (lettre de contrôle Z attendue)"
     assert hit["action"] == "pageview" and hit["action_label"] == "page vue"
     codes = {f["code"] for f in hit["flags"]}
     assert {"invalid_uai", "unknown_service", "missing_profil", "tiers_without_outil"} <= codes
     labels = {f["label"] for f in hit["flags"]}
-    assert "UAI invalide (format, département ou lettre de contrôle)" in labels
+    assert "UAI invalide (lettre de contrôle Z attendue)" in labels
+    assert any(label.startswith("SERVICE inconnu « cantine » : valeurs admises : ") for label in labels)
     assert hit["properties"]["uai"] == "0450822X"
     assert hit["properties"]["service"] == "cantine"
     assert hit["properties"]["projet"] == "ENT_X"
@@ -143,6 +148,7 @@ def test_drop_reasons(stack: Stack) -> None:
     assert r.status_code == 400
     hit, _, _ = _wait_for_hit(stack, bot, since, timeout=2)
     assert (hit["verdict"], hit["reason"], hit["reason_label"]) == ("excluded", "bot", "robot")
+    assert hit["reason_rule"] == "docs/tagging.md#requêtes-refusées" and hit["counted"] is False
     assert hit["properties"]["uai"] == "0350122T"  # what the page sent, even for a dropped hit
     hit, _, _ = _wait_for_hit(stack, bad_cid, since, timeout=2)
     assert (hit["verdict"], hit["reason"]) == ("refused", "invalid_cid")
@@ -207,6 +213,9 @@ def test_live_page_in_chromium(stack: Stack, chrome: Any) -> None:
     assert row.get_attribute("data-verdict") == "accepted"
     flags = [s.get_attribute("data-code") for s in row.find_elements(By.CSS_SELECTOR, ".flag")]
     assert flags == ["invalid_uai"]
-    assert "enregistré" in row.text and "UAI invalide" in row.text and "page vue" in row.text
+    assert "enregistré, exclu des indicateurs" in row.text and "lettre de contrôle T attendue" in row.text
+    assert "page vue" in row.text
+    link = row.find_element(By.CSS_SELECTOR, "a.flag")  # the flag links to its rule in the guide
+    assert unquote(link.get_attribute("href")).endswith("/docs/tagging.md#règle-uai")
     body = driver.find_element(By.TAG_NAME, "body").text
     assert marker in body and TOKEN not in body
