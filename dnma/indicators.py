@@ -80,8 +80,9 @@ CENSUS_LEVEL_SQL = ("multiIf(degre = '1D', 'Écoles', code_nature BETWEEN 340 AN
 
 def census_sql(db: str) -> str:
     """The census's denominator: the public establishments with a degree, one row each, with their
-    census level (niveau, CENSUS_LEVEL_SQL; '' for a 2D establishment in none of the three)."""
-    return (f"SELECT uai, nom, degre, region, academie, departement, departement_iso, region_iso,"
+    census level (niveau, CENSUS_LEVEL_SQL; '' for a 2D establishment in none of the three) and
+    pupil count (eleves, the referential's effectifs; 0 = unknown, never guessed)."""
+    return (f"SELECT uai, nom, degre, region, academie, departement, departement_iso, region_iso, eleves,"
             f" {CENSUS_LEVEL_SQL} AS niveau\n"
             f"      FROM {db}.etablissements FINAL WHERE secteur = 'PU' AND degre != ''")
 

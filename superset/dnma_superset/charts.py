@@ -43,6 +43,18 @@ def kpi(key: str, title: str, dataset: str, metric: str, fmt: str = "SMART_NUMBE
     }, width=3, height=25)
 
 
+def kpi_text(key: str, title: str, dataset: str, metric: str, filters: list[dict[str, Any]] | None = None) -> Chart:
+    """A headline figure Superset's big number cannot write (it formats numbers only): a one-cell
+    table of a text metric, e.g. a duration in French (dnma_superset.labels.duration_sql); no
+    groupby, so its query returns one row (the usual ROW_LIMIT kept: no chart cuts its rows)."""
+    return Chart(key, title, "table", dataset, {
+        "query_mode": "aggregate", "groupby": [], "metrics": [metric], "all_columns": [], "percent_metrics": [],
+        "adhoc_filters": filters or [], "row_limit": ROW_LIMIT, "order_desc": True, "timeseries_limit_metric": metric,
+        "server_pagination": False,
+        "include_search": False, "show_cell_bars": False, "table_timestamp_format": "smart_date",
+    }, width=3, height=25)
+
+
 def trend(key: str, title: str, dataset: str, metrics: list[str], x: str = "debutsemaine", grain: str = "P1W",
           width: int = 12, fmt: str = "SMART_NUMBER") -> Chart:
     return Chart(key, title, "echarts_timeseries_line", dataset, {

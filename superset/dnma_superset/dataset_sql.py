@@ -217,12 +217,18 @@ def _sql_array(values: tuple[str, ...]) -> str:
 # codes no map draws) hold every class index: country_map spreads its scale over the extent of its
 # rows, so with them index i is always the palette's colour i, and each legend lists the five
 # classes, counting territories with countIf(borne = 0). Charts on the census keep borne = 0 rows
-# except the maps and legends.
+# except the maps and legends. Pupils (the referential's effectifs, dnma.indicators.census_sql):
+# eleves of the establishments whose count is known, eleves_actifs of the active ones among them;
+# sans_effectif (sans_effectif_actifs) counts the (active) establishments whose count is unknown,
+# never estimated. Summed over (uai, eleves) pairs: the join on declaring ENTs repeats an
+# establishment once per ENT.
 _CENSUS_CLASS = census_class_sql("t.etablissements_actifs", "t.etablissements")
 _CENSUS_CLASS_YEAR_AGO = census_class_sql("t.actifs_an_passe", "t.etablissements")
 CENSUS_NO_YEAR_AGO = "Aucune mesure la même semaine un an plus tôt : pas de comparaison"
 CENSUS_SQL = f"""SELECT t.niveau AS niveau, t.territoire AS territoire, t.territoire_iso AS territoire_iso,
   t.etablissements AS etablissements, t.etablissements_actifs AS etablissements_actifs,
+  t.eleves AS eleves, t.eleves_actifs AS eleves_actifs, t.sans_effectif AS sans_effectif,
+  t.sans_effectif_actifs AS sans_effectif_actifs,
   {_CENSUS_CLASS} AS classe_indice,
   {_sql_array(CENSUS_CLASSES)}[classe_indice + 1] AS classe,
   {_sql_array(CENSUS_COLOR_NAMES)}[classe_indice + 1] AS couleur,
@@ -236,6 +242,10 @@ FROM (SELECT e.niveau AS niveau, if(e.niveau = 'Lycées', e.region, e.departemen
              any(if(e.niveau = 'Lycées', e.region_iso, e.departement_iso)) AS territoire_iso,
              uniqExact(e.uai) AS etablissements, uniqExactIf(e.uai, a.uai != '') AS etablissements_actifs,
              uniqExactIf(e.uai, b.uai != '') AS actifs_an_passe,
+             toUInt64(arraySum(p -> p.2, groupUniqArray((e.uai, e.eleves)))) AS eleves,
+             toUInt64(arraySum(p -> p.2, groupUniqArrayIf((e.uai, e.eleves), a.uai != ''))) AS eleves_actifs,
+             uniqExactIf(e.uai, e.eleves = 0) AS sans_effectif,
+             uniqExactIf(e.uai, e.eleves = 0 AND a.uai != '') AS sans_effectif_actifs,
              groupUniqArray(e.departement) AS departements, groupUniqArray(e.academie) AS academies,
              groupUniqArray(e.region) AS regions, groupUniqArrayIf(p.projet, p.projet != '') AS projets
       FROM ({census_sql(DB)}) AS e
@@ -246,7 +256,8 @@ FROM (SELECT e.niveau AS niveau, if(e.niveau = 'Lycées', e.region, e.departemen
       GROUP BY niveau, territoire) AS t
 CROSS JOIN (SELECT count() > 0 AS mesure FROM ({ACTIVE_YEAR_AGO})) AS m
 UNION ALL
-SELECT niveau, '', concat('ZZ-', toString(i)), toUInt64(0), toUInt64(0), toUInt8(i),
+SELECT niveau, '', concat('ZZ-', toString(i)), toUInt64(0), toUInt64(0),
+  toUInt64(0), toUInt64(0), toUInt64(0), toUInt64(0), toUInt8(i),
   {_sql_array(CENSUS_CLASSES)}[i + 1], {_sql_array(CENSUS_COLOR_NAMES)}[i + 1], '',
   CAST([] AS Array(String)), CAST([] AS Array(String)), CAST([] AS Array(String)), CAST([] AS Array(String)),
   toUInt8(1)

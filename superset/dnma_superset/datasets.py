@@ -15,6 +15,7 @@ from dnma_superset.dataset_sql import (
     users_metric,
 )
 from dnma_superset.identity import uid
+from dnma_superset.labels import duration_sql
 from dnma_superset.quality_sql import DELAY_MEDIAN_MS, QUALITY_DAYS, QUALITY_PERIMETER
 
 # (column, French label, ClickHouse type, is_dttm)
@@ -73,6 +74,8 @@ VISIT_METRICS: list[DatasetMetric] = [
     ("pages_vues", "Pages vues", "sum(pageviews)", ",d"),
     ("actions", "Actions", "sum(actions)", ",d"),
     ("duree_moyenne", "Durée moyenne par visite (s)", "avg(duration)", ",.0f"),
+    # The same in French words ("3 min 19 s"), for the headline tiles (charts.kpi_text).
+    ("duree_moyenne_libelle", "Durée moyenne par visite", duration_sql("avg(duration)"), ""),
     ("taux_rebond", "Taux de rebond", "avg(is_bounce)", ".1%"),
 ]
 
@@ -84,6 +87,8 @@ def rollup_metrics(users: str) -> list[DatasetMetric]:
         ("pages_vues", "Pages vues", "sum(nb_pages_vues)", ",d"),
         ("actions", "Actions", "sum(nb_actions)", ",d"),
         ("duree_moyenne", "Durée moyenne par visite (s)", "sum(duree_s) / nullIf(sum(nb_visites), 0)", ",.0f"),
+        ("duree_moyenne_libelle", "Durée moyenne par visite",
+         duration_sql("sum(duree_s) / nullIf(sum(nb_visites), 0)"), ""),
         ("taux_rebond", "Taux de rebond", "sum(nb_rebonds) / nullIf(sum(nb_visites), 0)", ".1%"),
     ]
 
@@ -251,7 +256,12 @@ DATASETS: dict[str, Dataset] = {
              # In milliseconds, for Superset's DURATION format ("2h 13m"): the median of the hits
              # themselves, weighted by the hits of each delay row (never a median of medians).
              ("delai_median", "Délai médian d'ingestion", DELAY_MEDIAN_MS, "DURATION"),
-             ("delai_max", "Délai maximal d'ingestion", "1000 * max(delai_max_s)", "DURATION")],
+             ("delai_max", "Délai maximal d'ingestion", "1000 * max(delai_max_s)", "DURATION"),
+             # As shown: the median in French words (tile), both in minutes (daily line; Superset's
+             # DURATION format writes English units, "8d 8h 16m").
+             ("delai_median_libelle", "Délai médian d'ingestion", duration_sql(f"({DELAY_MEDIAN_MS}) / 1000"), ""),
+             ("delai_median_min", "Délai médian d'ingestion (min)", f"({DELAY_MEDIAN_MS}) / 60000", ",.1f"),
+             ("delai_max_min", "Délai maximal d'ingestion (min)", "max(delai_max_s) / 60", ",.1f")],
             perimeter=QUALITY_PERIMETER),
         Dataset(
             "alertes_qualite", "Alertes de qualité",

@@ -60,6 +60,12 @@ def census_class(active: int, total: int) -> str:
             if share >= 0.5 else CENSUS_CLASSES[2] if share >= 0.2 else CENSUS_CLASSES[1])
 
 
+def pupils(n: int) -> int:
+    """The synthetic pupil count of the n-th establishment: unknown (0, as the referential stores a
+    missing effectif) for one in five, else 100 to 1,392 (sums past a thousand)."""
+    return 0 if n % 5 == 0 else 100 + (n * 37) % 1293
+
+
 def _load(client: Any) -> None:
     ref: list[list[Any]] = []
     visits: list[list[Any]] = []
@@ -72,7 +78,7 @@ def _load(client: Any) -> None:
             n += 1
             uai = f"9{n:06d}S"
             ref.append([uai, f"Synth {niveau} {n}", "1D" if niveau == "Écoles" else "2D", NATURE[niveau], "PU",
-                        dep, iso, academie, region, REGION_ISO[region]])
+                        dep, iso, academie, region, REGION_ISO[region], pupils(n)])
             if i < active:
                 visits.append([date(2026, 3, 2 + 7 * (i % 3)), uai, 1, "ENT_SYNTH", 2])
 
@@ -87,15 +93,15 @@ def _load(client: Any) -> None:
     # active public EREA (nature 370: none of the three levels), a visit too old for the 4 school
     # weeks, a UAI outside the referential.
     ref.append(["9900001P", "Synth privée", "1D", 151, "PR", "Synth-06", "FR-S06", "Synth-Sud", "Synth-Région-C",
-                "FR-SC"])
+                "FR-SC", 4000])
     ref.append(["9900002E", "Synth EREA", "2D", 370, "PU", "Synth-05", "FR-S05", "Synth-Centre", "Synth-Région-B",
-                "FR-SB"])
+                "FR-SB", 3000])
     visits += [[date(2026, 3, 10), "9900001P", 1, "ENT_SYNTH", 5], [date(2026, 3, 10), "9900002E", 1, "ENT_SYNTH", 5],
                [date(2026, 2, 10), ref[next(i for i, r in enumerate(ref) if r[5] == "Synth-06")][0], 1, "ENT_SYNTH", 3],
                [date(2026, 3, 10), "9999999Z", 1, "ENT_SYNTH", 1]]
     client.insert("dnma.etablissements", ref, column_names=[
         "uai", "nom", "degre", "code_nature", "secteur", "departement", "departement_iso", "academie", "region",
-        "region_iso"])
+        "region_iso", "eleves"])
     client.insert("dnma.visits_daily", visits, column_names=["day", "uai", "site_id", "projet", "visites"])
 
 
@@ -181,3 +187,59 @@ def test_census_rows_of_a_perimeter_user(client: Any) -> None:
     assert {(n, t) for n, t, b in rows if not b} == {
         ("Écoles", "Synth-05"), ("Collèges", "Synth-05"), ("Lycées", "Synth-Région-B")}
     assert sum(b for *_, b in rows) == 15  # five classes × three levels
+
+
+def _fr(n: int) -> str:
+    return f"{n:,}".replace(",", "\u00a0")
+
+
+def test_census_headline_tiles_match_independent_counts(client: Any) -> None:
+    """The headline tiles (share of public écoles, collèges, lycées with an active ENT; share of
+    their pupils) and the counts under them equal independent SQL counts over the referential; the
+    establishments without a pupil count are named, left out of the pupil share, never estimated."""
+    if not client.query("SELECT count() FROM dnma.etablissements WHERE departement = 'Synth-05'").result_rows[0][0]:
+        _load(client)
+    since, until = WINDOW
+    active = f"uai IN (SELECT uai FROM dnma.visits_daily WHERE day BETWEEN '{since}' AND '{until}')"
+    expected = {}
+    for niveau, (nature, *_) in LEVELS.items():
+        n, a, pupils_all, pupils_active, unknown, unknown_active = client.query(
+            f"SELECT count(), countIf({active}), sumIf(eleves, eleves > 0), sumIf(eleves, eleves > 0 AND {active}),"
+            f" countIf(eleves = 0), countIf(eleves = 0 AND {active}) FROM dnma.etablissements FINAL"
+            f" WHERE secteur = 'PU' AND code_nature BETWEEN {nature[0]} AND {nature[1]}").result_rows[0]
+        expected[niveau] = (int(n), int(a), int(pupils_all), int(pupils_active), int(unknown), int(unknown_active))
+    # The synthetic referential has unknown pupil counts, active or not, and sums past a thousand.
+    assert all(e[4] > 0 for e in expected.values()) and any(e[5] > 0 for e in expected.values())
+    assert expected["Écoles"][2] > 1000
+
+    for prefix in ("dep", "nat"):
+        for key, niveau in (("ecoles", "Écoles"), ("colleges", "Collèges"), ("lycees", "Lycées")):
+            n, a, *_ = expected[niveau]
+            [(share,)] = chart_rows(client, CHARTS[f"{prefix}_part_{key}"])
+            assert share == pytest.approx(a / n), (prefix, niveau)
+        [(pupil_share,)] = chart_rows(client, CHARTS[f"{prefix}_part_eleves"])
+        assert pupil_share == pytest.approx(sum(e[3] for e in expected.values()) / sum(e[2] for e in expected.values()))
+
+    rows = {r[0]: r[1:] for r in chart_rows(client, CHARTS["dep_chiffres_recensement"])}
+    assert set(rows) == set(LEVELS)
+    for niveau, (n, a, p, pa, unknown, unknown_active) in expected.items():
+        counts, share, pupil_counts, pupil_share, note = rows[niveau]
+        assert counts == f"{_fr(a)} / {_fr(n)} {niveau.lower()}"
+        assert share == pytest.approx(a / n) and pupil_share == pytest.approx(pa / p)
+        assert pupil_counts == f"{_fr(pa)} / {_fr(p)} élèves"
+        assert note == (f"Effectifs inconnus pour {unknown} établissement{'s' if unknown > 1 else ''} (dont "
+                        f"{unknown_active} actif{'s' if unknown_active > 1 else ''}) : non comptés dans la part des "
+                        "élèves"), niveau
+    # Row-level security (the recensement dataset's, provision's clause): a département user's tile
+    # is their département's écoles.
+    from dnma_superset.dataset_sql import SQL
+    from dnma_superset.datasets import DATASETS
+    from dnma_superset.provision import RolePerimeter, rls_clause
+
+    from .test_chart_queries import metric_sql, render
+    clause = rls_clause(DATASETS["recensement"], RolePerimeter("dep_05", "departement", "Synth-05"))
+    [(share,)] = client.query(f"SELECT {metric_sql('recensement', 'taux_etablissements_actifs')} FROM "
+                              f"({render(SQL['recensement'])}) WHERE niveau = 'Écoles' AND borne = 0 AND {clause}"
+                              ).result_rows
+    n, a = independent_counts(client, LEVELS["Écoles"][0], "departement", since, until)["Synth-05"]
+    assert (n, a) == DEPARTEMENTS["Synth-05"][3] and share == pytest.approx(a / n)

@@ -16,6 +16,7 @@ from dnma_superset.charts import ROW_LIMIT, Chart, query_context
 from dnma_superset.dashboards import DASHBOARDS
 from dnma_superset.dataset_sql import SQL
 from dnma_superset.datasets import DATASETS
+from dnma_superset.labels import NO_DURATION, duration_label, duration_sql
 
 from aggregator.migrate import migrate
 from dnma.indicators import CENSUS_SCHEME
@@ -71,6 +72,31 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         c.close()
 
 
+def test_durations_in_french_words(client: Any) -> None:
+    """duration_sql (the datasets' SQL) writes what duration_label says, at every unit boundary;
+    an aggregate over no rows is NO_DURATION, never '0 s'."""
+    cases = {0: "0 s", 0.4: "0 s", 45: "45 s", 59.5: "1 min", 199: "3 min 19 s", 3600: "1 h", 3660: "1 h 1 min",
+             7500: "2 h 5 min", 86399.5: "1 j", 93659: "1 j 2 h", -5: "0 s"}
+    for seconds, text in cases.items():
+        assert duration_label(seconds) == text
+        assert client.query(f"SELECT {duration_sql(repr(float(seconds)))}").result_rows[0][0] == text, seconds
+    for empty in ("avg(number)", "sum(number) / nullIf(count(), 0)"):
+        assert client.query(f"SELECT {duration_sql(empty)} FROM numbers(0)").result_rows[0][0] == NO_DURATION
+
+
+def test_duration_tiles_write_the_average_in_french(client: Any) -> None:
+    """The national and establishment duration tiles: the average visit duration in French words,
+    the same as the label written apart (duration_label) of the average computed apart."""
+    # Without a filter both read the national rollup (the coarsest tier of the dataset's SQL).
+    client.command("INSERT INTO dnma.visits_national_daily (day, visites, duree) VALUES "
+                   "('2026-03-10', 2, 300), ('2026-03-11', 1, 97)")
+    direct = client.query("SELECT sum(duree) / sum(visites) FROM dnma.visits_national_daily").result_rows[0][0]
+    assert duration_label(direct) == "2 min 12 s"  # 397 s over 3 visits
+    for key in ("nat_duree", "eta_duree"):
+        assert chart_rows(client, CHARTS[key]) == [(duration_label(direct),)], key
+    client.command("TRUNCATE TABLE dnma.visits_national_daily")
+
+
 def test_native_third_party_pie_counts_each_visit_once(client: Any) -> None:
     """A visit touching native and third-party services both is one visit: the pie's slices are
     exclusive and add up to the visits (the former pie showed it in both slices)."""
@@ -90,7 +116,8 @@ def test_native_third_party_pie_counts_each_visit_once(client: Any) -> None:
 def test_median_ingestion_delay_is_the_median_of_the_hits(client: Any) -> None:
     """The KPI and the daily line read the median of the hits' delays, not a median of per-day or
     per-site medians: one busy on-time site and two sites each sending one hit two hours late have
-    a median of 0 (the former dataset said 2 h). Beyond a minute, the delay is exact to the minute."""
+    a median of 0 (the former dataset said 2 h). Beyond a minute, the delay is exact to the minute.
+    The tile writes it in French ("0 s"), the daily line in minutes."""
     hits = [("2026-03-10 10:00:00", 0, 1)] * 9 + [("2026-03-11 10:00:00", 7200, 2), ("2026-03-12 10:00:00", 7200, 3)]
     hits += [("2026-03-13 09:00:00", 3725, 4)] * 3 + [("2026-03-13 09:00:00", 30, 4)] * 2
     hits += [("2026-03-01 09:00:00", 99_999, 5)]  # older than the 14 days read: left out
@@ -101,16 +128,16 @@ def test_median_ingestion_delay_is_the_median_of_the_hits(client: Any) -> None:
     (kpi,), = chart_rows(client, CHARTS["qua_delai"])
     true_median = client.query(f"SELECT quantileExactLow(0.5)(toInt64(received_at) - toInt64(ts)) FROM dnma.hits "
                                f"WHERE {window}").result_rows[0][0]
-    assert true_median == 0 and kpi == 1000 * true_median
+    assert true_median == 0 and kpi == duration_label(true_median) == "0 s"
     daily = {day: (med, mx) for day, med, mx in chart_rows(client, CHARTS["qua_delais"])}
     expected = {day: (med, mx) for day, med, mx in client.query(
         f"SELECT toDate(ts), quantileExactLow(0.5)(toInt64(received_at) - toInt64(ts)), "
         f"max(toInt64(received_at) - toInt64(ts)) FROM dnma.hits WHERE {window} GROUP BY 1").result_rows}
     assert set(daily) == set(expected)
     for day, (med, mx) in expected.items():
-        assert daily[day][1] == 1000 * mx
-        assert 0 <= 1000 * med - daily[day][0] < 60_000, day  # truncated to the minute, never more
-    assert daily[date(2026, 3, 13)][0] == 1000 * 3720  # 1 h 2 min 5 s shown as 1 h 2 min
+        assert daily[day][1] == pytest.approx(mx / 60)
+        assert 0 <= med / 60 - daily[day][0] < 1, day  # truncated to the minute, never more
+    assert daily[date(2026, 3, 13)][0] == pytest.approx(62)  # 1 h 2 min 5 s shown as 62 min
 
 
 def test_services_by_profile_keeps_every_pair(client: Any) -> None:
