@@ -89,12 +89,43 @@ PROFIL = labelled("profil", PROFIL_LABELS, "Profil")
 SERVICE = labelled("service", SERVICE_LABELS, "Service")
 APPAREIL = labelled("device", DEVICE_LABELS, "Appareil")
 
+# The census's headline figures (spec/INDICATORS.md), dataset recensement (its RLS: a perimeter
+# user's figures are their territories'): the share of public écoles, collèges and lycées with an
+# active ENT (dnma.indicators) and of the pupils of the three levels, with the counts under them
+# (a big number cannot print a computed subtitle: the counts and the establishments whose pupil
+# count is unknown are in the table below the tiles).
+CENSUS_TILES = (("ecoles", "Écoles", "% des écoles publiques avec un ENT actif"),
+                ("colleges", "Collèges", "% des collèges publics avec un ENT actif"),
+                ("lycees", "Lycées", "% des lycées publics avec un ENT actif"))
+
+
+def census_headlines(prefix: str) -> list[list[Chart | Markdown]]:
+    tiles = []
+    for key, niveau, title in CENSUS_TILES:
+        tile = kpi(f"{prefix}_part_{key}", title, "recensement", "taux_etablissements_actifs", ".0%",
+                   filters=[where(f"niveau = '{niveau}' AND borne = 0")])
+        tile.params["subheader"] = "établissements publics actifs / établissements publics (nombres ci-dessous)"
+        tiles.append(tile)
+    pupils = kpi(f"{prefix}_part_eleves", "% des élèves ayant accès à un ENT actif", "recensement",
+                 "taux_eleves_actifs", ".0%", filters=[where("niveau != '' AND borne = 0")])
+    pupils.params["subheader"] = ("élèves des écoles, collèges et lycées publics actifs / élèves de ces niveaux, "
+                                  "effectifs connus (établissements sans effectif : ci-dessous)")
+    counts = table(f"{prefix}_chiffres_recensement", "Recensement : nombres par niveau (établissements publics, "
+                   "dernières semaines scolaires)", "recensement", ["niveau"],
+                   ["actifs_sur_total", "taux_etablissements_actifs", "eleves_sur_total", "taux_eleves_actifs",
+                    "effectifs_inconnus"], width=12, height=30, order_by="taux_etablissements_actifs",
+                   filters=[where("niveau != '' AND borne = 0")])
+    counts.params.update({"include_search": False, "show_cell_bars": False})
+    return [[*tiles, pupils], [counts]]
+
+
 DASHBOARDS: list[Dashboard] = [
     Dashboard("dnma-vue-nationale", "DNMA — Vue nationale", [
         [kpi("nat_visites", "Visites", "visites", "visites"),
          kpi("nat_utilisateurs", "Utilisateurs", "visites", "utilisateurs"),
          kpi("nat_pages_vues", "Pages vues", "visites", "pages_vues"),
          kpi_text("nat_duree", "Durée moyenne par visite", "visites", "duree_moyenne_libelle")],
+        *census_headlines("nat"),
         [trend("nat_tendance", "Visites et utilisateurs par semaine", "visites", ["visites", "utilisateurs"])],
         [bars("nat_profils", "Visites par profil", "visites", PROFIL, ["visites"]),
          bars("nat_services", "Visites par service", "visites_services", SERVICE, ["visites"]),
@@ -109,6 +140,7 @@ DASHBOARDS: list[Dashboard] = [
                ["visites", "utilisateurs", "taux_visite"], width=12)],
     ], TERRITORY_FILTERS, color_scheme=None),
     Dashboard("dnma-deploiement", "DNMA — Déploiement", [
+        *census_headlines("dep"),
         [france_map("dep_carte", "Part d'établissements publics actifs (dernières semaines scolaires)",
                     "deploiement", "departement", "taux_actifs"),
          table("dep_departements", "Déploiement par département", "deploiement",

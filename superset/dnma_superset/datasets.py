@@ -130,6 +130,36 @@ CENSUS_PERIMETER = {
     "projet": "(has(projets, {value}) OR borne = 1)",
 }
 
+
+def _fr_int(sql: str) -> str:
+    """An integer as French text: groups of three digits split by a no-break space (1 234)."""
+    return (f"replaceAll(trimLeft(reverse(replaceRegexpAll(reverse(toString({sql})), '(\\\\d{{3}})', '\\\\1 '))),"
+            " ' ', '\u00a0')")
+
+
+# The census's headline figures (Déploiement, Vue nationale): shares of public establishments
+# active and of their pupils (effectifs known) with the counts behind them, and how many
+# establishments have no known pupil count (left out of the pupil share, never estimated).
+CENSUS_HEADLINE_METRICS: list[tuple[str, str, str, str]] = [
+    ("taux_etablissements_actifs", "Part des établissements publics avec un ENT actif",
+     "sum(etablissements_actifs) / nullIf(sum(etablissements), 0)", ".0%"),
+    ("taux_eleves_actifs", "Part des élèves ayant accès à un ENT actif (effectifs connus)",
+     "sum(eleves_actifs) / nullIf(sum(eleves), 0)", ".0%"),
+    ("etablissements_publics", "Établissements publics", "sum(etablissements)", ",d"),
+    ("actifs_sur_total", "Établissements publics actifs / total",
+     f"concat({_fr_int('sum(etablissements_actifs)')}, ' / ', {_fr_int('sum(etablissements)')}, ' ',"
+     " lowerUTF8(any(niveau)))", ""),
+    ("eleves_sur_total", "Élèves ayant accès / élèves (effectifs connus)",
+     f"concat({_fr_int('sum(eleves_actifs)')}, ' / ', {_fr_int('sum(eleves)')}, ' élèves')", ""),
+    ("effectifs_inconnus", "Effectifs inconnus",
+     "if(sum(sans_effectif) = 0, 'Effectifs connus pour tous les établissements',"
+     f" concat('Effectifs inconnus pour ', {_fr_int('sum(sans_effectif)')}, ' établissement',"
+     " if(sum(sans_effectif) > 1, 's', ''), ' (dont ', "
+     f"{_fr_int('sum(sans_effectif_actifs)')}, ' actif', if(sum(sans_effectif_actifs) > 1, 's', ''),"
+     " ') : non comptés dans la part des élèves'))", ""),
+]
+
+
 # An ENT's tagging coverage is over its whole declared perimeter, whoever looks: a territorial user
 # sees every ENT whose perimeter reaches their territory, with all of that perimeter.
 ENT_PERIMETER = {
@@ -208,10 +238,15 @@ DATASETS: dict[str, Dataset] = {
              ("academies", "Académies", "Array(String)", False),
              ("regions", "Régions académiques", "Array(String)", False),
              ("projets", "Projets ENT déclarant le territoire", "Array(String)", False),
-             ("borne", "Ligne de bornes (sans données)", "UInt8", False)],
+             ("borne", "Ligne de bornes (sans données)", "UInt8", False),
+             ("eleves", "Élèves (effectifs connus)", "UInt64", False),
+             ("eleves_actifs", "Élèves des établissements actifs (effectifs connus)", "UInt64", False),
+             ("sans_effectif", "Établissements sans effectif connu", "UInt64", False),
+             ("sans_effectif_actifs", "Établissements actifs sans effectif connu", "UInt64", False)],
             [("territoires", "Nombre de territoires",
               "countIf(borne = 0)", ",d"),
-             ("classe_carte", "Classe (0 = aucun projet … 4 = ≥ 90 %)", "max(classe_indice)", ",d")],
+             ("classe_carte", "Classe (0 = aucun projet … 4 = ≥ 90 %)", "max(classe_indice)", ",d"),
+             *CENSUS_HEADLINE_METRICS],
             main_dttm=None, perimeter=CENSUS_PERIMETER),
         Dataset(
             "couverture_ent", "Couverture du marquage par ENT (périmètre déclaré)",
