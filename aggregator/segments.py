@@ -52,11 +52,15 @@ def parse(definition: str) -> tuple[tuple[Condition, ...], ...]:
 
 
 def _condition(operand: str) -> Condition:
+    # The operator is found before the value is decoded, as Matomo's SegmentExpression does: a value
+    # whose encoding holds an operator's characters ('>' then '%3D') stays the value. A condition
+    # encoded whole (`deviceType%3D%3Dsmartphone`, a client that encoded the parameter twice) holds no
+    # operator until decoded: it is read decoded, its value decoded once more.
     decoded = unquote(operand)
-    match = _OPERAND.match(decoded)
+    match = _OPERAND.match(operand) or _OPERAND.match(decoded)
     if match is None:
         raise SegmentError(f"The segment condition '{_shown(decoded)}' is not valid.")
-    name, operator, value = match[1], match[2], unquote(match[3])
+    name, operator, value = unquote(match[1]), match[2], unquote(match[3])
     if value == "" and operator not in ("==", "!="):
         raise SegmentError(f"The segment '{_shown(decoded)}' has no value specified. You can leave this value "
                            "empty only when you use the operators: != (is not) or == (is)")

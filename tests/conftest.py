@@ -3,6 +3,7 @@ clock (tests/clockpin.py: DNMA_TEST_NOW) before any test module reads it."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,8 +12,15 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import clockpin  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 clockpin.install()
+
+# Property tests draw the same examples on every run (`make test` passes or fails on the code, never
+# on the draw); DNMA_HYPOTHESIS_EXPLORE=1 draws new ones, and keeps what it finds in .hypothesis/.
+settings.register_profile("dnma", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("explore" if os.environ.get("DNMA_HYPOTHESIS_EXPLORE") == "1" else "dnma")
 
 
 def pytest_report_header(config: object) -> list[str]:
