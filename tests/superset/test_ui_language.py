@@ -3,8 +3,9 @@ filter panel, as the user sees it): no error state, and none of Superset's own E
 (the msgids of the French catalogue in Superset's package, dnma_superset/ui_language.py) in the
 rendered text.
 
-`make test` runs the national user and one perimeter user of each kind that differs (a département,
-an ENT); `make test-superset-ui-language` (DNMA_SUPERSET_ALL_USERS=1) runs every provisioned user.
+`make test` runs the national user and an ENT's user (a perimeter user: the quality datasets' RLS,
+the ENT's own coverage); `make test-superset-ui-language` (DNMA_SUPERSET_ALL_USERS=1) runs every
+provisioned user, the départements' among them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dnma_superset.ui_language import ERROR_SELECTORS, english_in, english_strin
 
 from .conftest import ARTIFACTS, SupersetHandle
 
-REPRESENTATIVE = ("dnma_national", "dnma_departement_35", "dnma_ent_bretagne")
+REPRESENTATIVE = ("dnma_national", "dnma_ent_bretagne")
 ALL_USERS = tuple(u.username for u in RolePerimeters.load().users)
 USERS = ALL_USERS if os.environ.get("DNMA_SUPERSET_ALL_USERS") == "1" else REPRESENTATIVE
 
