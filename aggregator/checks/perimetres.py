@@ -90,16 +90,7 @@ def sync(client: Any, settings: Settings, registry: SiteRegistry | None = None, 
         return False
     now = clock.now().replace(microsecond=0, tzinfo=None)
     data = [[*row, now] for row in rows(client, db, registry)]
-    on_cluster = r.on_cluster
-    client.command(f"TRUNCATE TABLE IF EXISTS {r.local_name(STAGE)}{on_cluster}")
-    if data:
-        client.insert(r.name(STAGE), data, column_names=COLUMNS,
-                      settings={"insert_distributed_sync": 1} if r.cluster else None)
-        client.command(f"ALTER TABLE {r.local_name(PERIMETERS_TABLE)}{on_cluster} REPLACE PARTITION tuple() "
-                       f"FROM {r.local_name(STAGE)}")
-    else:
-        client.command(f"TRUNCATE TABLE IF EXISTS {r.local_name(PERIMETERS_TABLE)}{on_cluster}")
-    client.command(f"TRUNCATE TABLE IF EXISTS {r.local_name(STAGE)}{on_cluster}")
+    _rewrite(client, r, PERIMETERS_TABLE, STAGE, COLUMNS, data)
     if _has(client, db, NAMES_TABLE):
         _rewrite(client, r, NAMES_TABLE, NAMES_STAGE, NAMES_COLUMNS,
                  [[code, name, now] for code, name in sorted(project_names(registry).items())])
