@@ -44,7 +44,7 @@ def _names(raw: str) -> tuple[str, ...]:
 _DIGITS = re.compile(r"(\d+)")
 
 
-def _natural(value: Any) -> tuple[Any, ...]:
+def natural_key(value: Any) -> tuple[Any, ...]:
     """PHP's natural, case-insensitive order for text: 'page9' before 'page10'."""
     parts = _DIGITS.split(str(value).lower())
     return tuple((0, int(p), "") if i % 2 else (1, 0, p) for i, p in enumerate(parts))
@@ -119,13 +119,13 @@ class GenericFilters:
 
         def key(row: dict[str, Any]) -> Any:
             value = row.get(column)
-            return value if numeric else _natural(value)
+            return value if numeric else natural_key(value)
 
         if secondary in rows[0] and secondary != column:
             # Stable sorts: the tie-breaker first.
             tie_descending = (not self.descending) if secondary == "label" else self.descending
             if secondary == "label":
-                rows = sorted(rows, key=lambda r: _natural(r.get("label", "")), reverse=tie_descending)
+                rows = sorted(rows, key=lambda r: natural_key(r.get("label", "")), reverse=tie_descending)
             else:
                 rows = sorted(rows, key=lambda r: r.get(secondary) or 0, reverse=tie_descending)
         return sorted(rows, key=key, reverse=self.descending)

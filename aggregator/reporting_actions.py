@@ -31,7 +31,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote_plus
 
-from aggregator.api_filters import _natural  # PHP natural order, as the Sort filter
+from aggregator.api_filters import natural_key  # PHP natural order, as the Sort filter
 from aggregator.rollups import inline_dates
 from dnma.datatable import Simple, Table
 from dnma.params import as_int
@@ -343,7 +343,7 @@ def _leaves(nodes: list[Node]) -> Any:
 def _default_order(node: Node) -> tuple[Any, ...]:
     """Matomo's order of a stored report: most visits first (the archiver sorts by nb_visits before
     it truncates), ties by label in PHP's natural, case-insensitive order."""
-    return (-node.columns.get("nb_visits", 0), _natural(node.label))
+    return (-node.columns.get("nb_visits", 0), natural_key(node.label))
 
 
 def keyword_rows(stats: Mapping[tuple[str, str], PageStats]) -> list[Node]:

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote_plus
 from zoneinfo import ZoneInfo
 
-from aggregator.api_filters import _natural
+from aggregator.api_filters import natural_key
 from aggregator.reporting_actions import ReportFilter, ShapeError, php_round
 from dnma.datatable import Simple, Table
 
@@ -86,7 +86,7 @@ def table(client: Any, f: ReportFilter, by_period: Mapping[str, list[dict[str, A
 
 def by_visits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Matomo's default order: most visits first, ties by label in PHP's natural order (which skips spaces)."""
-    return sorted(rows, key=lambda r: (-r["nb_visits"], _natural(str(r["label"]).replace(" ", ""))))
+    return sorted(rows, key=lambda r: (-r["nb_visits"], natural_key(str(r["label"]).replace(" ", ""))))
 
 
 # --- DevicesDetection
