@@ -9,6 +9,8 @@ current batch and waits for a side duty in progress before it exits.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import faulthandler
 import logging
 import os
@@ -28,6 +30,8 @@ from aggregator.write_gate import WriteGate
 from dnma import clock, spool
 from dnma.logs import CleanStop
 from dnma.settings import Settings, get_settings
+
+M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 
 STATUS_FILE = "loader_status.json"  # read by the collector's /metrics (separate process)
 RUNNING_MARKER = "run/loader.running"  # under data_dir: present while a loader runs (dnma/logs.CleanStop)
@@ -243,9 +247,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--once", action="store_true", help="load everything there is, then exit (no endpoint)")
 
 
+def limit_malloc_arenas(arenas: int) -> bool:
+    """Caps glibc's malloc arenas for this process (M_ARENA_MAX); True when set. chDB allocates with
+    glibc's malloc from many threads: each would get an arena of its own (up to 8 per core) that
+    keeps the memory it freed, so the process's RSS follows the high-water mark of every arena."""
+    if arenas <= 0:
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):  # not glibc: nothing to cap
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     setup_logging(settings)
+    # Before the first chDB thread exists: an arena already created stays.
+    arenas_capped = limit_malloc_arenas(settings.loader_malloc_arenas)
+    log_event("malloc_arenas", cap=settings.loader_malloc_arenas, applied=arenas_capped)
     loader = Loader(settings)
 
     def on_term(signum: int, _frame: Any) -> None:
