@@ -45,6 +45,19 @@ def status(uai: str) -> UaiStatus:
     return UaiStatus.VALID
 
 
+def problem(uai: str) -> str:
+    """What is wrong with a normalised UAI, in an ENT editor's words ('' when valid or missing): the
+    conformance report's, in the words of the debug view (collector.debug.uai_problem)."""
+    found = status(uai)
+    if found is UaiStatus.BAD_FORMAT:
+        return f"UAI invalide (« {uai[:20]} » : 7 chiffres puis une lettre attendus)"
+    if found is UaiStatus.BAD_DEPARTEMENT:
+        return f"UAI invalide (département « {uai[:3]} » inexistant)"
+    if found is UaiStatus.BAD_CHECK_LETTER:
+        return f"UAI invalide (lettre de contrôle {check_letter(uai[:7])} attendue)"
+    return ""
+
+
 def is_valid(raw: str | None) -> bool:
     return status(normalise(raw)) is UaiStatus.VALID
 

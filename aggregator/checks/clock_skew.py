@@ -7,13 +7,17 @@ from aggregator.checks.base import Check, CheckContext, CheckResult, pct
 from aggregator.checks.lateness import LOOKBACK_S, RECEIVED_IN_WINDOW
 from aggregator.checks.shares import per_site_shares, seuil
 
+# A hit dated more than {skew:UInt32} seconds after its own reception (settings.quality_clock_skew_s);
+# also read by the conformance report (aggregator/conformance): one definition of a clock problem.
+FUTURE = "toInt64(toUnixTimestamp(ts)) - toUnixTimestamp(received_at) > {skew:UInt32}"
+
 
 def run(ctx: CheckContext) -> CheckResult:
     limit = ctx.settings.quality_lateness_max_share
     skew = ctx.settings.quality_clock_skew_s
     return per_site_shares(
         ctx,
-        faulty="countIf(toInt64(toUnixTimestamp(ts)) - toUnixTimestamp(received_at) > {skew:UInt32})",
+        faulty=f"countIf({FUTURE})",
         extra="max(toInt64(toUnixTimestamp(ts)) - toUnixTimestamp(received_at))",
         where=RECEIVED_IN_WINDOW,
         params={"skew": skew, "lookback": LOOKBACK_S},

@@ -6,7 +6,8 @@ from __future__ import annotations
 from aggregator.checks.base import Check, CheckContext, CheckResult, pct
 from aggregator.checks.shares import HITS_IN_WINDOW, per_site_shares, seuil
 
-_VALID = "uai != '' AND NOT has(flags, 'invalid_uai')"
+# A valid UAI: present and not flagged invalid by the collector (format, département, check letter).
+VALID_UAI = "uai != '' AND NOT has(flags, 'invalid_uai')"
 
 
 def run(ctx: CheckContext) -> CheckResult:
@@ -20,7 +21,7 @@ def run(ctx: CheckContext) -> CheckResult:
         total="count()",
         faulty=f"countIf(NOT ({known}))",
         extra=f"topKIf(5)(uai, NOT ({known}))",
-        where=f"{HITS_IN_WINDOW} AND {_VALID}",
+        where=f"{HITS_IN_WINDOW} AND {VALID_UAI}",
         threshold=limit,
         message=lambda s, n, more: f"{pct(s)} des hits avec un UAI absent du référentiel ({seuil(limit)}), ex. {', '.join(more[0][:3])}",
     )
