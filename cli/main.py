@@ -13,7 +13,7 @@ from dnma_superset import provision
 
 from aggregator import backup, exports, loader, migrate, publication, referentiel, sessionizer
 from aggregator.checks import cli as checks
-from cli import access, demo, serve, stack, tagcheck
+from cli import access, demo, serve, sites, stack, tagcheck
 from dnma.admin import Unavailable
 
 # command name -> (module, help). Modules import heavy libraries lazily inside run().
@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "checks": (checks, "run the data-quality checks, or list their status and open alerts"),
     "tag-check": (tagcheck, "check the tracking requests of a page (URL) or HAR file: tagging plan"),
     "access": (access, "perimeter tokens: `issue`, `revoke`, `list` (view only, across sites)"),
+    "sites": (sites, "register and change sites: `add`, `set`, `list`, `projet` (alert contacts); no restart"),
     "backup": (backup, "back the embedded stack up into a directory (ClickHouse, spool, settings, secrets; live: by the loader)"),
     "restore": (backup, "rebuild a stopped data directory from a `dnma backup` directory"),
     "superset": (provision, "Superset: `provision` imports the dashboards, roles, RLS and users"),

@@ -134,7 +134,7 @@ def _separate_demo_tokens(sites_file: Path, demo_token: str, tokens: dict[int, s
             site["token_sha256"] = hash_token(tokens[site_id])
             changed = True
     if changed:
-        dump_sites(doc["sites"], sites_file)
+        dump_sites(doc["sites"], sites_file, doc.get("projets"))
 
 
 def _pid_file(data_dir: Path, name: str) -> Path:

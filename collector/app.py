@@ -91,8 +91,8 @@ class TrackingFault(Exception):
 
 class Collector:
     """One per worker process. Owns the spool writer, the access registry (tokens, and the sites as
-    sites.yaml says now) and the pipeline context (the sites as they were at start-up: its per-site
-    caches keep them)."""
+    sites.yaml says now) and the pipeline context (the sites it last took from the registry: a
+    changed sites.yaml reaches it within seconds, see _follow_sites)."""
 
     def __init__(self, settings: Settings | None = None, *, api_methods: Mapping[str, Any] | None = None) -> None:
         """`api_methods`: Matomo API methods beyond the sites ones (name -> collector.api.ApiHandler),
@@ -204,6 +204,20 @@ class Collector:
             except Exception:  # a metrics hiccup must never stop the worker
                 log.exception("metrics_flush_failed")
             self._follow_clock(jumps)
+            self._follow_sites()
+
+    def _follow_sites(self) -> None:
+        """Once a second, off the hot path: a sites.yaml the registry re-read (a site added or changed by
+        `dnma sites`, at most RELOAD_CHECK_S after the write) replaces the pipeline's sites."""
+        try:
+            sites = self.access.sites
+        except Exception:  # a registry hiccup must never stop the worker: the current sites serve on
+            log.exception("sites_follow_failed")
+            return
+        if sites is not self.sites:
+            self.sites = sites
+            self.ctx.use_sites(sites)
+            log.info("sites_reloaded", extra={"fields": {"sites": len(sites.all())}})
 
     def _follow_clock(self, jumps: clock.JumpWatch) -> None:
         """Once a second: a followed DNMA_NOW file's offset reaches the hot path, and a clock that

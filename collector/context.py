@@ -51,7 +51,8 @@ Properties = tuple[dict[str, str], tuple[str, ...], int, bytes]
 
 @dataclass
 class PipelineContext:
-    """Per-worker state the steps read: sites, access, secrets, memos. Built once at startup."""
+    """Per-worker state the steps read: sites, access, secrets, memos. Built once at startup; the
+    sites replaced (use_sites) when the registry file changes."""
 
     sites: SiteRegistry
     access: Access
@@ -68,6 +69,13 @@ class PipelineContext:
     _upper: dict[str, str] = field(default_factory=dict)
     _props: dict[tuple[Any, ...], Properties] = field(default_factory=dict)
     _uac: dict[str, tuple[UAClasses, bytes]] = field(default_factory=dict)
+
+    def use_sites(self, sites: SiteRegistry) -> None:
+        """Serve from a re-read registry (sites.yaml changed): the memos built from the old sites'
+        settings (exclusions, mappings, perimeters, the resolved `idsite` texts) are forgotten."""
+        self.sites = sites
+        for memo in (self._networks, self._slots, self._uai_flags, self._site_by_raw, self._uai_by_raw, self._props):
+            memo.clear()
 
     def excluded_networks(self, site: Site) -> list[Any]:
         found = self._networks.get(site.id)

@@ -2,7 +2,8 @@
 
 A site: id, name, main URL, time zone, write token (stored as a SHA-256; what a token may do is
 dnma.access's), the custom-dimension mapping, fixed PROJET/EXPLOITANT/PLATEFORME, perimeter,
-exclusions, DNT policy, and when it was created (`created`, Matomo's `ts_created`).
+exclusions, DNT policy, when it was created (`created`, Matomo's `ts_created`), and who hears of
+its quality alerts (`alerts:`; an ENT project's in the top-level `projets:`, see AlertContacts).
 """
 
 from __future__ import annotations
@@ -54,6 +55,34 @@ class SitePerimeter:
 
 
 @dataclass(frozen=True)
+class AlertContacts:
+    """Where the quality alerts about a site or an ENT project are sent besides the ops-wide webhook:
+    the editor's own webhook and e-mail addresses (`alerts: {webhook: URL, emails: [...]}`)."""
+
+    webhook: str = ""
+    emails: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.webhook or self.emails)
+
+    def as_yaml(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.webhook:
+            out["webhook"] = self.webhook
+        if self.emails:
+            out["emails"] = list(self.emails)
+        return out
+
+
+def _contacts(raw: Any) -> AlertContacts:
+    if not raw:
+        return AlertContacts()
+    if not isinstance(raw, dict):
+        raise ValueError(f"alerts must be a mapping {{webhook: URL, emails: [...]}}, not {str(raw)[:40]!r}")
+    return AlertContacts(str(raw.get("webhook") or ""), _strings(raw.get("emails")))
+
+
+@dataclass(frozen=True)
 class Site:
     id: int
     name: str
@@ -69,6 +98,7 @@ class Site:
     excluded_user_agents: tuple[str, ...] = ()
     honour_dnt: bool = False
     created: datetime = DEFAULT_CREATED
+    alerts: AlertContacts = AlertContacts()
 
     def ua_excluded(self, ua: str) -> bool:
         low = ua.lower()
@@ -130,6 +160,7 @@ def _site_from_dict(raw: dict[str, Any]) -> Site:
         excluded_user_agents=_strings(raw.get("excluded_user_agents")),
         honour_dnt=bool(raw.get("honour_dnt", False)),
         created=_created(raw.get("created"), raw["id"]),
+        alerts=_contacts(raw.get("alerts")),
     )
 
 
@@ -159,15 +190,20 @@ def _strings(value: Any) -> tuple[str, ...]:
 
 
 class SiteRegistry:
-    def __init__(self, sites: list[Site]):
+    def __init__(self, sites: list[Site], projects: dict[str, AlertContacts] | None = None):
         self._by_id = {s.id: s for s in sites}
+        self.projects = projects or {}  # ENT project code -> its editor's alert contacts
 
     @classmethod
     def load(cls, path: Path) -> SiteRegistry:
         if not path.exists():
             return cls([])
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return cls([_site_from_dict(s) for s in data.get("sites", [])])
+        projets = data.get("projets") or {}
+        if not isinstance(projets, dict):
+            raise ValueError("projets must be a mapping of ENT project codes")
+        return cls([_site_from_dict(s) for s in data.get("sites", [])],
+                   {str(code): _contacts((raw or {}).get("alerts")) for code, raw in projets.items()})
 
     def get(self, site_id: int) -> Site | None:
         return self._by_id.get(site_id)
@@ -186,6 +222,10 @@ class SiteRegistry:
         return [s.id for s in self.all() if (urlsplit(s.main_url).hostname or "").lower() == host and host]
 
 
-def dump_sites(sites: list[dict[str, Any]], path: Path) -> None:
+def dump_sites(sites: list[dict[str, Any]], path: Path, projets: dict[str, Any] | None = None) -> None:
+    """Write the registry: its sites and, when there are any, the ENT projects' settings."""
+    doc: dict[str, Any] = {"sites": sites}
+    if projets:
+        doc["projets"] = projets
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump({"sites": sites}, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
