@@ -26,6 +26,7 @@ from dnma_superset.charts import (
 from dnma_superset.datasets import DATASETS
 from dnma_superset.identity import uid
 from dnma_superset.labels import ACTION_LABELS, DEVICE_LABELS, PROFIL_LABELS, SERVICE_LABELS, labelled
+from dnma_superset.marquage_sql import MARQUAGE_DAYS, SHARES
 from dnma_superset.quality_sql import QUALITY_DAYS
 
 
@@ -117,6 +118,36 @@ def census_headlines(prefix: str) -> list[list[Chart | Markdown]]:
                    filters=[where("niveau != '' AND borne = 0")])
     counts.params.update({"include_search": False, "show_cell_bars": False})
     return [[*tiles, pupils], [counts]]
+
+
+
+
+def marquage() -> Dashboard:
+    """The tagging conformance report of `dnma conformance` for an ENT site's editor (role of level
+    "site"): the shares and verdicts of each criterion per site and per service, the 25 services."""
+    days = f"{MARQUAGE_DAYS} j"
+    per_site = [m for k in SHARES for m in (f"taux_{k.key}", f"verdict_{k.key}")]
+    services = table("mar_services_25", f"Les 25 services : hits par service ({days} ; 0 = jamais vu)",
+                     "marquage_services", [SERVICE], ["hits"], width=5, height=60)
+    services.params["order_desc"] = False  # the services never seen first
+    return Dashboard("dnma-marquage", "DNMA — Marquage", [
+        [kpi("mar_uai_valide", f"UAI valides ({days})", "marquage", "taux_uai_valide", ".1%"),
+         kpi("mar_profil_connu", f"PROFIL connus ({days})", "marquage", "taux_profil_connu", ".1%"),
+         kpi("mar_service_connu", f"SERVICE connus ({days})", "marquage", "taux_service_connu", ".1%"),
+         kpi("mar_jamais_vus", f"Services jamais vus, par site ({days})", "marquage_services",
+             "services_jamais_vus", ",d")],
+        [table("mar_sites", f"Conformité au plan de marquage par site ({days} ; verdicts aux seuils du plan)",
+               "marquage", [labelled("toString(site_id)", {}, "Site"), "projet"], ["hits", *per_site], width=12,
+               height=30)],
+        [table("mar_par_service", f"Conformité par service ({days})", "marquage", [SERVICE],
+               ["hits", *(f"taux_{k.key}" for k in SHARES if k.key != "service_connu")], width=7, height=60),
+         services],
+        [trend("mar_tendance", "Parts de hits conformes par jour", "marquage",
+               ["taux_uai_valide", "taux_profil_connu", "taux_service_connu", "taux_type_connu",
+                "taux_outil_conforme"], x="day", grain="P1D", fmt=".1%")],
+    ], [Filter("Site", "marquage", "site_id"), Filter("Projet ENT", "marquage", "projet")],
+        description="Rapport de conformité du marquage (dnma conformance) : parts de hits conformes et verdicts "
+                    "aux seuils du plan de marquage (docs/tagging.md).")
 
 
 DASHBOARDS: list[Dashboard] = [
@@ -220,4 +251,5 @@ DASHBOARDS: list[Dashboard] = [
          trend("qua_delais", "Délai d'ingestion par jour, en minutes (médian et maximal)", "qualite_hits",
                ["delai_median_min", "delai_max_min"], x="day", grain="P1D", width=6, fmt=",.1f")],
     ], [Filter("Projet ENT", "visites_etablissements", "projet")]),
+    marquage(),
 ]

@@ -22,6 +22,7 @@ from dnma.indicators import (
     census_sql,
     tagging_sql,
 )
+from dnma_superset.marquage_sql import marquage_sql
 from dnma_superset.quality_sql import quality_sql
 
 DB = "dnma"
@@ -325,4 +326,5 @@ LEFT JOIN (SELECT projet, any(nom) AS nom FROM {DB}.{PROJECT_NAMES_TABLE} FINAL 
 FROM {DB}.hits
 WHERE action IN ('event', 'download', 'outlink') AND NOT has(flags, 'invalid_uai')""" + period('toDate(ts)'),
     **quality_sql(DB, REF, TODAY),
+    **marquage_sql(DB, TODAY),
 }

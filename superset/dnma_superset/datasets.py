@@ -16,6 +16,7 @@ from dnma_superset.dataset_sql import (
 )
 from dnma_superset.identity import uid
 from dnma_superset.labels import duration_sql
+from dnma_superset.marquage_sql import COUNTS, MARQUAGE_DAYS, SHARES, share_sql, verdict_sql
 from dnma_superset.quality_sql import DELAY_MEDIAN_MS, QUALITY_DAYS, QUALITY_PERIMETER
 
 # (column, French label, ClickHouse type, is_dttm)
@@ -178,6 +179,15 @@ QUALITY_PERIMETER_COLUMNS: list[DatasetColumn] = [
     ("regions_perimetre", "Régions académiques concernées", "Array(String)", False),
 ]
 
+# The Marquage dashboard is an ENT editor's: a site's role (level "site") sees its site's rows, an
+# ENT's its project's; territorial perimeters see none (the tagging is the ENT's, not the territory's).
+MARQUAGE_PERIMETER = {"site": "site_id = {value}", "projet": "projet = {value}"}
+MARQUAGE_METRICS: list[DatasetMetric] = [
+    ("hits", "Hits", "sum(hits)", ",d"),
+    *((f"taux_{k.key}", k.label, share_sql(k), ".1%") for k in SHARES),
+    *((f"verdict_{k.key}", f"Verdict : {k.label} ({k.threshold_text()})", verdict_sql(k), "") for k in SHARES),
+]
+
 DATASETS: dict[str, Dataset] = {
     d.name: d
     for d in [
@@ -323,5 +333,18 @@ DATASETS: dict[str, Dataset] = {
              *QUALITY_PERIMETER_COLUMNS],
             [("controles", "Contrôles", "count()", ",d")],
             main_dttm="dernier_passage", perimeter=QUALITY_PERIMETER),
+        Dataset(
+            "marquage", f"Conformité du marquage (plan de marquage), {MARQUAGE_DAYS} derniers jours",
+            [("day", "Jour", "Date", True), ("site_id", "Site", "UInt32", False),
+             ("projet", "Projet ENT", "String", False), ("service", "Service", "String", False),
+             *((name, label, "UInt64", False) for name, label, _sql in COUNTS)],
+            MARQUAGE_METRICS, perimeter=MARQUAGE_PERIMETER),
+        Dataset(
+            "marquage_services", f"Les 25 services par site, {MARQUAGE_DAYS} derniers jours (0 : jamais vu)",
+            [("site_id", "Site", "UInt32", False), ("projet", "Projet ENT", "String", False),
+             ("service", "Service", "String", False), ("hits", "Hits", "UInt64", False)],
+            [("hits", "Hits", "sum(hits)", ",d"),
+             ("services_jamais_vus", "Services jamais vus (par site)", "countIf(hits = 0)", ",d")],
+            main_dttm=None, perimeter=MARQUAGE_PERIMETER),
     ]
 }

@@ -34,7 +34,8 @@ ROLE_PREFIX = "DNMA — "
 READER_ROLE = "DNMA lecteur"  # dataset access shared by every perimeter role (rows then cut by RLS)
 DENY_ALL = "1 = 0"
 RLS_PREFIX = "dnma:"
-LEVELS = ("national", "region", "academie", "departement", "projet")
+# "site": an ENT site's editor (value: the site id), who sees the Marquage dashboard of that site.
+LEVELS = ("national", "region", "academie", "departement", "projet", "site")
 
 
 # --- configuration ----------------------------------------------------------------------------

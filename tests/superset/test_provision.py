@@ -159,7 +159,7 @@ def test_ent_coverage_and_census_follow_one_definition(superset: SupersetHandle)
 def test_perimeters_file_is_consistent() -> None:
     p = RolePerimeters.load()
     levels = {x.level for x in p.perimeters}
-    assert levels == {"national", "region", "academie", "departement", "projet"}
+    assert levels == {"national", "region", "academie", "departement", "projet", "site"}
     assert any(not u.perimeters for u in p.users)
 
 

@@ -1,0 +1,92 @@
+"""The SQL of the Marquage dashboard's datasets: the tagging conformance report of `dnma conformance`
+(aggregator/conformance) over the last MARQUAGE_DAYS days, for an ENT site's editor, with the
+report's own definitions (its aggregates, the checks' duplicate and clock-skew rules) and the
+thresholds of the tagging plan (aggregator.conformance.criteria) as verdict metrics.
+
+Rows are one per day, site, ENT and service: the shares of any selection are sums over them. A
+duplicate is counted within its day and service (the report counts over its whole window: a page
+view re-sent on another day or under another service is one duplicate there, none here)."""
+
+from __future__ import annotations
+
+from aggregator.checks.clock_skew import FUTURE
+from aggregator.checks.duplicates import DUPLICATES
+from aggregator.checks.unknown_uai import VALID_UAI
+from aggregator.conformance import criteria as c
+from aggregator.conformance.figures import OUTIL_OK, TYPE_KNOWN
+from dnma import vocab
+from dnma.settings import Settings
+
+MARQUAGE_DAYS = 28  # four weeks: every service of a school week, twice over
+# The report's judging floor and rule parameters, at their defaults (a dataset has no settings).
+MIN_HITS = Settings.model_fields["quality_min_hits"].default
+_SKEW = Settings.model_fields["quality_clock_skew_s"].default
+_BUCKET = Settings.model_fields["quality_duplicate_seconds"].default
+
+
+def _array(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{v}'" for v in values) + "]"  # vocabulary codes: no quote inside
+
+
+def _bound(sql: str) -> str:
+    """The report's parameterised SQL with its parameters written in (a dataset has no binding)."""
+    for name, value in (("profils", _array(vocab.PROFILS)), ("services", _array(vocab.SERVICES)),
+                        ("types", _array(vocab.TYPES))):
+        sql = sql.replace(f"{{{name}:Array(String)}}", value)
+    return sql.replace("{skew:UInt32}", str(_SKEW)).replace("{bucket:UInt32}", str(max(1, _BUCKET)))
+
+
+# (column, French label, aggregate over dnma.hits): the counts behind each criterion.
+COUNTS: tuple[tuple[str, str, str], ...] = (
+    ("hits", "Hits", "count()"),
+    ("hits_uai_valide", "Hits à UAI valide", f"countIf({VALID_UAI})"),
+    ("hits_profil_connu", "Hits à PROFIL connu", "countIf(profil IN {profils:Array(String)})"),
+    ("hits_service_connu", "Hits à SERVICE connu", "countIf(service IN {services:Array(String)})"),
+    ("hits_type_connu", "Hits à TYPE connu", f"countIf({TYPE_KNOWN})"),
+    ("hits_outil_conforme", "Hits à TYPE connu dont l'OUTIL suit la règle", f"countIf({TYPE_KNOWN} AND {OUTIL_OK})"),
+    ("hits_doublons", "Hits en double", DUPLICATES),
+    ("hits_futurs", "Hits datés dans le futur", f"countIf({FUTURE})"),
+)
+# criterion -> (numerator column, denominator column)
+SHARES: dict[c.Criterion, tuple[str, str]] = {
+    c.UAI_VALIDE: ("hits_uai_valide", "hits"),
+    c.PROFIL_CONNU: ("hits_profil_connu", "hits"),
+    c.SERVICE_CONNU: ("hits_service_connu", "hits"),
+    c.TYPE_CONNU: ("hits_type_connu", "hits"),
+    c.OUTIL_CONFORME: ("hits_outil_conforme", "hits_type_connu"),
+    c.DOUBLONS: ("hits_doublons", "hits"),
+    c.HORLOGE: ("hits_futurs", "hits"),
+}
+
+
+def share_sql(criterion: c.Criterion) -> str:
+    num, den = SHARES[criterion]
+    return f"sum({num}) / nullIf(sum({den}), 0)"
+
+
+def verdict_sql(criterion: c.Criterion) -> str:
+    """The report's verdict (criteria.Criterion.verdict) of a selection, its floor included."""
+    num, den = SHARES[criterion]
+    sign = ">=" if criterion.at_least else "<="
+    return (f"multiIf(sum({den}) < {MIN_HITS}, '{c.NON_EVALUABLE}', "
+            f"sum({num}) / sum({den}) {sign} {criterion.threshold}, '{c.CONFORME}', '{c.NON_CONFORME}')")
+
+
+def marquage_sql(db: str, today: str) -> dict[str, str]:
+    """dataset name -> SQL, for dataset_sql.SQL."""
+    counts = ",\n  ".join(f"{_bound(sql)} AS {name}" for name, _label, sql in COUNTS)
+    recent = f"toDate(ts) >= {today} - {MARQUAGE_DAYS}"
+    return {
+        "marquage": f"""SELECT toDate(ts) AS day, site_id, projet, service,
+  {counts}
+FROM {db}.hits
+WHERE {recent}
+GROUP BY day, site_id, projet, service""",
+        # The 25 services for each site that sent hits: a service never seen has hits = 0.
+        "marquage_services": f"""SELECT s.site_id AS site_id, s.projet AS projet, v.service AS service,
+  toUInt64(ifNull(h.hits, 0)) AS hits
+FROM (SELECT site_id, any(projet) AS projet FROM {db}.hits WHERE {recent} GROUP BY site_id) AS s
+CROSS JOIN (SELECT arrayJoin({_array(vocab.SERVICES)}) AS service) AS v
+LEFT JOIN (SELECT site_id, service, count() AS hits FROM {db}.hits WHERE {recent} GROUP BY site_id, service) AS h
+  ON h.site_id = s.site_id AND h.service = v.service""",
+    }
