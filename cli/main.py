@@ -13,6 +13,7 @@ from dnma_superset import provision
 
 from aggregator import backup, exports, loader, migrate, publication, referentiel, sessionizer
 from aggregator.checks import cli as checks
+from aggregator.conformance import cli as conformance
 from cli import access, demo, serve, sites, stack, tagcheck
 from dnma.admin import Unavailable
 
@@ -30,6 +31,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "publish": (publication, "publish an ISO week's open-data files now (var/exports/YYYY-Www, a new revision if changed)"),
     "demo": (demo, "send simulated ENT traffic through the collector"),
     "checks": (checks, "run the data-quality checks, or list their status and open alerts"),
+    "conformance": (conformance, "write a site's tagging conformance report (HTML, CSV) over a window"),
     "tag-check": (tagcheck, "check the tracking requests of a page (URL) or HAR file: tagging plan"),
     "access": (access, "perimeter tokens: `issue`, `revoke`, `list` (view only, across sites)"),
     "sites": (sites, "register and change sites: `add`, `set`, `list`, `projet` (alert contacts); no restart"),
