@@ -156,6 +156,12 @@ class Settings(BaseSettings):
     quality_webhook_url: str = Field(default="", description="POST one JSON per run with the opened/resolved alerts. Empty: no webhook.")
     quality_webhook_retries: int = Field(default=3, description="Webhook attempts after the first, with exponential backoff.")
     quality_webhook_backoff_s: float = Field(default=1.0, description="First webhook retry delay; doubles each time.")
+    quality_smtp_host: str = Field(default="", description="SMTP server the editors' alert e-mails go through (the `alerts: {emails: [...]}` of a site or ENT project in the sites file). Empty: no e-mail; their webhooks are still called.")
+    quality_smtp_port: int = Field(default=25, ge=1, le=65535, description="Port of quality_smtp_host.")
+    quality_smtp_starttls: bool = Field(default=False, description="Upgrade the SMTP connection with STARTTLS before sending.")
+    quality_smtp_user: str = Field(default="", description="SMTP login, when the server wants one (with quality_smtp_password).")
+    quality_smtp_password: str = Field(default="", description="SMTP password of quality_smtp_user.")
+    quality_email_from: str = Field(default="dnma@localhost", description="From address of the alert e-mails.")
 
     # --- weekly open-data publication (aggregator/publication.py)
     exports_dir: Path | None = Field(default=None, description="Where the loader publishes the weekly open-data exports, one YYYY-Www directory per ISO week. Empty: data_dir/exports.")

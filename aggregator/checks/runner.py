@@ -25,7 +25,7 @@ from aggregator.checks import (
     volume,
 )
 from aggregator.checks.base import Check, CheckContext
-from aggregator.checks.notify import post_webhook, write_status
+from aggregator.checks.notify import notify_editors, post_webhook, write_status
 from aggregator.checks.perimetres import sync as sync_perimeters
 from aggregator.checks.store import Transition, apply, record_run
 from dnma import clock
@@ -97,6 +97,10 @@ def run_checks(
                             "findings": len(result.findings) if result else 0}
     write_status(settings, client, runs, list(CHECKS))
     post_webhook(settings, transitions, run_at=run_at.isoformat())
+    try:  # the editors' own webhooks and e-mails: the alerts about their sites and projects
+        notify_editors(settings, ctx.sites, transitions, run_at=run_at.isoformat())
+    except Exception:  # never loses the run's alerts: they are in the table and on the dashboard
+        log.exception("quality_editor_notifications_failed")
     log.info("quality_checks_ran", extra={"checks": len(runs), "opened": sum(t.change == "opened" for t in transitions),
                                           "resolved": sum(t.change == "resolved" for t in transitions)})
     return transitions
