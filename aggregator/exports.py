@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from aggregator.referentiel import ref_sql, year_sql
+from aggregator.rollups import USER_KEY
 from dnma.vocab import BROWSERS, DEVICES, OSES, SERVICES
 
 SHARED_COLUMNS: tuple[str, ...] = (
@@ -129,11 +130,10 @@ def format_duree(seconds: int) -> str:
 
 def query(dataset: ExportDataset, database: str = "dnma") -> str:
     """The export's SELECT; parameters {debut:Date} and {fin:Date} (inclusive)."""
-    user = "if(user_hash != 0, user_hash, visitor_id)"
     measures = []
     for suffix, cond in dataset.breakdowns:
         measures.append(f"countIf({cond}) AS `visites_{suffix}`")
-        measures.append(f"uniqExactIf({user}, {cond}) AS `utilisateurs_{suffix}`")
+        measures.append(f"uniqExactIf({USER_KEY}, {cond}) AS `utilisateurs_{suffix}`")
         measures.append(f"sumIf(toUInt64(duration), {cond}) AS `duree_{suffix}`")
     # The referential of the week's school year (its Monday's), else the loaded year nearest to it.
     year = year_sql(database, "debutsemaine")

@@ -18,7 +18,7 @@ from aggregator.reporting_actions import ShapeError
 from aggregator.reporting_referrers import METHODS as REFERRERS_METHODS
 from aggregator.reporting_visits import METHODS as VISITS_METHODS
 from aggregator.reporting_visits import NO_PERIOD
-from aggregator.rollups import inline_dates
+from aggregator.rollups import USER_KEY, inline_dates
 from aggregator.segments import Segment, SegmentError, compile_segment
 from aggregator.visits_query import checked_timezones, local_day
 from dnma.params import as_int
@@ -178,8 +178,11 @@ VISITS_SUMMARY_ORDER = ("nb_uniq_visitors", "nb_users", "nb_visits", "nb_actions
 
 
 def visits_summary(client: Any, f: ReportFilter) -> dict[str, VisitsSummary]:
+    """nb_uniq_visitors is DNMA's "utilisateurs" (rollups.USER_KEY: the uid hash, else the visitor id;
+    the collector makes a visitor with a uid that uid's hash, as Matomo derives idvisitor from the User
+    ID), the figure the dashboards and the exports publish; nb_users, Matomo's, counts User IDs only."""
     sql = f"""
-SELECT {f.bucket('day')} AS bucket, count() AS nb_visits, uniqExact(visitor_id) AS nb_uniq_visitors,
+SELECT {f.bucket('day')} AS bucket, count() AS nb_visits, uniqExact({USER_KEY}) AS nb_uniq_visitors,
   uniqExactIf(user_hash, user_hash != 0) AS nb_users, sum(actions) AS nb_actions,
   max(actions) AS max_actions, sum(duration) AS sum_visit_length, countIf(is_bounce = 1) AS bounce_count
 FROM {f.database}.visits

@@ -4,8 +4,7 @@ rebuilds (day and ISO week partitions swapped in from `<table>_stage`) after eac
 Visit rollups come in tiers; a dashboard query reads the coarsest one that still has the
 dimensions it groups or filters by (`rollup_for` picks it). Europe/Paris. "utilisateurs" are
 distinct-user states: always merge them over a period with the table's function
-(`BY_TABLE[table].users_merge`: `uniqMerge` for the per-UAI detail, `uniqCombinedMerge(12)` for
-the others), never add daily or weekly figures.
+(`BY_TABLE[table].users_merge`: `groupBitmapMerge`), never add daily or weekly figures.
 - `dnma.visits_national_daily`: day × degre × profil × device (a few dozen rows a day): national
   KPIs, weekly trend (`GROUP BY toMonday(day)`), by profil, by device, over a school year.
 - `dnma.visits_territoires_daily`: day × degre × region × academie × departement × profil × device:
@@ -23,32 +22,35 @@ rebonds. `visits_daily`, `visits_territoires_daily` and `visits_services_daily` 
 from the day's visits; the others merge a finer rollup with the same state function
 (`...MergeState`, sums), so they cost little to rebuild and agree with their source.
 
-Distinct users, approximate on purpose (measurements on bench/model.py: bench/README.md):
-- detail tiers (per UAI) keep `uniq`: every 32-bit hash until 65,536 distinct users in the merged
-  result, so an establishment's figures are exact bar hash collisions (about n²/2³³), and states
-  of one or two users stay a few bytes.
-- coarse tiers keep `uniqCombined(12)`: exact up to 256 users, then a HyperLogLog of 4,096 cells
-  (standard error 1.6 %); a state never exceeds ~3 KB and merges in a pass over its cells, where
-  a yearly chart over tens of thousands of `uniq` states (up to 256 KB each) is several times
-  slower and bigger.
-Exact figures come from `dnma.visits` itself: the open-data exports (aggregator/exports.py) and
-the Matomo-like reporting API (aggregator/reporting.py) read it with `uniqExact`.
+Distinct users, exact everywhere (INDICATORS.md, "one figure, one definition"): every visit rollup
+keeps `groupBitmap` states over a dense user index (`dnma.user_index`, migration m0019: each
+distinct user key, USER_KEY below, gets the next UInt32 the first time a day's rollups are built
+with it, `assign_user_index`). Merged over days, weeks, territories or the nation they give the
+number the open-data exports (aggregator/exports.py) and the Matomo-like reporting API
+(aggregator/reporting.py) count with `uniqExact` on `dnma.visits`: the same users, not an estimate
+(a dense index keeps the Roaring bitmaps compact and their merges fast, where bitmaps of the
+64-bit keys themselves would spend a container per user). Costs measured in bench/README.md.
 Months and school years (1 August → 31 July) merge the daily states (or weekly for whole weeks).
 - `dnma.hits_daily` (site × projet × uai × profil × service × device × action) and `dnma.hits_hourly`
-  (site × action, per Paris hour: the ops view) → hits, utilisateurs (uniq state).
+  (site × action, per Paris hour: the ops view) → hits, utilisateurs (a `uniq` state: an estimate,
+  read by no dashboard; the visit rollups hold the published users).
 Hits flagged `invalid_uai` are excluded from every rollup, as from visits (INDICATORS.md).
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from aggregator.ddl import Renderer
 
-USER_KEY = "if(user_hash != 0, user_hash, visitor_id)"  # distinct uid hash, else visitor id
+# The user of a visit or hit (INDICATORS.md "utilisateurs"): its keyed uid hash, else its visitor id.
+# One definition for the rollups, the exports, the reporting API and the Superset datasets.
+USER_KEY = "if(user_hash != 0, user_hash, visitor_id)"
+USER_INDEX = "user_index"  # user_key UInt64 -> user_idx UInt32, dense from 1 (migration m0019)
 
 GEO = ("degre", "region", "academie", "departement")  # referential attributes of the visit's UAI
 # The detail tier's dimensions (period excluded), uai first: the Établissement dashboard's filter.
@@ -62,18 +64,17 @@ VISIT_MEASURES: tuple[tuple[str, str, str, str], ...] = (
     ("actions", "SimpleAggregateFunction(sum, UInt64)", "toUInt64(sum(actions))", "sum(actions)"),
     ("rebonds", "SimpleAggregateFunction(sum, UInt64)", "toUInt64(sum(is_bounce))", "sum(rebonds)"),
 )
-EXACT_UP_TO_65K = "uniq"  # detail tiers: per-UAI rows, small states, exact below 65,536 users
-HLL12 = "uniqCombined(12)"  # coarse tiers: states capped at ~3 KB, merged fast, 1.6 % std error when large
+EXACT = "groupBitmap"  # every tier: exact distinct users over the dense index (UInt32)
 
 
 def _combinator(users: str, suffix: str) -> str:
-    """'uniqCombined(12)', 'State' -> 'uniqCombinedState(12)'."""
+    """'groupBitmap', 'State' -> 'groupBitmapState'; 'uniqCombined(12)', 'State' -> 'uniqCombinedState(12)'."""
     name, _, params = users.partition("(")
     return f"{name}{suffix}" + (f"({params}" if params else "")
 
 
 # Explicit codecs (the server's default may be LZ4): small sums lose their unused high bytes
-# (T64) before ZSTD; HyperLogLog cells (6 bits in a byte) pack well with ZSTD(3).
+# (T64) before ZSTD; the bitmap states get ZSTD(3).
 MEASURE_CODECS = {name: "CODEC(T64, ZSTD(1))" for name in ("visites", "duree", "pages_vues", "actions", "rebonds")}
 STATE_CODEC = "CODEC(ZSTD(3))"
 DIMENSION_CODEC = "CODEC(ZSTD(1))"
@@ -90,23 +91,25 @@ class VisitRollup:
     period: str  # 'day' or 'debutsemaine'
     dims: tuple[str, ...]
     source: str | None = None
-    users: str = HLL12  # the distinct-users state: EXACT_UP_TO_65K or HLL12
+    users: str = EXACT  # the distinct-users state function
 
     @property
     def users_merge(self) -> str:
-        """What readers merge `utilisateurs` with: `uniqMerge` or `uniqCombinedMerge(12)`."""
+        """What readers merge `utilisateurs` with: `groupBitmapMerge`."""
         return _combinator(self.users, "Merge")
 
     @property
     def users_state(self) -> str:
-        """What makes an `utilisateurs` state from user keys: `uniqState` or `uniqCombinedState(12)`."""
+        """What makes an `utilisateurs` state from user keys or indexes: `groupBitmapState` (over
+        `user_idx` in the rollups; over the UInt64 keys themselves, exact too, where a query reads
+        `dnma.visits` without the index)."""
         return _combinator(self.users, "State")
 
     def _measure(self, name: str, ch_type: str, from_visits: str, from_rollup: str) -> tuple[str, str, str]:
         if name != "utilisateurs":
             return ch_type, from_visits, from_rollup
-        return (f"AggregateFunction({self.users}, UInt64)",
-                f"{self.users_state}(toUInt64({USER_KEY}))",
+        return (f"AggregateFunction({self.users}, UInt32)",
+                f"{self.users_state}(u.user_idx)",
                 f"{_combinator(self.users, 'MergeState')}(utilisateurs)")
 
     @property
@@ -134,6 +137,11 @@ class VisitRollup:
         where = "day = {period:Date}" if self.period == "day" else "day BETWEEN {period:Date} AND {period:Date} + 6"
         if self.source is None:
             array_join = "ARRAY JOIN services AS service" if self.by_service else ""
+            # Each visit's user index (assign_user_index gave every user of the period one), looked
+            # up among the period's users only (the index's primary key).
+            keys = f"SELECT {USER_KEY} FROM {r.local_name('visits')} WHERE {where}"
+            array_join += (f" LEFT JOIN (SELECT user_key, user_idx FROM {r.name(USER_INDEX)} "
+                           f"WHERE user_key IN ({keys})) AS u ON u.user_key = {USER_KEY}")
             measures = ", ".join(f"{self._measure(*m)[1]} AS {m[0]}" for m in VISIT_MEASURES)
             source = r.local_name("visits")
         else:  # merged from a finer daily rollup
@@ -148,12 +156,12 @@ class VisitRollup:
 
 # Build order matters: a rollup comes after its source.
 VISIT_ROLLUPS: tuple[VisitRollup, ...] = (
-    VisitRollup("visits_daily", "day", VISIT_DIMENSIONS, users=EXACT_UP_TO_65K),
+    VisitRollup("visits_daily", "day", VISIT_DIMENSIONS),
     VisitRollup("visits_territoires_daily", "day", (*GEO, "profil", "device")),
     VisitRollup("visits_national_daily", "day", ("degre", "profil", "device"), "visits_territoires_daily"),
     VisitRollup("visits_services_daily", "day", (*GEO, "projet", "profil", "service")),
     VisitRollup("visits_services_national_daily", "day", ("degre", "profil", "service"), "visits_services_daily"),
-    VisitRollup("visits_weekly", "debutsemaine", VISIT_DIMENSIONS, "visits_daily", users=EXACT_UP_TO_65K),
+    VisitRollup("visits_weekly", "debutsemaine", VISIT_DIMENSIONS, "visits_daily"),
 )
 BY_TABLE = {v.table: v for v in VISIT_ROLLUPS}
 
@@ -180,11 +188,35 @@ def rollup_partition_counts(days: list[date]) -> dict[str, int]:
 
 def refresh_period_rollups(client, r: Renderer, period: str, value: date, stage_suffix: str = "") -> None:  # type: ignore[no-untyped-def]
     """Rebuild one day ('day') or ISO week ('debutsemaine') of the visit rollups from the visits of
-    that period only (partition pruning on visits.day). `stage_suffix` picks a worker's stage tables."""
+    that period only (partition pruning on visits.day). `stage_suffix` picks a worker's stage tables.
+    A day's users get their index first."""
+    if period == "day":
+        assign_user_index(client, r, value)
     for rollup in VISIT_ROLLUPS:
         if rollup.period == period:
             swap_partition(client, r, rollup.table, rollup.select(r), {"period": value}, value,
                            stage=f"{rollup.table}_stage{stage_suffix}")
+
+
+# Indexes are handed out one period at a time per process: the sessionizer's workers build days in
+# parallel, and two of them numbering from the same max would give two users one index.
+_INDEX_LOCK = threading.Lock()
+
+
+def assign_user_index(client, r: Renderer, day: date) -> int:  # type: ignore[no-untyped-def]
+    """Give the users of `day`'s visits that have none the next indexes (max + 1, + 2, … in key
+    order); returns how many were new. An index is never reused nor changed: states built earlier
+    stay valid. One writer at a time (this lock; in embedded mode the loader is the only one)."""
+    keys = f"SELECT DISTINCT {USER_KEY} AS user_key FROM {r.local_name('visits')} WHERE day = {{day:Date}}"
+    index = r.name(USER_INDEX)
+    with _INDEX_LOCK:
+        before = client.query(f"SELECT count() FROM {index}").result_rows[0][0]
+        client.command(inline_dates(
+            f"INSERT INTO {index} (user_key, user_idx) "
+            f"SELECT user_key, toUInt32((SELECT max(user_idx) FROM {index}) + row_number() OVER (ORDER BY user_key)) "
+            f"FROM ({keys}) WHERE user_key NOT IN (SELECT user_key FROM {index} WHERE user_key IN "
+            f"(SELECT user_key FROM ({keys})))", {"day": day}))
+        return int(client.query(f"SELECT count() FROM {index}").result_rows[0][0]) - int(before)
 
 
 _DATE_PARAMETER = re.compile(r"\{(\w+):Date\}(?:\s*([+-])\s*(\d+))?")

@@ -1,17 +1,18 @@
 """The SQL of the bundle's virtual datasets: which visit rollup (or dnma.visits, dnma.hits) each reads,
 picked in Jinja by the filters and the user's perimeter, and the tier-dependent "utilisateurs" metric.
 
-Measures follow spec/INDICATORS.md: "utilisateurs" is always a distinct count over the rows
-asked for, never a sum of daily figures: on the rollup-backed datasets it merges the distinct-user
+Measures follow spec/INDICATORS.md: "utilisateurs" is always an exact distinct count over the rows
+asked for, never a sum of daily figures: on the rollup-backed datasets it merges the groupBitmap
 states of the tier read (aggregator/rollups.py), on the per-visit and per-hit ones it is the
-uniqExact of the uid hash, else the visitor id.
+uniqExact of the uid hash, else the visitor id (rollups.USER_KEY): the figure the open-data exports
+and the reporting API give for the same rows.
 """
 
 from __future__ import annotations
 
 from aggregator.checks.perimetres import NAMES_TABLE as PROJECT_NAMES_TABLE
 from aggregator.referentiel import year_sql
-from aggregator.rollups import BY_TABLE, rollup_for
+from aggregator.rollups import BY_TABLE, USER_KEY, rollup_for
 from dnma.indicators import (
     CENSUS_CLASSES,
     CENSUS_COLOR_NAMES,
@@ -33,9 +34,8 @@ DB = "dnma"
 # renders the dataset's Jinja: the coarsest tier holding every column filtered on, by the native
 # filters or by the user's row-level-security perimeter (`current_user_rls_rules()`), as
 # rollup_for() picks it. Every branch of a dataset exposes the same columns; those a tier lacks are
-# '' there, and that tier is never picked when they are filtered on. Distinct users are states,
-# merged by the metric with the tier's function (BY_TABLE[table].users_merge), never added.
-USER_KEY = "if(user_hash != 0, user_hash, visitor_id)"
+# '' there, and that tier is never picked when they are filtered on. Distinct users are exact
+# groupBitmap states, merged by the metric (BY_TABLE[table].users_merge), never added.
 REF = f"'{DB}.etablissements_dict'"
 # Today on DNMA's clock (DNMA_NOW), from superset_config's Jinja addon: never ClickHouse's today().
 TODAY = "toDate('{{ dnma_today() }}')"
@@ -68,8 +68,9 @@ assert rollup_for({"degre", *GEO_COLUMNS, "profil", "device"}) == TERRITOIRES
 assert rollup_for({"degre", *GEO_COLUMNS, *VISIT_FINE, "profil", "device"}) == DETAIL
 assert rollup_for({"degre", "profil", "service"}) == SVC_NATIONAL
 assert rollup_for({"degre", *GEO_COLUMNS, "projet", "profil", "service"}) == SVC_TERRITOIRES
+# One merge function for every tier: the "utilisateurs" metric does not depend on the tier read.
 assert BY_TABLE[NATIONAL].users == BY_TABLE[TERRITOIRES].users == BY_TABLE[SVC_NATIONAL].users \
-    == BY_TABLE[SVC_TERRITOIRES].users
+    == BY_TABLE[SVC_TERRITOIRES].users == BY_TABLE[DETAIL].users
 
 # Jinja flags rendered before a dataset's SQL, and again before a metric depending on the tier.
 # dnma_rls: the user's RLS clauses ("academie = 'Rennes'", "projet = 'ENT_BRETAGNE'"), '' for national.
@@ -96,11 +97,9 @@ def visit_flags(base: str) -> str:
 
 
 def users_metric(base: str) -> str:
-    """Distinct users of a visits dataset: the read tier's states merged with its function."""
-    if base == DETAIL:
-        return f"{BY_TABLE[DETAIL].users_merge}(etats_utilisateurs)"
-    return (visit_flags(base) + "{%- if dnma_detail -%}" + BY_TABLE[DETAIL].users_merge + "(etats_utilisateurs)"
-            "{%- else -%}" + BY_TABLE[base].users_merge + "(etats_utilisateurs){%- endif -%}")
+    """Distinct users of a visits dataset: the states merged, exactly, whatever tier the filters pick
+    (every visit rollup keeps groupBitmap states; the per-visit branches make them from the keys)."""
+    return f"{BY_TABLE[base].users_merge}(etats_utilisateurs)"
 
 
 SERVICE_USERS_METRIC = BY_TABLE[SVC_NATIONAL].users_merge + "(etats_utilisateurs)"
@@ -110,6 +109,8 @@ ROLLUP_MEASURES = ("t.visites AS nb_visites, t.utilisateurs AS etats_utilisateur
 
 
 def visits_measures(users_state: str) -> str:
+    """The rollup measures from `dnma.visits` rows; users as a groupBitmap state of the 64-bit keys
+    themselves (no index needed: exact, merged by the same metric as the rollups' UInt32 states)."""
     return (f"toUInt64(count()) AS nb_visites, {users_state}(toUInt64({USER_KEY})) AS etats_utilisateurs,\n  "
             "toUInt64(sum(duration)) AS duree_s, toUInt64(sum(pageviews)) AS nb_pages_vues,\n  "
             "toUInt64(sum(actions)) AS nb_actions, toUInt64(sum(is_bounce)) AS nb_rebonds")
@@ -161,8 +162,7 @@ def visit_sql(base: str, territories: bool = False) -> str:
 
     from_visits = (
         f"SELECT {_dimensions(True, True, 't.device AS device')},\n  {terr_cols},\n  "
-        "{% if dnma_detail %}" + visits_measures(BY_TABLE[DETAIL].users_state) + "{% else %}"
-        + visits_measures(BY_TABLE[NATIONAL].users_state) + "{% endif %}\n"
+        + visits_measures(BY_TABLE[DETAIL].users_state) + "\n"
         f"FROM {DB}.visits AS t{joins}\nWHERE 1{period('t.day')}{SERVICE_WHERE}\n"
         "GROUP BY day, degre, region, academie, departement, projet, uai, site_id, profil, device"
         + (", departement_iso, region_iso, eleves_academie" if territories else "")

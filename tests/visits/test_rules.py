@@ -85,7 +85,7 @@ def test_uid_defines_the_visitor_and_the_users(db: Db) -> None:
     assert sorted((v["visitor_id"], v["user_hash"], v["device"]) for v in visits) == [
         (5, 77, "smartphone"), (1001, 0, ""), (1002, 0, "")
     ]
-    users = db.scalar("SELECT uniqMerge(utilisateurs) FROM dnma.visits_daily")  # exact below 65k
+    users = db.scalar("SELECT groupBitmapMerge(utilisateurs) FROM dnma.visits_daily")  # exact (m0019)
     assert users == 3
 
 
