@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from collector import guide_routes
 from collector.matomo_render import Rendered, format_error, render, render_error
 from collector.protocol import MAX_BODY_BYTES, request_params
 from dnma.access import Access, Grant, bearer
@@ -237,6 +238,7 @@ def create_api(collector: Collector, methods: Mapping[str, ApiHandler], routers:
     app = FastAPI(title="DNMA collector", docs_url=None, redoc_url=None, openapi_url=None)
     for router in routers:
         app.include_router(router)
+    app.include_router(guide_routes.build_router())  # the tagging guide, which the debug view links to
     table: dict[str, ApiHandler] = {**SITE_METHODS, **methods}
     table["API.getBulkRequest"] = bulk_request(dict(table))  # a bulk request never nests another
 
