@@ -76,6 +76,8 @@ JOBS: dict[str, Job] = {
     "backup": Job("aggregator.backup:backup_job", {"dir": Arg("path", required=True)}, gate="none"),
     # aggregator/publication.py: def publish_job(ctx, week: str | None) -> int   (publish a week now)
     "export.weekly": Job("aggregator.publication:publish_job", {"week": Arg("str")}),
+    # aggregator/quarantine.py: apply the quarantine's bounds now (the loader does every minute)
+    "quarantine.trim": Job("aggregator.quarantine:trim_job"),
 }
 
 

@@ -22,7 +22,7 @@ import orjson
 from aggregator.durability import TableDirs
 from aggregator.loader_logs import log_event
 from aggregator.loader_state import Intent, LoaderState, Range
-from dnma import clock, spool
+from dnma import clock, quarantine, spool
 from dnma.settings import Settings
 
 _READ_CHUNK = 32 * 1024 * 1024  # bytes read from one segment per batch-building pass
@@ -243,6 +243,11 @@ class Batches:
         from BATCH_FILE (file_insert_sql: cheaper than parsing the body); on a server, they are the body of
         `INSERT ... FORMAT JSONEachRow`. A batch ClickHouse cannot parse is inserted record by
         record instead, so one bad record never blocks the others."""
+        kinds: list[bytes] = []  # quarantine-kind blocks (dnma/quarantine.py): not for `hits`
+        if any(map(quarantine.is_kind_block, blocks)):
+            kinds = [b for b in blocks if quarantine.is_kind_block(b)]
+            blocks = [b for b in blocks if not quarantine.is_kind_block(b)]
+            rows -= sum(map(spool.block_rows, kinds))
         oldest = _oldest_received_at(blocks)
         if oldest:
             self.metrics.lag_seconds = max(0.0, clock.time() - oldest)  # received_at is on DNMA's clock
@@ -273,6 +278,8 @@ class Batches:
             except DataError:
                 records = [r for block in blocks for r in block.split(b"\n")]
                 rows, rejected = self._insert_one_by_one(intent, records, insert)
+        if kinds:
+            self._store_quarantine(kinds, intent.token, insert)
         if self._table_dirs is not None:
             self._table_dirs.sync()  # the parts' renames and dedup log on disk before the offsets move
         self._retry("commit", self.state.commit, event="spool_state_failed")
@@ -282,6 +289,22 @@ class Batches:
         self.metrics.state = "running"
         log_event("batch_loaded", rows=rows, ranges=len(intent.ranges), insert_ms=self.metrics.last_insert_ms)
         return rows
+
+    def _store_quarantine(self, kinds: list[bytes], token: str, insert: Any) -> None:
+        """The batch's quarantine-kind records (aggregator/quarantine.py), exactly-once as the hits;
+        records ClickHouse refuses are logged and left, never blocking the spool."""
+        from aggregator import quarantine as store
+
+        def insert_hit(record: bytes, hit_token: str) -> None:
+            insert([record], hit_token)
+
+        try:
+            counts = self._retry("quarantine", lambda: store.store(self.client, self.settings.clickhouse_database,
+                                                                   kinds, token, insert_hit), give_up=is_data_error)
+        except DataError as exc:
+            log_event("quarantine_records_rejected", logging.ERROR, token=token, detail=str(exc)[:200])
+            return
+        log_event("quarantine_loaded", logging.DEBUG, **counts)
 
     def _insert_one_by_one(self, intent: Intent, records: list[bytes], insert: Any) -> tuple[int, int]:
         """Slow path for a batch with a bad record: per-record tokens derived from the batch's keep a

@@ -19,6 +19,7 @@ from dnma.settings import Settings
 SIDE_DUTY_JOIN_S = 25.0  # how long a stopping loader waits for a sessionizer day or a check to end
 MEMORY_SAMPLE_S = 30.0  # how often the status file's memory section is refreshed
 PUBLICATION_CHECK_S = 300.0  # how often the weekly publication looks whether its week is due and settled
+QUARANTINE_TRIM_S = 60.0  # how often the quarantine's bounds are applied (aggregator/quarantine.py)
 
 
 def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.Event,
@@ -36,6 +37,7 @@ def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.E
     checked_at: float | None = None
     publication_at: float | None = None
     memory_at: float | None = None
+    trimmed_at: float | None = None
     settling = Settling()
     try:
         while not stop.wait(1.0):
@@ -63,6 +65,10 @@ def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.E
             if kicked or publication_at is None or time.monotonic() - publication_at >= PUBLICATION_CHECK_S:
                 publication_at = time.monotonic()
                 _duty("publication", functools.partial(publication_duty, client, settings, stop=stop))
+            if kicked or trimmed_at is None or time.monotonic() - trimmed_at >= QUARANTINE_TRIM_S:
+                trimmed_at = time.monotonic()
+                with gate.writing():
+                    _duty("quarantine_trimmed", functools.partial(_trim_quarantine, client, settings))
             if memory_at is None or time.monotonic() - memory_at >= MEMORY_SAMPLE_S:
                 memory_at = time.monotonic()
                 try:
@@ -71,6 +77,13 @@ def run_side_duties(settings: Settings, stop: threading.Event, kick: threading.E
                     log_event("memory_sample_failed", logging.WARNING, error=type(exc).__name__, detail=str(exc)[:200])
     finally:
         client.close()
+
+
+def _trim_quarantine(client: Any, settings: Settings) -> dict[str, int]:
+    from aggregator.quarantine import trim
+    from dnma.sites import SiteRegistry
+
+    return trim(client, settings, (s.id for s in SiteRegistry.load(settings.resolved_sites_file).all()))
 
 
 _JOB_NAMES = {"aggregated": "aggregate", "checked": "checks"}  # loader_health's job names

@@ -14,7 +14,7 @@ from dnma_superset import provision
 from aggregator import backup, exports, loader, migrate, publication, referentiel, sessionizer
 from aggregator.checks import cli as checks
 from aggregator.conformance import cli as conformance
-from cli import access, demo, serve, sites, stack, tagcheck
+from cli import access, demo, quarantine, serve, sites, stack, tagcheck
 from dnma.admin import Unavailable
 
 # command name -> (module, help). Modules import heavy libraries lazily inside run().
@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "checks": (checks, "run the data-quality checks, or list their status and open alerts"),
     "conformance": (conformance, "write a site's tagging conformance report (HTML, CSV) over a window"),
     "tag-check": (tagcheck, "check the tracking requests of a page (URL) or HAR file: tagging plan"),
+    "quarantine": (quarantine, "refused tracking requests kept: `list`, `replay --site N` once the cause is fixed"),
     "access": (access, "perimeter tokens: `issue`, `revoke`, `list` (view only, across sites)"),
     "sites": (sites, "register and change sites: `add`, `set`, `list`, `projet` (alert contacts); no restart"),
     "backup": (backup, "back the embedded stack up into a directory (ClickHouse, spool, settings, secrets; live: by the loader)"),

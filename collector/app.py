@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from collector import incident, pipeline, steps
+from collector import incident, pipeline, quarantine, steps
 from collector.context import PipelineContext
 from collector.hit import DropReason, Hit
 from collector.metrics import Tally
@@ -114,6 +114,7 @@ class Collector:
         self.spool: Any = None  # dnma.spool.SpoolWriter once started
         self.started_at = time.time()
         self._fault = s.collector_fault_param  # tests only (Settings): a parameter that raises
+        self._quarantine = s.quarantine_enabled  # refused requests kept (collector/quarantine.py)
         self.clock_offset = clock.configure(s.now)  # hits are timed on DNMA's clock (DNMA_NOW)
         self._flusher: asyncio.Task[None] | None = None
         from collector import debug, health, quality_routes
@@ -316,6 +317,8 @@ class Collector:
             send_image = params.get("send_image") != "0"
             extra = [_TK_N] if hit.tk else []
             if reason is not None and reason.invalid:
+                if self._quarantine:
+                    await self._keep([quarantine.record(hit, reason, self.ctx, bulk=False)])
                 text = f"{reason.value}: {hit.detail}\n".encode()
                 # Browsers still get an image; scripts read the reason after it (see test_responses).
                 if send_image:
@@ -366,10 +369,22 @@ class Collector:
             ip = client[0] if client else ""
         return ip
 
-    async def _append(self, records: list[bytes]) -> Response | None:
-        """Append to the spool; a 503 answer when it cannot take them (nothing acknowledged)."""
+    async def _keep(self, kept: list[bytes]) -> None:
+        """Append refused requests' quarantine records; a spool that cannot take them costs them
+        (counted), never the answer, which stays the refusal."""
         try:
-            await self.spool.append(records)
+            await self.spool.append([], kept)
+        except (SpoolFull, OSError, RuntimeError) as exc:
+            self.tally.quarantine_lost += len(kept)
+            log.warning("quarantine_append_failed", extra={"fields": {"error": type(exc).__name__, "records": len(kept)}})
+        else:
+            self.tally.quarantined += len(kept)
+
+    async def _append(self, records: list[bytes], kept: list[bytes] | None = None) -> Response | None:
+        """Append to the spool (with `kept`, refused requests' quarantine records); a 503 answer when
+        it cannot take them (nothing acknowledged)."""
+        try:
+            await self.spool.append(records, kept)
         except SpoolFull:
             self.tally.spool_full += 1
             return (
@@ -382,6 +397,8 @@ class Collector:
             log.error("spool_append_failed", extra={"fields": {"error": type(exc).__name__, "detail": str(exc)[:200]}})
             return 503, [_CT_TEXT, (b"retry-after", RETRY_AFTER_S)], b"storage unavailable, retry later\n"
         self.tally.accepted += len(records)
+        if kept:
+            self.tally.quarantined += len(kept)
         return None
 
     async def _bulk(self, scope: Scope, headers: dict[bytes, bytes], bulk: BulkRequest) -> Response:
@@ -391,6 +408,8 @@ class Collector:
             raw_items = bulk.items
             if not self._bulk_authenticated(bulk):
                 message = "bulk requests require a valid token_auth for every site (bulk_requests_require_authentication)"
+                if self._quarantine:
+                    await self._keep_refused_bulk(scope, headers, bulk, message)
                 return 400, [_CT_JSON], orjson.dumps({"status": "error", "message": message})
             parsed = True
         else:
@@ -403,6 +422,8 @@ class Collector:
         ctx, debug, fault = self.ctx, self.debug, self._fault
         watched = debug.watched_sites(now)  # sites with an open debug view
         records: list[bytes] = []
+        kept: list[bytes] = []  # quarantine records of the refused items
+        keep = self._quarantine
         tracked = 0
         invalid: list[int] = []
         tk = False
@@ -431,12 +452,14 @@ class Collector:
                     tracked += 1
                 elif reason.invalid:
                     invalid.append(index)
+                    if keep:
+                        kept.append(quarantine.record(hit, reason, ctx, bulk=True))
                 else:
                     tracked += 1  # excluded requests count as tracked, as in Matomo
             del hits
         del raw_items
-        if records:
-            refused = await self._append(records)  # one append: the ack waits for one fsync
+        if records or kept:
+            refused = await self._append(records, kept)  # one append: the ack waits for one fsync
             if refused is not None:
                 return refused
         extra = [_TK_N] if tk else []
@@ -446,6 +469,21 @@ class Collector:
         if self.access.is_super_user(token):
             answer["invalid_indices"] = invalid
         return 200, [_CT_JSON, *extra], orjson.dumps(answer)
+
+    async def _keep_refused_bulk(self, scope: Scope, headers: dict[bytes, bytes], bulk: BulkRequest,
+                                 message: str) -> None:
+        """Quarantine every item of a bulk request refused whole for want of a valid token."""
+        now = time.time() + self.clock_offset
+        ip = self._client_ip(scope, headers)
+        shared: dict[Any, Any] = {}
+        kept = []
+        for params in bulk.items:
+            if params is not None:
+                hit = Hit(params, ip, headers, bulk.token_auth, now, shared)
+                hit.detail = message
+                kept.append(quarantine.record(hit, DropReason.AUTH_REQUIRED, self.ctx, bulk=True))
+        if kept:
+            await self._keep(kept)
 
     def _bulk_authenticated(self, bulk: BulkRequest) -> bool:
         """Every item carries (or inherits) a token that may write its site. Items naming no known

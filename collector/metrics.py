@@ -50,6 +50,8 @@ class Tally:
         self.errors = 0
         self.spool_full = 0
         self.spool_errors = 0
+        self.quarantined = 0  # refused requests kept in the quarantine (spooled)
+        self.quarantine_lost = 0  # refused requests the spool could not take
         self.ua_misses = 0
         self.ua_errors = 0
         self._metrics: dict[str, Any] | None = None
@@ -85,6 +87,12 @@ class Tally:
                     "dnma_collector_spool_errors", "Requests refused with 503: spool write failed"
                 ),
                 "ua_misses": Counter("dnma_collector_ua_cache_misses", "User-Agent parses (cache misses)"),
+                "quarantined": Counter(
+                    "dnma_collector_quarantined", "Refused requests kept in the quarantine (spooled)"
+                ),
+                "quarantine_lost": Counter(
+                    "dnma_collector_quarantine_lost", "Refused requests not quarantined: spool full or failing"
+                ),
                 "ua_errors": Counter(
                     "dnma_collector_ua_parse_errors", "User-Agents the parser failed on (classified unknown)"
                 ),
@@ -152,7 +160,8 @@ class Tally:
                 _add_to_histogram(m["duration"].labels(route), counts, self.duration_sums[route])
                 self.durations[route] = [0] * len(counts)
                 self.duration_sums[route] = 0.0
-        for attr in ("accepted", "errors", "spool_full", "spool_errors", "ua_misses", "ua_errors"):
+        for attr in ("accepted", "errors", "spool_full", "spool_errors", "ua_misses", "ua_errors", "quarantined",
+                     "quarantine_lost"):
             n = getattr(self, attr)
             if n:
                 setattr(self, attr, getattr(self, attr) - n)

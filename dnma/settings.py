@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     super_user_token: str = Field(default="", description="Super-user token_auth (bulk invalid_indices, every site).")
     bulk_requests_require_authentication: bool = Field(default=False, description="Refuse a bulk batch without a valid token.")
 
+    # --- quarantine of refused requests (dnma quarantine)
+    quarantine_enabled: bool = Field(default=True, description="Keep every refused tracking request and bulk item (no IP, uid hashed, no token) in the quarantine, for `dnma quarantine list` and `replay`.")
+    quarantine_keep_days: int = Field(default=30, ge=1, le=3650, description="Quarantined requests received this many days ago are deleted by the loader (counted in quarantine_evictions).")
+    quarantine_max_records_per_site: int = Field(default=100_000, ge=1, description="At most this many quarantined requests per registered site; the oldest are deleted first (counted).")
+    quarantine_max_records_unknown_sites: int = Field(default=100_000, ge=1, description="At most this many quarantined requests for all unregistered site ids together (their own cap: never evicts a registered site's records); the oldest first (counted).")
+
     # --- privacy
     uid_secret: str = Field(default="", description="HMAC key for uid hashing and the daily cookieless salt. Required outside tests.")
     honour_dnt_default: bool = Field(default=False, description="Honour DNT: 1 for sites that do not say.")

@@ -343,20 +343,26 @@ class SpoolWriter:
         self._refresh_size()
         return self._dir_bytes + self._since_stat >= self.max_bytes
 
-    async def append(self, records: list[bytes]) -> None:
-        """Write `records` contiguously; return once fsynced. SpoolFull (nothing written) over the cap."""
+    async def append(self, records: list[bytes], other_kind: list[bytes] | None = None) -> None:
+        """Write `records` contiguously; return once fsynced. SpoolFull (nothing written) over the cap.
+        `other_kind`: records of another kind (dnma/quarantine.py), written with them in blocks of
+        their own, so that a block's first record tells the kind of all of its records."""
         if self._task is None or self._closing:
             raise RuntimeError("SpoolWriter is not started (or is closing)")
-        if not records:
+        if not records and not other_kind:
             return
         if self.is_full():
             self.stats["full_refusals"] += 1
             raise SpoolFull(f"spool at its cap of {self.max_bytes} bytes")
         data = frame_records(records)
+        count = len(records)
+        if other_kind:
+            data += frame_records(other_kind)
+            count += len(other_kind)
         # Counted now so concurrent appends in the same window see the cap too.
         self._since_stat += len(data)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((data, len(records), fut))
+        self._pending.append((data, count, fut))
         self._wakeup.set()
         await fut
 

@@ -10,6 +10,7 @@ import orjson
 from harness import DEMO_TOKEN, SUPER_TOKEN, Stack, demo_sites
 
 from dnma.hits import HIT_DEFAULTS
+from dnma.quarantine import is_kind_block
 from dnma.sites import hash_token
 from dnma.spool import iter_records
 
@@ -46,7 +47,11 @@ class Collector:
     def rows(self) -> list[dict[str, Any]]:
         """Spooled rows, every column present: a record holds only the columns its hit sets (a
         missing one is the column's default, as ClickHouse reads it)."""
-        return [HIT_DEFAULTS | orjson.loads(r) for r in iter_records(self.spool_dir)]
+        return [HIT_DEFAULTS | orjson.loads(r) for r in iter_records(self.spool_dir) if not is_kind_block(r)]
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        """The quarantine records spooled (refused requests kept: dnma/quarantine.py)."""
+        return [orjson.loads(r) for r in iter_records(self.spool_dir) if is_kind_block(r)]
 
     def rows_with(self, marker: str) -> list[dict[str, Any]]:
         """Spooled rows whose url, title or event name carries `marker` (one per test)."""
