@@ -13,13 +13,13 @@ from ct_support import SITE3_TOKEN, Collector, page
 SITE = 3  # ct_support: dimension1 uai, 3 service, 4 profil, 5 type, 7 outil; no perimeter
 
 
-def _record(collector: Collector, marker: str, **dims: str) -> dict[str, Any]:
-    """Open the view, send one pageview carrying `marker`, return its debug record."""
+def _record(collector: Collector, marker: str, status: int = 200, **dims: str) -> dict[str, Any]:
+    """Open the view, send one pageview carrying `marker` (answered `status`), return its debug record."""
     auth = {"idsite": SITE, "token_auth": SITE3_TOKEN}
     assert collector.http.get("/debug", params=auth).status_code == 200
     time.sleep(1.2)  # every worker notices the open view within a second
     params = {"idsite": SITE, "rec": 1, "url": page(marker), **dims}
-    assert collector.http.get("/matomo.php", params=params).status_code == 200
+    assert collector.http.get("/matomo.php", params=params).status_code == status
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         for h in collector.http.get("/debug/hits", params={**auth, "limit": 500}).json()["hits"]:
@@ -73,3 +73,21 @@ def test_clean_hit_stays_enregistre(collector: Collector, marker: str) -> None:
     h = _record(collector, marker, dimension1="0350122t", dimension3="notes", dimension4="ELEVE",
                 dimension5="NATIF")  # fmt: skip
     assert (h["verdict"], h["verdict_label"], h["counted"], h["flags"]) == ("accepted", "enregistré", True, [])
+
+
+def test_unknown_type_names_both_allowed_values(collector: Collector, marker: str) -> None:
+    h = _record(collector, marker, dimension1="0350122T", dimension3="notes", dimension4="ELEVE",
+                dimension5="NATIVE")  # fmt: skip
+    (flag,) = h["flags"]
+    assert flag["code"] == "unknown_type" and flag["allowed"] == ["NATIF", "TIERS"]
+    assert flag["label"].startswith("TYPE inconnu « NATIVE » : valeurs admises : NATIF, TIERS")
+    assert flag["rule"].endswith("#types") and (h["verdict_label"], h["counted"]) == ("enregistré", True)
+
+
+def test_a_refused_request_says_why_and_links_its_rule(collector: Collector, marker: str) -> None:
+    # `cip` is for authenticated trackers only: refused without the site's token, nothing stored.
+    h = _record(collector, marker, 400, dimension1="0350122T", cip="192.0.2.1")
+    assert (h["verdict"], h["counted"], h["reason"]) == ("refused", False, "auth_required")
+    assert h["verdict_label"].startswith("refusé") and "cip" in h["detail"]
+    assert h["reason_rule"].endswith("#règle-token_auth")
+    assert collector.rows_with(marker) == []
