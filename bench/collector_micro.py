@@ -104,8 +104,8 @@ def mixed_bulk_body(items: int) -> bytes:
 
 
 class NullSpool:
-    async def append(self, records: list[bytes]) -> None:
-        return None
+    async def append(self, records: list[bytes], other_kind: list[bytes] | None = None) -> None:
+        return None  # other_kind: the quarantine records of refused requests (dnma/quarantine.py)
 
 
 def scope_for(method: str, query: bytes, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:

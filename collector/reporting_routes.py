@@ -207,6 +207,40 @@ def _call(backend: ReportingBackend, method: str, req: ApiRequest, ids: tuple[in
     return answer
 
 
+def get_quarantine(req: ApiRequest) -> Any:
+    """DNMA.getQuarantine: the refused requests kept (dnma/quarantine.py) of the sites the token may
+    view: counts by site and reason, the latest `limit` (default 20, at most 500) and the evicted;
+    `idSite` (one site) and `reason` narrow it. Unregistered site ids: the super user's only."""
+    from clickhouse_connect.driver.exceptions import ClickHouseError
+
+    from dnma import quarantine
+
+    if not req.token:
+        raise ApiError(_LOGIN, NO_ACCESS)
+    raw = req.params.get("idSite", req.params.get("idsite", "")).strip()
+    site_id = None
+    if raw and raw != "all":
+        site_id = as_int(raw)
+        if site_id is None or site_id <= 0:
+            raise ApiError("Parameter 'idSite' must be a site id or all")
+        site = req.sites.get(site_id)
+        if not req.is_super_user() and (site is None or not req.can_view(site)):
+            raise ApiError(_NO_ACCESS.format(raw[:20]), NO_ACCESS)
+    viewable = None if req.is_super_user() else _viewable_ids(req)
+    limit = as_int(req.params.get("limit", "20").strip() or "20")
+    if limit is None or not 0 <= limit <= 500:
+        raise ApiError("Parameter 'limit' must be an integer from 0 to 500")
+    flt = quarantine.Filter(site_id, req.params.get("reason", "").strip() or None, viewable)
+    try:
+        return quarantine.listing(_client(req.settings), req.settings.clickhouse_database, flt, limit)
+    except ClickHouseError as exc:
+        _drop_client()
+        raise ApiError(f"reporting storage unavailable or query failed: {str(exc)[:300]}") from None
+    except OSError as exc:
+        _drop_client()
+        raise ApiError(f"reporting storage unreachable: {exc}") from None
+
+
 def report_methods(backend: ReportingBackend) -> dict[str, ApiHandler]:
-    """One API handler per reporting method of `backend`."""
-    return {method: _report(backend, method) for method in backend.METHODS}
+    """One API handler per reporting method of `backend`, and DNMA.getQuarantine."""
+    return {**{method: _report(backend, method) for method in backend.METHODS}, "DNMA.getQuarantine": get_quarantine}

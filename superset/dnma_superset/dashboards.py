@@ -240,9 +240,14 @@ DASHBOARDS: list[Dashboard] = [
          raw_table("qua_controles", "État des contrôles", "controles_qualite",
                    ["libelle_controle", "etat", "alertes_ouvertes", "dernier_passage", "erreur"], "libelle_controle",
                    width=4)],
-        # No "loader lag and refused requests" chart: ClickHouse keeps no history of either (the
-        # ingestion check reads them live and writes an alert only past its threshold; its alerts
-        # are in the open-alerts table above), so such a chart was empty on a healthy stack.
+        # No loader-lag chart: ClickHouse keeps no history of it (the ingestion check reads it live
+        # and writes an alert only past its threshold; its alerts are in the open-alerts table
+        # above), so such a chart was empty on a healthy stack.
+        # Refused requests are kept (dnma quarantine list / replay): counts by site and reason, the latest.
+        [table("qua_quarantaine", "Requêtes refusées conservées, par site et motif", "quarantaine",
+               ["site_id", "motif"], ["requetes_refusees"], width=5, height=40),
+         raw_table("qua_quarantaine_exemples", "Dernières requêtes refusées", "quarantaine",
+                   ["received_at", "site_id", "motif", "detail", "url"], "received_at", width=7)],
         [raw_table("qua_silence", "Sites silencieux", "alertes_qualite",
                    ["scope_value", "message", "first_seen", "last_seen"], "last_seen", width=12,
                    filters=[where("status = 'open' AND controle = 'silence'")])],

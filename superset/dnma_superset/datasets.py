@@ -323,6 +323,16 @@ DATASETS: dict[str, Dataset] = {
              ("alertes_ouvertes", "Alertes ouvertes", "countIf(status = 'open')", ",d")],
             main_dttm="last_seen", perimeter=QUALITY_PERIMETER),
         Dataset(
+            "quarantaine", "Requêtes refusées conservées (quarantaine)",
+            [("id", "Identifiant", "String", False), ("received_at", "Reçue le", "DateTime", True),
+             ("day", "Jour de réception", "Date", True), ("site_id", "Site", "UInt32", False),
+             ("reason", "Code du motif", "String", False), ("motif", "Motif du refus", "String", False),
+             ("detail", "Détail", "String", False), ("url", "URL de la page", "String", False),
+             ("bulk", "Requête groupée (bulk)", "UInt8", False), ("projet", "Projet ENT", "String", False),
+             *QUALITY_PERIMETER_COLUMNS],
+            [("requetes_refusees", "Requêtes refusées", "count()", ",d")],
+            main_dttm="received_at", perimeter=QUALITY_PERIMETER),
+        Dataset(
             "controles_qualite", "État des contrôles",
             [("controle", "Code du contrôle", "String", False), ("libelle_controle", "Contrôle", "String", False),
              ("dernier_passage", "Dernier passage", "DateTime", True),

@@ -46,6 +46,18 @@ SCOPE_LABELS = {"site": "Site", "projet": "Projet ENT", "academie": "Académie",
                 "pipeline": "Chaîne de collecte"}
 STATUS_LABELS = {"open": "Ouverte", "resolved": "Résolue"}
 STATE_LABELS = {"erreur": "En erreur", "alerte": "En alerte", "ok": "Normal"}
+# The refusal reasons of the quarantine (collector.hit.INVALID_REASONS), in French.
+REFUSAL_LABELS = {
+    "missing_site": "idsite absent",
+    "invalid_site": "idsite invalide",
+    "unknown_site": "Site non enregistré",
+    "auth_required": "Jeton requis (token_auth)",
+    "cdt_too_old": "cdt de plus de 24 h sans jeton",
+    "invalid_cid": "cid invalide",
+    "invalid_event": "Événement invalide",
+    "invalid_content": "Contenu invalide",
+    "invalid_performance": "Mesure de performance invalide",
+}
 
 
 # The perimeter of RLS rules on these datasets: rows of the perimeter's territory or ENT, and the
@@ -121,6 +133,16 @@ FROM (SELECT toDate(ts) AS day, site_id, projet, {DELAY_S} AS delai_s,
       GROUP BY day, site_id, projet, delai_s, departement, academie, region) AS h
 LEFT JOIN ({_ent_territories(db)}) AS t ON t.projet = h.projet""",
         "alertes_qualite": _alerts(db, ref),
+        # The refused requests kept (dnma quarantine), one row each, placed by their site's ENT:
+        # an unregistered site id's rows are in no territory's perimeter (national users see them).
+        "quarantaine": f"""SELECT q.id AS id, q.received_at AS received_at, toDate(q.received_at) AS day,
+  q.site_id AS site_id, q.reason AS reason, {label_sql('q.reason', REFUSAL_LABELS)} AS motif, q.detail AS detail,
+  q.request['url'] AS url, q.bulk AS bulk, toUInt8(0) AS commun, s.projet AS projet,
+  t.departements AS departements_perimetre, t.academies AS academies_perimetre, t.regions AS regions_perimetre
+FROM {db}.quarantine AS q FINAL
+LEFT JOIN (SELECT site_id, any(projet) AS projet FROM {db}.{PERIMETERS_TABLE} FINAL GROUP BY site_id) AS s
+  ON s.site_id = q.site_id
+LEFT JOIN ({_ent_territories(db)}) AS t ON t.projet = s.projet""",
         # A check's state is everyone's (commun = 1); the open alerts it counts are those of the
         # user's perimeter (the same rules as on alertes_qualite, applied inside).
         "controles_qualite": f"""SELECT r.controle AS controle, {label_sql('r.controle', CHECK_LABELS)} AS libelle_controle,

@@ -25,7 +25,7 @@ from dnma.settings import Settings, get_settings
 from dnma.sites import dump_sites
 from dnma.spool import SpoolWriter
 from tests import clockpin
-from tests.harness import SUPER_TOKEN, demo_sites
+from tests.harness import DEMO_TOKEN, SUPER_TOKEN, demo_sites
 from tests.spool_loader.sl_support import loader_env, log_tail, start_loader, stop, wait_until
 
 URL = "https://ent7.example/page/"
@@ -140,6 +140,35 @@ def _spool(settings: Settings, records: list[bytes]) -> None:
         await w.close()
 
     asyncio.run(go())
+
+
+def test_the_reporting_api_shows_each_token_its_sites(stack: dict[str, Any]) -> None:
+    """DNMA.getQuarantine: a site's token sees its own site's records, never an unregistered id's;
+    the super user sees every one; no token, nothing."""
+    from aggregator import reporting
+    from collector.reporting_routes import report_methods
+
+    app = Collector(stack["settings"], api_methods=report_methods(reporting))
+
+    async def call(**params: str) -> Any:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
+            r = await http.get("/index.php", params={"module": "API", "method": "DNMA.getQuarantine",
+                                                     "format": "json", **params})
+            return r.json()
+
+    def counts(answer: dict[str, Any]) -> list[tuple[int, str, int]]:
+        return [(c["site_id"], c["reason"], c["records"]) for c in answer["counts"]]
+
+    site1 = [(1, "auth_required", 1), (1, "cdt_too_old", 1)]
+    assert counts(asyncio.run(call(token_auth=DEMO_TOKEN))) == site1
+    assert asyncio.run(call(token_auth=DEMO_TOKEN, idSite=str(LATE_SITE)))["result"] == "error"
+    assert asyncio.run(call())["result"] == "error"
+    everything = asyncio.run(call(token_auth=SUPER_TOKEN, limit="2"))
+    assert counts(everything) == [*site1, (LATE_SITE, "unknown_site", 3)]
+    assert len(everything["samples"]) == 2 and all("token_auth" not in s["request"] for s in everything["samples"])
+    only = asyncio.run(call(token_auth=SUPER_TOKEN, idSite=str(LATE_SITE), reason="unknown_site"))
+    assert counts(only) == [(LATE_SITE, "unknown_site", 3)]
 
 
 def test_a_late_registered_site_gets_its_refused_hits_back_once(stack: dict[str, Any], capsys: Any) -> None:

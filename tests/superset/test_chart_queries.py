@@ -176,11 +176,34 @@ def test_no_chart_cuts_its_rows() -> None:
 
 
 def test_quality_dashboard_has_no_chart_without_data_behind_it() -> None:
-    """The loader's lag and the refused requests have no history in ClickHouse: no chart promises
-    them (it showed "Aucun résultat" on every healthy stack)."""
+    """The loader's lag has no history in ClickHouse: no chart promises it (it showed "Aucun
+    résultat" on every healthy stack). The refused requests do now: the quarantine keeps them."""
     quality = next(d for d in DASHBOARDS if d.slug == "dnma-qualite")
     assert "qua_ingestion" not in {c.key for c in quality.charts()}
-    assert not any("refusées" in c.title or "retard du loader" in c.title for c in quality.charts())
+    assert not any("retard du loader" in c.title for c in quality.charts())
+    assert {"qua_quarantaine", "qua_quarantaine_exemples"} <= {c.key for c in quality.charts()}
+
+
+def test_quarantine_counts_by_site_and_reason_in_french(client: Any) -> None:
+    """The Qualité dashboard's quarantine table: live records (a replayed one, deleted, is not
+    counted) by site and French reason, equal to independent SQL; the samples newest first."""
+    client.command(
+        "INSERT INTO dnma.quarantine (id, version, deleted, received_at, site_id, reason, request) VALUES "
+        "('q1', 0, 0, '2026-03-17 10:00:00', 7, 'unknown_site', {'url': 'https://e/1'}), "
+        "('q2', 0, 0, '2026-03-17 11:00:00', 7, 'unknown_site', {'url': 'https://e/2'}), "
+        "('q3', 0, 0, '2026-03-17 12:00:00', 1, 'cdt_too_old', {'url': 'https://e/3'}), "
+        "('q4', 0, 0, '2026-03-17 13:00:00', 1, 'invalid_event', {'url': 'https://e/4'}), "
+        "('q4', 5, 1, '2026-03-17 13:00:00', 1, '', {})")
+    expected = client.query("SELECT site_id, reason, count() FROM dnma.quarantine FINAL GROUP BY 1, 2 "
+                            "ORDER BY 1, 2").result_rows
+    assert expected == [(1, "cdt_too_old", 1), (7, "unknown_site", 2)]
+    labels = {"cdt_too_old": "cdt de plus de 24 h sans jeton", "unknown_site": "Site non enregistré"}
+    assert chart_rows(client, CHARTS["qua_quarantaine"]) == [(s, labels[r], n) for s, r, n in expected]
+    samples = CHARTS["qua_quarantaine_exemples"]
+    q = query_context(samples)["queries"][0]
+    rows = client.query(f"SELECT {', '.join(q['columns'])} FROM ({render(SQL[samples.dataset])}) "
+                        "ORDER BY received_at DESC").result_rows
+    assert [(r[1], r[4]) for r in rows] == [(1, "https://e/3"), (7, "https://e/2"), (7, "https://e/1")]
 
 
 def test_maps_dashboards_have_no_categorical_scheme_and_a_legend() -> None:
