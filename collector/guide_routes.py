@@ -1,7 +1,7 @@
 """The tagging guide served by the collector: `GET /guide` (French, docs/tagging.md) and
-`/guide/en` (English, docs/tagging.en.md) as HTML, also under their repository paths
-(`/docs/tagging.md`, `/docs/tagging.en.md`), so the debug view's rule links (`docs/tagging.md#anchor`,
-dnma.guide.link, relative to /debug) open on the rule.
+`/guide/en` (English, docs/tagging.en.md) as HTML, the French one also under its repository path
+(`/docs/tagging.md`), so the debug view's rule links (`docs/tagging.md#anchor`, dnma.guide.link,
+relative to /debug) open on the rule.
 
 The guides are Markdown written to a small subset (headings, paragraphs, lists, tables, fenced code,
 inline code, bold, italics, links, `<a id>` anchors); `to_html` renders exactly that subset, every
@@ -22,7 +22,7 @@ from dnma import guide
 from dnma.settings import REPO_ROOT
 
 # path served -> guide language
-PATHS = {"/guide": "fr", f"/{guide.GUIDE}": "fr", "/guide/en": "en", f"/{guide.GUIDES['en']}": "en"}
+PATHS = {"/guide": "fr", f"/{guide.GUIDE}": "fr", "/guide/en": "en"}
 # a guide's link to a guide (relative to docs/) -> where this collector serves it
 SERVED = {"tagging.md": "/guide", "tagging.en.md": "/guide/en"}
 _ANCHOR = re.compile(r'^<a id="([^"<>]+)"></a>$')
