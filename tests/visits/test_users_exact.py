@@ -4,7 +4,7 @@ weeks and territories equal uniqExact on dnma.visits (the exports' and the repor
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import clickhouse_connect
@@ -69,6 +69,10 @@ def test_backfill_then_new_users_get_the_next_indexes(tmp_path: Path) -> None:
         # Later days: three known users and three new ones; known users keep their index.
         before = dict(client.query("SELECT user_key, user_idx FROM dnma.user_index").result_rows)
         db.insert(_hits(3, range(3, 5)))
+        # And thousands of one-hit visitors over two days, half of them on both: beyond what an
+        # estimate (uniqCombined(12), the coarse tiers' state before m0019) counts exactly.
+        db.insert([hit(paris(2026, 3, 12 + i // 4000, 8, 0, 0) + timedelta(seconds=i % 4000), visitor_id=50_000 + i % 4000
+                       + (i // 4000) * 2000, uai=["0350001A", "0940002B"][i % 2]) for i in range(8000)])
         db.rebuild()
         after = dict(client.query("SELECT user_key, user_idx FROM dnma.user_index").result_rows)
         assert {k: after[k] for k in before} == before and len(after) > len(before)
