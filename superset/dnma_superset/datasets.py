@@ -174,6 +174,7 @@ ENT_PERIMETER = {
 # everyone, or the territories they are about.
 QUALITY_PERIMETER_COLUMNS: list[DatasetColumn] = [
     ("commun", "Concerne tous les périmètres", "UInt8", False),
+    ("site_concerne", "Site concerné (0 : aucun en particulier)", "UInt32", False),
     ("departements_perimetre", "Départements concernés", "Array(String)", False),
     ("academies_perimetre", "Académies concernées", "Array(String)", False),
     ("regions_perimetre", "Régions académiques concernées", "Array(String)", False),
@@ -182,8 +183,10 @@ QUALITY_PERIMETER_COLUMNS: list[DatasetColumn] = [
 # The Marquage dashboard is an ENT editor's: a site's role (level "site") sees its site's rows, an
 # ENT's its project's; territorial perimeters see none (the tagging is the ENT's, not the territory's).
 MARQUAGE_PERIMETER = {"site": "site_id = {value}", "projet": "projet = {value}"}
+# No metric is named after a column: ClickHouse would read `hits` inside another metric as the alias
+# `sum(hits) AS hits` (ILLEGAL_AGGREGATION).
 MARQUAGE_METRICS: list[DatasetMetric] = [
-    ("hits", "Hits", "sum(hits)", ",d"),
+    ("nb_hits", "Hits", "sum(hits)", ",d"),
     *((f"taux_{k.key}", k.label, share_sql(k), ".1%") for k in SHARES),
     *((f"verdict_{k.key}", f"Verdict : {k.label} ({k.threshold_text()})", verdict_sql(k), "") for k in SHARES),
 ]
@@ -353,7 +356,7 @@ DATASETS: dict[str, Dataset] = {
             "marquage_services", f"Les 25 services par site, {MARQUAGE_DAYS} derniers jours (0 : jamais vu)",
             [("site_id", "Site", "UInt32", False), ("projet", "Projet ENT", "String", False),
              ("service", "Service", "String", False), ("hits", "Hits", "UInt64", False)],
-            [("hits", "Hits", "sum(hits)", ",d"),
+            [("nb_hits", "Hits", "sum(hits)", ",d"),
              ("services_jamais_vus", "Services jamais vus (par site)", "countIf(hits = 0)", ",d")],
             main_dttm=None, perimeter=MARQUAGE_PERIMETER),
     ]

@@ -4,7 +4,7 @@ that place each row in a perimeter (row-level security) and the French labels of
 A row is placed by what it is about: a hit by its establishment's territory (its UAI in the
 referential), else, when the UAI is invalid or unknown, by the declared perimeter of the ENT that
 sent it; an alert by its scope (an establishment's territory, an académie, a site's or an ENT's
-declared perimeter); an alert on the whole pipeline (spool, loader, clock, refused requests) and
+declared perimeter; `site_concerne`, the site an ENT site's editor sees, for an alert about a site); an alert on the whole pipeline (spool, loader, clock, refused requests) and
 a check's state concern everyone ("commun = 1"), as they hold every perimeter's figures back.
 """
 
@@ -67,6 +67,8 @@ QUALITY_PERIMETER = {
     "academie": "commun = 1 OR has(academies_perimetre, {value})",
     "departement": "commun = 1 OR has(departements_perimetre, {value})",
     "projet": "commun = 1 OR projet = {value}",
+    # an ENT site's editor: its site's rows (hits, refused requests, alerts about the site)
+    "site": "commun = 1 OR site_concerne = {value}",
 }
 # The user's RLS rules applied to the alerts a check's state counts (controles_qualite): one
 # perimeter's rules are alternatives (Superset ORs the rules of a group; DNMA's share one group).
@@ -89,6 +91,7 @@ def _alerts(db: str, ref: str) -> str:
   q.status AS status, {label_sql('q.status', STATUS_LABELS)} AS statut, q.message AS message,
   q.observed AS observed, q.expected AS expected, q.first_seen AS first_seen, q.last_seen AS last_seen,
   toUInt8(q.scope_kind = 'pipeline') AS commun, q.projet AS projet,
+  if(q.scope_kind = 'site', toUInt32OrZero(q.scope_value), toUInt32(0)) AS site_concerne,
   multiIf(q.scope_kind = 'uai', [dictGetOrDefault({ref}, 'departement', {uai}, '')],
           q.scope_kind = 'academie', ac.departements, t.departements) AS departements_perimetre,
   multiIf(q.scope_kind = 'uai', [dictGetOrDefault({ref}, 'academie', {uai}, '')],
@@ -116,6 +119,7 @@ def quality_sql(db: str, ref: str, today: str) -> dict[str, str]:
         "qualite_hits": f"""SELECT h.day AS day, h.site_id AS site_id, h.projet AS projet, h.delai_s AS delai_s,
   h.hits AS hits, h.hits_uai_invalide AS hits_uai_invalide, h.hits_uai_inconnu AS hits_uai_inconnu,
   h.hits_uai_valide AS hits_uai_valide, h.delai_max_s AS delai_max_s, toUInt8(0) AS commun,
+  h.site_id AS site_concerne,
   if(h.departement != '', [h.departement], t.departements) AS departements_perimetre,
   if(h.departement != '', [h.academie], t.academies) AS academies_perimetre,
   if(h.departement != '', [h.region], t.regions) AS regions_perimetre
@@ -137,7 +141,7 @@ LEFT JOIN ({_ent_territories(db)}) AS t ON t.projet = h.projet""",
         # an unregistered site id's rows are in no territory's perimeter (national users see them).
         "quarantaine": f"""SELECT q.id AS id, q.received_at AS received_at, toDate(q.received_at) AS day,
   q.site_id AS site_id, q.reason AS reason, {label_sql('q.reason', REFUSAL_LABELS)} AS motif, q.detail AS detail,
-  q.request['url'] AS url, q.bulk AS bulk, toUInt8(0) AS commun, s.projet AS projet,
+  q.request['url'] AS url, q.bulk AS bulk, toUInt8(0) AS commun, s.projet AS projet, q.site_id AS site_concerne,
   t.departements AS departements_perimetre, t.academies AS academies_perimetre, t.regions AS regions_perimetre
 FROM {db}.quarantine AS q FINAL
 LEFT JOIN (SELECT site_id, any(projet) AS projet FROM {db}.{PERIMETERS_TABLE} FINAL GROUP BY site_id) AS s
@@ -150,7 +154,7 @@ LEFT JOIN ({_ent_territories(db)}) AS t ON t.projet = s.projet""",
   a.ouvertes AS alertes_ouvertes,
   multiIf(r.erreur != '', '{STATE_LABELS["erreur"]}', a.ouvertes > 0, '{STATE_LABELS["alerte"]}',
           '{STATE_LABELS["ok"]}') AS etat,
-  toUInt8(1) AS commun, '' AS projet, CAST([], 'Array(String)') AS departements_perimetre,
+  toUInt8(1) AS commun, '' AS projet, toUInt32(0) AS site_concerne, CAST([], 'Array(String)') AS departements_perimetre,
   CAST([], 'Array(String)') AS academies_perimetre, CAST([], 'Array(String)') AS regions_perimetre
 FROM (SELECT `check` AS controle, max(ran_at) AS dernier_passage, argMax(duration_ms, ran_at) AS duree_ms,
              argMax(findings, ran_at) AS constats, argMax(error, ran_at) AS erreur

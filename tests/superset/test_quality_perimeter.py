@@ -116,3 +116,15 @@ def test_hit_quality_is_placed_by_uai_else_by_the_ent_perimeter(quality: Any) ->
     assert dep35[1:] == (1, 1) and dep35[0] == everything[0] - 2
     assert figures(PROJET_35) == everything
     assert figures(PROJET_BZH) == (0, 0, 0)
+
+
+def test_a_site_editor_sees_its_site_alerts_and_hits(quality: Any) -> None:
+    # An ENT site's editor (Superset level "site", value: the site id): the alerts about its site
+    # and the pipeline's, its site's hit quality; never another site's, a project's or a territory's.
+    editor = RolePerimeter("editeur", "site", str(ENT_35))
+    assert _alerts(quality, editor) == {("ingestion", "pipeline", "loader"), ("volume", "site", str(ENT_35))}
+    assert _alerts(quality, RolePerimeter("autre", "site", "999")) == {("ingestion", "pipeline", "loader")}
+    (sites,) = quality.query(f"SELECT groupUniqArray(site_id), sum(hits) FROM ({_sql('qualite_hits', editor)})").result_rows
+    assert sites[0] == [ENT_35] and sites[1] > 0
+    states = quality.query(f"SELECT controle, alertes_ouvertes FROM ({_sql('controles_qualite', editor)})").result_rows
+    assert {r[0]: r[1] for r in states if r[0] in ("volume", "ingestion")} == {"volume": 1, "ingestion": 1}
