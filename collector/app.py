@@ -127,7 +127,11 @@ class Collector:
         routers = [health.build_router(self), quality_routes.build_router(s, access=self.access),
                    debug.build_router(self)]
         self.api = create_api(self, api_methods or {}, routers)  # counts the 5xx of its routes
-        self.tally.routes.update(TRACKING_PATHS)
+        from collector.validation import VALIDATION_PATHS, Validator
+
+        self.validation_paths = VALIDATION_PATHS
+        self.validator = Validator(self)  # the tracking request judged, nothing stored
+        self.tally.routes.update(TRACKING_PATHS | VALIDATION_PATHS)
         self.tally.drop_reasons = [str(reason) for reason in DropReason]
 
     # --- ASGI entry point
@@ -135,6 +139,8 @@ class Collector:
         if scope["type"] == "http":
             if scope["path"] in TRACKING_PATHS:
                 await self.track(scope, receive, send)
+            elif scope["path"] in self.validation_paths:
+                await self.validator(scope, receive, send)
             else:
                 await self.api(scope, receive, send)
         elif scope["type"] == "lifespan":

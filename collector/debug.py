@@ -177,6 +177,60 @@ def mask_query(url: str) -> str:
     return _cut(f"{base}?{masked}{hash_sep}{fragment}")
 
 
+def describe(hit: Hit, reason: DropReason | None, ctx: PipelineContext) -> dict[str, Any]:
+    """What the pipeline made of a hit whose site is known, as the debug view and the validation
+    route (collector.validation) show it: action, properties, flags, verdict, what will count."""
+    site = hit.site
+    assert site is not None
+    p = hit.params
+    if reason is not None:  # every drop happens before the step that names the action
+        steps.classify_action(hit, ctx)
+    props = dict(hit.props)
+    if not props:  # dropped before dnma_properties: show what the page sent
+        props = {prop: p[key].strip() for key, prop in ctx.slots(site).items() if key in p}
+    flags = list(hit.flags)
+    if props.get("type", "").upper() == "TIERS" and not props.get("outil"):
+        flags.append("tiers_without_outil")
+    described = [describe_flag(f, props) for f in flags]
+    if reason is None:
+        verdict = "accepted"
+    elif reason.invalid:
+        verdict = "refused"
+    else:
+        verdict = "excluded"
+    verdict_label = VERDICT_LABELS[verdict]
+    excluding = [f["label"] for f in described if f["code"] in EXCLUDING_FLAGS]
+    counted = verdict == "accepted" and not excluding
+    if verdict == "accepted" and excluding:
+        verdict_label = f"{verdict_label}, exclu des indicateurs : {' ; '.join(excluding)}"
+    action = hit.action
+    page_url = p.get("url", "")
+    target = p.get("download") if action == "download" else p.get("link") if action == "outlink" else ""
+    record: dict[str, Any] = {
+        "t": hit.now,
+        "ts": hit.ts,
+        "action": action,
+        "action_label": ACTION_LABELS.get(action, action),
+        "url": mask_query(page_url),
+        "target": mask_query(target or ""),
+        "title": _cut(p.get("action_name", "")),
+        "properties": {k: _cut(v) for k, v in props.items() if v},
+        "dimensions": {k: _cut(v) for k, v in hit.dimensions.items()},
+        "uid": bool(p.get("uid", "").strip()),
+        "flags": described,
+        "verdict": verdict,
+        "verdict_label": verdict_label,
+        "counted": counted,  # stored and in the indicators
+        "reason": reason.value if reason is not None else "",
+        "reason_label": REASON_LABELS.get(reason, "") if reason is not None else "",
+        "reason_rule": guide.link(REASON_RULES.get(reason, REASON_RULE_DEFAULT)) if reason is not None else "",
+        "detail": _cut(hit.detail),
+    }
+    if action == "event":
+        record["event"] = {k: _cut(p.get(k, "")) for k in ("e_c", "e_a", "e_n", "e_v")}
+    return record
+
+
 class DebugRecorder:
     """One per worker. `wants()` is the only call on the hot path: a clock compare and a set lookup."""
 
@@ -244,57 +298,8 @@ class DebugRecorder:
             pass  # the debug view must never cost a hit
 
     def _describe(self, hit: Hit, reason: DropReason | None, ctx: PipelineContext) -> dict[str, Any]:
-        site = hit.site
-        assert site is not None
-        p = hit.params
-        if reason is not None:  # every drop happens before the step that names the action
-            steps.classify_action(hit, ctx)
-        props = dict(hit.props)
-        if not props:  # dropped before dnma_properties: show what the page sent
-            props = {prop: p[key].strip() for key, prop in ctx.slots(site).items() if key in p}
-        flags = list(hit.flags)
-        if props.get("type", "").upper() == "TIERS" and not props.get("outil"):
-            flags.append("tiers_without_outil")
-        described = [describe_flag(f, props) for f in flags]
-        if reason is None:
-            verdict = "accepted"
-        elif reason.invalid:
-            verdict = "refused"
-        else:
-            verdict = "excluded"
-        verdict_label = VERDICT_LABELS[verdict]
-        excluding = [f["label"] for f in described if f["code"] in EXCLUDING_FLAGS]
-        counted = verdict == "accepted" and not excluding
-        if verdict == "accepted" and excluding:
-            verdict_label = f"{verdict_label}, exclu des indicateurs : {' ; '.join(excluding)}"
-        action = hit.action
-        page_url = p.get("url", "")
-        target = p.get("download") if action == "download" else p.get("link") if action == "outlink" else ""
         self._seq += 1
-        record: dict[str, Any] = {
-            "id": f"{self._pid:x}-{self._seq:x}",
-            "t": hit.now,
-            "ts": hit.ts,
-            "action": action,
-            "action_label": ACTION_LABELS.get(action, action),
-            "url": mask_query(page_url),
-            "target": mask_query(target or ""),
-            "title": _cut(p.get("action_name", "")),
-            "properties": {k: _cut(v) for k, v in props.items() if v},
-            "dimensions": {k: _cut(v) for k, v in hit.dimensions.items()},
-            "uid": bool(p.get("uid", "").strip()),
-            "flags": described,
-            "verdict": verdict,
-            "verdict_label": verdict_label,
-            "counted": counted,  # stored and in the indicators
-            "reason": reason.value if reason is not None else "",
-            "reason_label": REASON_LABELS.get(reason, "") if reason is not None else "",
-            "reason_rule": guide.link(REASON_RULES.get(reason, REASON_RULE_DEFAULT)) if reason is not None else "",
-            "detail": _cut(hit.detail),
-        }
-        if action == "event":
-            record["event"] = {k: _cut(p.get(k, "")) for k in ("e_c", "e_a", "e_n", "e_v")}
-        return record
+        return {"id": f"{self._pid:x}-{self._seq:x}", **describe(hit, reason, ctx)}
 
     def _path(self, site_id: int) -> Path:
         return self.dir / f"site-{site_id}.jsonl"

@@ -16,7 +16,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Request durations, seconds: a hit is answered in well under a millisecond, a report in up to seconds.
 DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Response kinds and statuses the collector answers (app.track, api.matomo_api), shown at 0 from the start.
-RESPONSE_KINDS = {"tracking": (200, 204, 400, 405, 413, 414, 503), "api": (200,), "api_error": (200,)}
+RESPONSE_KINDS = {"tracking": (200, 204, 400, 405, 413, 414, 503), "api": (200,), "api_error": (200,),
+                  "validation": (200, 400, 401)}
 # loader_status.json keys that only grow while a loader runs: counters (reset when it restarts).
 LOADER_COUNTERS = frozenset({"batches", "rows", "rejected", "retries", "redone", "segments_retired"})
 

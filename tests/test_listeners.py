@@ -81,9 +81,12 @@ def listening_routes(stack: Stack, app: Any) -> list[Route]:
     """Every route the two listeners serve, read from their code."""
     from aggregator import endpoint
     from collector.app import TRACKING_PATHS
+    from collector.validation import VALIDATION_PATHS
 
     routes = [Route(stack.collector_port, path, frozenset({"GET", "POST", "OPTIONS"}), "collector")
               for path in sorted(TRACKING_PATHS)]
+    routes += [Route(stack.collector_port, path, frozenset({"GET", "POST"}), "collector")
+               for path in sorted(VALIDATION_PATHS)]
     routes += [Route(stack.collector_port, path, frozenset(methods), "collector")
                for path, methods in sorted(app.api.state.routes.items())]
     routes += [Route(stack.ch_http_port, path, frozenset({"GET", "POST"}), "endpoint") for path in endpoint.PATHS]
@@ -204,7 +207,8 @@ def test_every_route_refuses_bad_input_without_5xx_or_hanging(stack: Stack) -> N
     # The code lists what it serves: the probe sees every surface (a new route joins by itself).
     paths = {(r.listener, r.path) for r in routes}
     assert {("collector", "/matomo.php"), ("collector", "/index.php"), ("collector", "/api/quality/alerts"),
-            ("collector", "/debug/hits"), ("endpoint", "/"), ("endpoint", "/ping")} <= paths, paths
+            ("collector", "/debug/hits"), ("collector", "/matomo.php/validate"), ("endpoint", "/"),
+            ("endpoint", "/ping")} <= paths, paths
     before = server_errors(stack)
     failures: list[str] = []
 
