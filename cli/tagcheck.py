@@ -1,14 +1,21 @@
 """`dnma tag-check URL|HAR`: checks a page's tracking requests against the tagging plan
-(TAGGING.md) — for ENT editors, by hand or in their CI (exit status 0 only when the plan is met).
+(docs/tagging.md) — for ENT editors, by hand or in their CI (exit status 0 only when the plan is met).
 
-A URL is loaded in headless Chromium (Selenium, the system's chromium and chromedriver); the
-requests to matomo.php / piwik.php are read from the DevTools performance log (GET query, POST
-form body, bulk JSON). A .har file (exported from a browser's network panel) is read as is.
+A URL is loaded in headless Chromium (Selenium, the system's chromium and chromedriver); its
+requests to matomo.php / piwik.php are intercepted with DevTools' `Fetch` domain and answered by
+tag-check itself, so that checking a page never stores a hit. With the site's token
+(DNMA_TAG_CHECK_TOKEN or --token-file) each of them is sent to the collector's validation route
+instead (…/matomo.php/validate, collector.validation), which judges it with the site's own
+mapping, perimeter and rules and stores nothing. A .har file (exported from a browser's network
+panel) is read as is, and validated the same way. A page that did not load (HTTP status, network
+error) is told from a page that loaded without tracking.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
 import json
 import logging
 import os
@@ -16,11 +23,13 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
+from urllib.request import urlopen
 
 from dnma import guide, vocab
 from dnma import uai as uai_rules
@@ -49,14 +58,29 @@ document.dispatchEvent(new Event('visibilitychange'));
 window.dispatchEvent(new PageTransitionEvent('pagehide', {persisted: true}));
 """
 
-EXIT_OK, EXIT_PLAN_NOT_MET, EXIT_NOTHING = 0, 1, 2
+EXIT_OK, EXIT_PLAN_NOT_MET, EXIT_NOTHING, EXIT_NOT_LOADED = 0, 1, 2, 3
+TOKEN_ENV = "DNMA_TAG_CHECK_TOKEN"
+DOCUMENT_EVENT_WAIT_S = 5.0  # how long the main document's status may trail the page's load
+VALIDATE_PATH = "matomo.php/validate"  # collector.validation.VALIDATION_PATHS, beside the tracking path
+# Request headers the collector's verdict depends on (robots, Do Not Track, prefetch, body type).
+FORWARDED_HEADERS = frozenset({"user-agent", "content-type", "dnt", "sec-purpose", "purpose", "x-purpose",
+                               "accept-language"})
+# What tag-check answers an intercepted image request: the collector's 1×1 GIF.
+GIF_B64 = "R0lGODlhAQABAIAAAAAAAAAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw=="
 
 
 class BrowserError(RuntimeError):
-    """Headless Chromium could not load the page: missing, crashed, page not reachable."""
-OK, MISSING, INVALID, UNKNOWN, WARNING = "ok", "missing", "invalid", "unknown", "warning"
-ERRORS = frozenset({MISSING, INVALID, UNKNOWN})
-STATUS_LABELS = {OK: "OK", MISSING: "MANQUANT", INVALID: "INVALIDE", UNKNOWN: "INCONNU", WARNING: "ATTENTION"}
+    """Headless Chromium could not run: missing, crashed, no DevTools connection."""
+
+
+class ValidationError(RuntimeError):
+    """The collector's validation route could not be asked: unreachable, token refused."""
+
+
+OK, MISSING, INVALID, UNKNOWN, OUTSIDE, WARNING = "ok", "missing", "invalid", "unknown", "outside_perimeter", "warning"
+ERRORS = frozenset({MISSING, INVALID, UNKNOWN, OUTSIDE})
+STATUS_LABELS = {OK: "OK", MISSING: "MANQUANT", INVALID: "INVALIDE", UNKNOWN: "INCONNU", OUTSIDE: "HORS PÉRIM.",
+                 WARNING: "ATTENTION"}
 # Properties a site may fix in its registration instead of sending them (TAGGING.md).
 MAY_BE_REGISTERED = ("projet", "exploitant", "plateforme")
 
@@ -68,6 +92,7 @@ class TrackingRequest:
     method: str
     url: str
     body: str = ""
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names
 
 
 @dataclass
@@ -86,7 +111,9 @@ class HitReport:
     url: str
     method: str
     checks: list[PropertyCheck] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # not about a property: idsite, rec
+    problems: list[str] = field(default_factory=list)  # not about a property: idsite, rec, refusal
+    notes: list[str] = field(default_factory=list)  # worth knowing, not an error
+    collector: dict[str, Any] | None = None  # the validation route's verdict, when asked
 
     @property
     def ok(self) -> bool:
@@ -238,48 +265,196 @@ def read_har(path: Path) -> list[TrackingRequest]:
             from urllib.parse import urlencode
 
             body = urlencode([(p.get("name", ""), p.get("value", "")) for p in post["params"]])
-        found.append(TrackingRequest(request.get("method", "GET"), url, body))
+        headers = {str(h.get("name", "")).lower(): str(h.get("value", "")) for h in request.get("headers") or []}
+        found.append(TrackingRequest(request.get("method", "GET"), url, body, headers))
     return found
 
 
-def capture_url(url: str, wait: float) -> list[TrackingRequest]:
-    """Load the page in headless Chromium, wait, hide it, and return its tracking requests."""
-    try:
-        from selenium import webdriver
-        from selenium.common.exceptions import WebDriverException
-        from selenium.webdriver.chrome.service import Service
-    except ImportError as exc:  # an optional dependency (the dev extra): HAR files need none
-        raise BrowserError(f"loading a URL needs selenium ({exc})") from exc
+@dataclass
+class PageLoad:
+    """How the page itself loaded: its main document's HTTP status, or the network error."""
 
-    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download anything
-    profile = tempfile.mkdtemp(prefix="dnma-tag-check-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={profile}")
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
-    try:
-        driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    except WebDriverException as exc:
-        shutil.rmtree(profile, ignore_errors=True)
-        raise BrowserError(_first_line(exc)) from exc
-    try:
-        driver.set_page_load_timeout(max(30.0, wait * 2))
-        driver.get(url)
-        time.sleep(wait)
+    url: str
+    status: int | None = None
+    error: str = ""
+
+    @property
+    def loaded(self) -> bool:
+        return not self.error and self.status is not None and self.status < 400
+
+    def describe(self) -> str:
+        if self.error:
+            return f"page non chargée ({self.error})"
+        if self.status is None:
+            return "page non chargée (aucune réponse)"
+        return f"page non chargée (HTTP {self.status})" if self.status >= 400 else f"page chargée (HTTP {self.status})"
+
+
+class Browser:
+    """Headless Chromium (Selenium, the system's chromium and chromedriver) with a DevTools
+    connection of our own (websocket-client, Selenium's dependency) that intercepts the page's
+    requests to matomo.php / piwik.php (`Fetch` domain) and answers them itself: they are kept for
+    the check and never reach the tracking endpoint. Reusable: one browser, many pages."""
+
+    def __init__(self) -> None:
         try:
-            driver.execute_script(HIDE_PAGE_JS)
+            import websocket
+            from selenium import webdriver
+            from selenium.common.exceptions import WebDriverException
+            from selenium.webdriver.chrome.service import Service
+        except ImportError as exc:  # an optional dependency (the dev extra): HAR files need none
+            raise BrowserError(f"loading a URL needs selenium ({exc})") from exc
+
+        os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download anything
+        self._profile = tempfile.mkdtemp(prefix="dnma-tag-check-")
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in CHROMIUM_FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={self._profile}")
+        try:
+            self.driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
         except WebDriverException as exc:
-            # The tags send their queue on pagehide: without it some hits may be missing.
-            log.warning("tag_check_hide_page_failed: %s", _first_line(exc))
-        time.sleep(1.0)  # the tags' own flush delays
-        return requests_from_log(driver, driver.get_log("performance"))
-    except WebDriverException as exc:
-        raise BrowserError(_first_line(exc)) from exc
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+            shutil.rmtree(self._profile, ignore_errors=True)
+            raise BrowserError(_first_line(exc)) from exc
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self._requests: list[TrackingRequest] = []
+        self._load: PageLoad | None = None
+        self._document: str = ""  # requestId of the page's main document, once seen
+        try:
+            # The browser a real user has: a "HeadlessChrome" User-Agent would be judged a robot.
+            agent = self.driver.execute_cdp_cmd("Browser.getVersion", {})["userAgent"]
+            self.driver.execute_cdp_cmd("Network.setUserAgentOverride",
+                                        {"userAgent": agent.replace("HeadlessChrome", "Chrome")})
+            address = self.driver.capabilities["goog:chromeOptions"]["debuggerAddress"]
+            with urlopen(f"http://{address}/json", timeout=10) as answer:
+                targets = json.loads(answer.read())
+            page = next(t for t in targets if t.get("type") == "page")
+            self._ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
+        except (WebDriverException, OSError, KeyError, StopIteration, ValueError,
+                websocket.WebSocketException) as exc:
+            self.close()
+            raise BrowserError(f"DevTools connection failed: {_first_line(exc)}") from exc
+        self._reader = threading.Thread(target=self._read_events, name="tag-check-devtools", daemon=True)
+        self._reader.start()
+        patterns = [{"urlPattern": f"*/{name}*", "requestStage": "Request"} for name in ("matomo.php", "piwik.php")]
+        self._send("Network.enable")
+        self._send("Fetch.enable", {"patterns": patterns})
+
+    def _send(self, method: str, params: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            self._next_id += 1
+            self._ws.send(json.dumps({"id": self._next_id, "method": method, "params": params or {}}))
+
+    def _read_events(self) -> None:
+        """DevTools events, on this thread until the connection closes: each paused tracking request
+        is kept and answered as the collector would (a GIF for an image, 204 otherwise)."""
+        while True:
+            try:
+                message = json.loads(self._ws.recv())
+            except Exception:  # closed (quit) or broken: nothing more to intercept
+                return
+            method, params = message.get("method"), message.get("params") or {}
+            try:
+                if method == "Fetch.requestPaused":
+                    self._intercept(params)
+                elif method == "Network.responseReceived" and params.get("type") == "Document":
+                    with self._lock:
+                        if self._load is not None and self._load.status is None and not self._load.error:
+                            self._load.status = int(params["response"]["status"])
+                            self._document = params.get("requestId", "")
+                elif method == "Network.loadingFailed" and params.get("type") == "Document":
+                    with self._lock:
+                        if self._load is not None and self._load.status is None and not self._load.error:
+                            self._load.error = str(params.get("errorText") or "échec du chargement")
+            except Exception as exc:  # one odd event must not stop the interception
+                log.warning("tag_check_devtools_event: %s", _first_line(exc))
+
+    def _intercept(self, params: dict[str, Any]) -> None:
+        request = params["request"]
+        url = request.get("url", "")
+        if not TRACKING_URL.search(url):  # matched the pattern, not a tracking request
+            self._send("Fetch.continueRequest", {"requestId": params["requestId"]})
+            return
+        body = request.get("postData") or ""
+        if not body and request.get("postDataEntries"):
+            body = b"".join(base64.b64decode(e.get("bytes", "")) for e in request["postDataEntries"]).decode(
+                "utf-8", errors="replace")
+        headers = {str(k).lower(): str(v) for k, v in (request.get("headers") or {}).items()}
+        method = request.get("method", "GET")
+        with self._lock:
+            self._requests.append(TrackingRequest(method, url, body, headers))
+        origin = headers.get("origin") or "*"
+        answer: dict[str, Any] = {"requestId": params["requestId"], "responseHeaders": [
+            {"name": "Access-Control-Allow-Origin", "value": origin},
+            {"name": "Access-Control-Allow-Credentials", "value": "true"},
+            {"name": "Cache-Control", "value": "no-store"},
+        ]}
+        if method == "GET":
+            answer["responseCode"] = 200
+            answer["responseHeaders"].append({"name": "Content-Type", "value": "image/gif"})
+            answer["body"] = GIF_B64
+        else:
+            answer["responseCode"] = 204
+        self._send("Fetch.fulfillRequest", answer)
+
+    def capture(self, url: str, wait: float) -> tuple[PageLoad, list[TrackingRequest]]:
+        """Load the page, wait, hide it, and return how it loaded and its tracking requests."""
+        from selenium.common.exceptions import WebDriverException
+
+        load = PageLoad(url)
+        with self._lock:
+            self._requests = []
+            self._load = load
+        try:
+            self.driver.set_page_load_timeout(max(30.0, wait * 2))
+            try:
+                self.driver.get(url)
+            except WebDriverException as exc:  # a network error page: the load event says why
+                if not load.error and load.status is None:
+                    load.error = _first_line(exc)
+            # The document's response reaches our DevTools connection on its own thread: it may
+            # trail the load event that ended driver.get.
+            deadline = time.monotonic() + DOCUMENT_EVENT_WAIT_S
+            while load.status is None and not load.error and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if load.loaded:
+                time.sleep(wait)
+                try:
+                    self.driver.execute_script(HIDE_PAGE_JS)
+                except WebDriverException as exc:
+                    # The tags send their queue on pagehide: without it some hits may be missing.
+                    log.warning("tag_check_hide_page_failed: %s", _first_line(exc))
+                time.sleep(1.0)  # the tags' own flush delays
+            with self._lock:
+                requests, self._requests, self._load = self._requests, [], None
+            # Leave the page: its timers (heartbeats) must not send into the next capture.
+            self.driver.get("about:blank")
+        except WebDriverException as exc:
+            raise BrowserError(_first_line(exc)) from exc
+        return load, requests
+
+    def close(self) -> None:
+        ws = getattr(self, "_ws", None)
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                ws.close()
+        with contextlib.suppress(Exception):
+            self.driver.quit()
+        shutil.rmtree(self._profile, ignore_errors=True)
+
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def capture_url(url: str, wait: float) -> tuple[PageLoad, list[TrackingRequest]]:
+    """Load one page in a browser of its own (see Browser)."""
+    with Browser() as browser:
+        return browser.capture(url, wait)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -287,74 +462,211 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.strip().splitlines()[0] if text.strip() else ''}"
 
 
-def requests_from_log(driver: Any, entries: list[dict[str, Any]]) -> list[TrackingRequest]:
-    """Tracking requests of a chromedriver performance log; bodies the event does not carry
-    (beacons, blobs) are asked from DevTools while the page is alive."""
-    found: dict[str, TrackingRequest] = {}
-    for entry in entries:
-        message = json.loads(entry["message"])["message"]
-        if message.get("method") != "Network.requestWillBeSent":
-            continue
-        params = message["params"]
-        request = params["request"]
-        if not TRACKING_URL.search(request.get("url", "")):
-            continue
-        body = request.get("postData") or ""
-        if not body and request.get("hasPostData"):
-            body = _post_data(driver, params["requestId"])
-        found[params["requestId"] + request["url"]] = TrackingRequest(
-            request.get("method", "GET"), request["url"], body
-        )
-    return list(found.values())
+# --- the collector's verdict (validation route) ----------------------------------------------------
 
 
-def _post_data(driver: Any, request_id: str) -> str:
-    from selenium.common.exceptions import WebDriverException
+def validation_url(tracking_url: str, collector: str = "") -> str:
+    """The validation route beside a tracking URL (…/matomo.php?q or …/piwik.php?q →
+    …/matomo.php/validate?q), or under `collector` (a base URL) when given."""
+    parts = urlsplit(tracking_url)
+    if collector:
+        base = urlsplit(collector.rstrip("/") + "/")
+        scheme, netloc, prefix = base.scheme, base.netloc, base.path
+    else:
+        scheme, netloc, prefix = parts.scheme, parts.netloc, parts.path.rstrip("/").rsplit("/", 1)[0] + "/"
+    return urlunsplit((scheme, netloc, prefix + VALIDATE_PATH, parts.query, ""))
 
+
+def validate_requests(requests: list[TrackingRequest], token: str, collector: str = "",
+                      timeout: float = 15.0) -> list[dict[str, Any] | None]:
+    """Each request sent to the collector's validation route (nothing is stored there); the verdicts
+    of its hits, in order, as one flat list aligned with `check_requests`' reports (None where the
+    collector gave none)."""
+    import httpx
+
+    verdicts: list[dict[str, Any] | None] = []
+    with httpx.Client(timeout=timeout) as http:
+        for request in requests:
+            expected = len(hits_of(request))
+            if not expected:
+                continue
+            headers = {k: v for k, v in request.headers.items() if k in FORWARDED_HEADERS}
+            headers["authorization"] = f"Bearer {token}"
+            url = validation_url(request.url, collector)
+            try:
+                if request.method.upper() == "POST":
+                    answer = http.post(url, content=request.body.encode(), headers=headers)
+                else:
+                    answer = http.get(url, headers=headers)
+            except httpx.HTTPError as exc:
+                raise ValidationError(f"{url.split('?')[0]}: {type(exc).__name__}: {exc}") from exc
+            if answer.status_code in (401, 403):
+                raise ValidationError(f"{url.split('?')[0]}: HTTP {answer.status_code}: {_message(answer)}")
+            hits: list[Any] = []
+            if answer.status_code == 200:
+                try:
+                    hits = list(answer.json().get("hits") or [])
+                except ValueError:
+                    hits = []
+            else:
+                log.warning("tag_check_validation_status: HTTP %s", answer.status_code)
+            hits = (hits + [None] * expected)[:expected]
+            verdicts.extend(h if isinstance(h, dict) else None for h in hits)
+    return verdicts
+
+
+def _message(answer: Any) -> str:
     try:
-        return str(
-            driver.execute_cdp_cmd("Network.getRequestPostData", {"requestId": request_id})["postData"]
-        )
-    except (WebDriverException, KeyError) as exc:  # gone with its page: reported without its body
-        log.warning("tag_check_post_data_missing: %s", _first_line(exc))
-        return ""
+        return str(answer.json().get("message", ""))[:200]
+    except ValueError:
+        return answer.text[:200].strip()
+
+
+# Each collector flag, the property it is about and the status it gives that property here.
+FLAG_STATUS = {
+    "missing_uai": ("UAI", MISSING), "invalid_uai": ("UAI", INVALID), "outside_perimeter": ("UAI", OUTSIDE),
+    "missing_service": ("SERVICE", MISSING), "unknown_service": ("SERVICE", UNKNOWN),
+    "missing_type": ("TYPE", MISSING), "unknown_type": ("TYPE", UNKNOWN),
+    "missing_profil": ("PROFIL", MISSING), "unknown_profil": ("PROFIL", UNKNOWN),
+    "tiers_without_outil": ("OUTIL", MISSING),
+}
+
+
+def apply_verdict(report: HitReport, verdict: dict[str, Any] | None) -> None:
+    """The collector's verdict on the hit (the site's own mapping, perimeter and rules) added to the
+    local checks: a refusal is a problem; a flag the local check missed (a UAI outside the site's
+    perimeter…) turns that property into an error."""
+    report.collector = verdict
+    if verdict is None:
+        return
+    kind = verdict.get("verdict")
+    if kind == "forbidden":
+        report.problems.append(str(verdict.get("verdict_label") or "jeton sans accès à ce site"))
+    elif kind == "refused":
+        detail = f" : {verdict['detail']}" if verdict.get("detail") else ""
+        report.problems.append(
+            f"refusé par le collecteur ({verdict.get('reason')}) : {verdict.get('reason_label', '')}{detail}")
+    elif kind == "excluded":
+        report.notes.append(f"exclu par le collecteur, non stocké : {verdict.get('reason_label') or verdict.get('reason')}")
+    checks = {c.prop: c for c in report.checks}
+    for flag in verdict.get("flags") or []:
+        prop, status = FLAG_STATUS.get(str(flag.get("code")), ("", ""))
+        check = checks.get(prop)
+        if check is not None and check.status not in ERRORS:
+            check.status = status
+            check.message = str(flag.get("label") or flag.get("code"))
+
+
+# --- the referential (when this DNMA's storage is at hand) -----------------------------------------
+
+
+def check_referential(reports: list[HitReport], known: set[str]) -> None:
+    """A valid UAI absent from the annuaire (`known`: the UAIs of the referential that were asked)."""
+    for report in reports:
+        for check in report.checks:
+            if check.prop == "UAI" and check.status == OK and uai_rules.normalise(check.value) not in known:
+                check.status = UNKNOWN
+                check.message = "UAI absent du référentiel (annuaire de l'éducation)"
+
+
+def referential_uais(uais: set[str]) -> set[str] | None:
+    """Those of `uais` in the referential of this machine's DNMA (the running loader's read-only
+    endpoint, else the storage); None when it cannot be read or holds no establishment."""
+    from dnma.admin import read_client
+    from dnma.settings import get_settings
+
+    settings = get_settings()
+    try:
+        client = read_client(settings)
+        try:
+            table = f"{settings.clickhouse_database}.etablissements"
+            if not client.query(f"SELECT count() FROM {table}").result_rows[0][0]:
+                return None
+            rows = client.query(f"SELECT uai FROM {table} WHERE uai IN {{uais:Array(String)}}",
+                                parameters={"uais": sorted(uais)}).result_rows
+        finally:
+            client.close()
+    except Exception as exc:  # no storage, no table, endpoint down: said, not fatal
+        log.warning("tag_check_referential_unavailable: %s", _first_line(exc))
+        return None
+    return {str(r[0]) for r in rows}
 
 
 # --- output --------------------------------------------------------------------------------------
 
 
-def render_text(source: str, requests: list[TrackingRequest], reports: list[HitReport]) -> str:
+@dataclass
+class Outcome:
+    """Everything one run found: how the page loaded (a URL), its requests, the hits' reports, and
+    what was (not) asked of the collector and of the referential."""
+
+    source: str
+    requests: list[TrackingRequest]
+    reports: list[HitReport]
+    load: PageLoad | None = None
+    validated: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (self.load is None or self.load.loaded) and bool(self.reports) and all(r.ok for r in self.reports)
+
+    def exit_status(self) -> int:
+        if self.load is not None and not self.load.loaded:
+            return EXIT_NOT_LOADED
+        if not self.reports:
+            return EXIT_NOTHING
+        return EXIT_OK if self.ok else EXIT_PLAN_NOT_MET
+
+
+def render_text(outcome: Outcome) -> str:
     from collector.debug import ACTION_LABELS
 
-    lines = [f"dnma tag-check {source}", f"{len(requests)} requête(s) de suivi, {len(reports)} hit(s)", ""]
-    for r in reports:
+    lines = [f"dnma tag-check {outcome.source}"]
+    if outcome.load is not None:
+        described = outcome.load.describe()
+        lines.append(described[:1].upper() + described[1:])
+    lines += [f"{len(outcome.requests)} requête(s) de suivi, {len(outcome.reports)} hit(s)", *outcome.notes, ""]
+    for r in outcome.reports:
         lines.append(f"Hit {r.index} : {ACTION_LABELS.get(r.action, r.action)} — {r.url} [{r.method}]")
+        if r.collector is not None:
+            lines.append(f"  {'COLLECTEUR':<11} {r.collector.get('verdict_label', '')}")
         for problem in r.problems:
-            lines.append(f"  {'INVALIDE':<9} {problem}")
+            lines.append(f"  {'INVALIDE':<11} {problem}")
+        for note in r.notes:
+            lines.append(f"  {'ATTENTION':<11} {note}")
         for c in r.checks:
             value = c.value or "—"
             note = f"  {c.message}" if c.message else ""
-            lines.append(f"  {STATUS_LABELS[c.status]:<9} {c.prop:<10} {c.slot:<11} {value}{note}")
+            lines.append(f"  {STATUS_LABELS[c.status]:<11} {c.prop:<10} {c.slot:<11} {value}{note}")
         lines.append("")
-    failed = [r for r in reports if not r.ok]
-    if not reports:
+    failed = [r for r in outcome.reports if not r.ok]
+    if outcome.load is not None and not outcome.load.loaded:
+        lines.append(f"Résultat : {outcome.load.describe()} : rien à vérifier sur cette page.")
+    elif not outcome.reports:
         lines.append("Résultat : aucune requête de suivi vers matomo.php / piwik.php trouvée.")
     elif failed:
         lines.append(
-            f"Résultat : plan de marquage NON respecté ({len(failed)} hit(s) sur {len(reports)} en erreur)."
+            f"Résultat : plan de marquage NON respecté ({len(failed)} hit(s) sur {len(outcome.reports)} en erreur)."
         )
         lines.append(f"Règles et valeurs admises : {guide.GUIDE} (guide de marquage, dans le dépôt DNMA).")
     else:
-        lines.append(f"Résultat : plan de marquage respecté ({len(reports)} hit(s)).")
+        lines.append(f"Résultat : plan de marquage respecté ({len(outcome.reports)} hit(s)).")
     return "\n".join(lines) + "\n"
 
 
-def render_json(source: str, requests: list[TrackingRequest], reports: list[HitReport]) -> str:
+def render_json(outcome: Outcome) -> str:
+    page = None
+    if outcome.load is not None:
+        page = {**asdict(outcome.load), "loaded": outcome.load.loaded}
     doc = {
-        "source": source,
-        "requests": len(requests),
-        "ok": bool(reports) and all(r.ok for r in reports),
-        "hits": [{**asdict(r), "ok": r.ok} for r in reports],
+        "source": outcome.source,
+        "page": page,
+        "requests": len(outcome.requests),
+        "validated": outcome.validated,  # the collector's verdict was asked (nothing stored)
+        "notes": outcome.notes,
+        "ok": outcome.ok,
+        "hits": [{**asdict(r), "ok": r.ok} for r in outcome.reports],
     }
     return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
 
@@ -389,22 +701,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N=PROPRIETE",
         help=f"the site's own slot for a property (default mapping of {guide.GUIDE}: 1=uai ... 8=plateforme)",
     )
+    parser.add_argument(
+        "--token-file", type=Path, default=None,
+        help=f"a file holding the site's token: the hits are judged by the collector's validation route "
+             f"(nothing stored). Default: the {TOKEN_ENV} environment variable; without a token, local checks only",
+    )
+    parser.add_argument(
+        "--collector", default="",
+        help="base URL of the collector to validate with (default: the page's own tracking URL)",
+    )
+    parser.add_argument(
+        "--referentiel", action="store_true",
+        help="also look the UAIs up in this machine's DNMA referential (annuaire de l'éducation)",
+    )
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.token_file is not None:
+        return Path(args.token_file).read_text(encoding="utf-8").strip()
+    return os.environ.get(TOKEN_ENV, "").strip()
+
+
+def check(target: str, args: argparse.Namespace, browser: Browser | None = None) -> Outcome:
+    """One run of the command: capture (or read), check, validate; `browser` is reused when given.
+    Raises OSError, ValueError, BrowserError, ValidationError for what stops it."""
+    mapping = _mapping(args.dimension)
+    token = _token(args)
+    load: PageLoad | None = None
+    if re.match(r"^https?://", target, re.I):
+        if browser is not None:
+            load, requests = browser.capture(target, args.wait)
+        else:
+            load, requests = capture_url(target, args.wait)
+    else:
+        requests = read_har(Path(target))
+    reports = check_requests(requests, mapping)
+    outcome = Outcome(target, requests, reports, load)
+    if reports and token:
+        verdicts = validate_requests(requests, token, args.collector)
+        for report, verdict in zip(reports, verdicts, strict=True):
+            apply_verdict(report, verdict)
+        outcome.validated = True
+    elif reports:
+        outcome.notes.append(f"Verdict du collecteur non demandé (pas de jeton : {TOKEN_ENV} ou --token-file) : "
+                             "périmètre du site non vérifié.")
+    if reports and args.referentiel:
+        uais = {uai_rules.normalise(c.value) for r in reports for c in r.checks if c.prop == "UAI" and c.status == OK}
+        known = referential_uais(uais) if uais else set()
+        if known is None:
+            outcome.notes.append("Référentiel non consulté (stockage DNMA local illisible ou vide).")
+        else:
+            check_referential(reports, known)
+    return outcome
 
 
 def run(args: argparse.Namespace) -> int:
     target: str = args.target
-    mapping = _mapping(args.dimension)
     try:
-        if re.match(r"^https?://", target, re.I):
-            requests = capture_url(target, args.wait)
-        else:
-            requests = read_har(Path(target))
-    except (OSError, ValueError, BrowserError) as exc:
+        outcome = check(target, args)
+    except (OSError, ValueError, BrowserError, ValidationError) as exc:
         print(f"dnma tag-check: {target}: {exc}", file=sys.stderr)
         return EXIT_NOTHING
-    reports = check_requests(requests, mapping)
     render = render_json if args.json else render_text
-    sys.stdout.write(render(target, requests, reports))
-    if not reports:
-        return EXIT_NOTHING
-    return EXIT_OK if all(r.ok for r in reports) else EXIT_PLAN_NOT_MET
+    sys.stdout.write(render(outcome))
+    return outcome.exit_status()

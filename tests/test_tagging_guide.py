@@ -65,7 +65,7 @@ def test_tag_check_points_to_the_guide() -> None:
     assert status == tagcheck.UNKNOWN and guide.link("services") in message
     report = tagcheck.check_hit(0, {"idsite": "1", "rec": "1", "dimension2": "NOTE"}, "GET",
                                 dict(vocab.DEFAULT_DIMENSION_MAPPING))
-    out = tagcheck.render_text("page.har", [], [report])
+    out = tagcheck.render_text(tagcheck.Outcome("page.har", [], [report]))
     assert "NON respecté" in out and guide.GUIDE in out
 
 
