@@ -65,6 +65,7 @@ VALIDATE_PATH = "matomo.php/validate"  # collector.validation.VALIDATION_PATHS, 
 # Request headers the collector's verdict depends on (robots, Do Not Track, prefetch, body type).
 FORWARDED_HEADERS = frozenset({"user-agent", "content-type", "dnt", "sec-purpose", "purpose", "x-purpose",
                                "accept-language"})
+FETCH_PATTERNS = [{"urlPattern": f"*/{name}*", "requestStage": "Request"} for name in ("matomo.php", "piwik.php")]
 # What tag-check answers an intercepted image request: the collector's 1×1 GIF.
 GIF_B64 = "R0lGODlhAQABAIAAAAAAAAAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw=="
 
@@ -338,14 +339,27 @@ class Browser:
             raise BrowserError(f"DevTools connection failed: {_first_line(exc)}") from exc
         self._reader = threading.Thread(target=self._read_events, name="tag-check-devtools", daemon=True)
         self._reader.start()
-        patterns = [{"urlPattern": f"*/{name}*", "requestStage": "Request"} for name in ("matomo.php", "piwik.php")]
         self._send("Network.enable")
-        self._send("Fetch.enable", {"patterns": patterns})
+        self._intercept_in("")
 
-    def _send(self, method: str, params: dict[str, Any] | None = None) -> None:
+    def _intercept_in(self, session: str) -> None:
+        """Intercept the tracking requests of the page (`session` "") or of a target attached to it
+        (a cross-origin iframe in its own process, a worker): each is paused until it is set up, so
+        none of its requests slips through to the tracking endpoint."""
+        self._send("Fetch.enable", {"patterns": FETCH_PATTERNS}, session)
+        self._send("Target.setAutoAttach", {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True},
+                   session)
+        if session:
+            self._send("Runtime.runIfWaitingForDebugger", {}, session)
+
+    def _send(self, method: str, params: dict[str, Any] | None = None, session: str = "") -> None:
+        message: dict[str, Any] = {"method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
         with self._lock:
             self._next_id += 1
-            self._ws.send(json.dumps({"id": self._next_id, "method": method, "params": params or {}}))
+            message["id"] = self._next_id
+            self._ws.send(json.dumps(message))
 
     def _read_events(self) -> None:
         """DevTools events, on this thread until the connection closes: each paused tracking request
@@ -356,9 +370,14 @@ class Browser:
             except Exception:  # closed (quit) or broken: nothing more to intercept
                 return
             method, params = message.get("method"), message.get("params") or {}
+            session = str(message.get("sessionId") or "")
             try:
                 if method == "Fetch.requestPaused":
-                    self._intercept(params)
+                    self._intercept(params, session)
+                elif method == "Target.attachedToTarget":
+                    self._intercept_in(str(params["sessionId"]))
+                elif session:  # the page's own events only, below
+                    continue
                 elif method == "Network.responseReceived" and params.get("type") == "Document":
                     with self._lock:
                         if self._load is not None and self._load.status is None and not self._load.error:
@@ -371,11 +390,11 @@ class Browser:
             except Exception as exc:  # one odd event must not stop the interception
                 log.warning("tag_check_devtools_event: %s", _first_line(exc))
 
-    def _intercept(self, params: dict[str, Any]) -> None:
+    def _intercept(self, params: dict[str, Any], session: str) -> None:
         request = params["request"]
         url = request.get("url", "")
         if not TRACKING_URL.search(url):  # matched the pattern, not a tracking request
-            self._send("Fetch.continueRequest", {"requestId": params["requestId"]})
+            self._send("Fetch.continueRequest", {"requestId": params["requestId"]}, session)
             return
         body = request.get("postData") or ""
         if not body and request.get("postDataEntries"):
@@ -397,7 +416,7 @@ class Browser:
             answer["body"] = GIF_B64
         else:
             answer["responseCode"] = 204
-        self._send("Fetch.fulfillRequest", answer)
+        self._send("Fetch.fulfillRequest", answer, session)
 
     def capture(self, url: str, wait: float) -> tuple[PageLoad, list[TrackingRequest]]:
         """Load the page, wait, hide it, and return how it loaded and its tracking requests."""
@@ -576,6 +595,8 @@ def referential_uais(uais: set[str]) -> set[str] | None:
     from dnma.settings import get_settings
 
     settings = get_settings()
+    if settings.embedded and not (settings.data_dir / "clickhouse").is_dir():
+        return None  # no DNMA storage on this machine: never create one by looking
     try:
         client = read_client(settings)
         try:

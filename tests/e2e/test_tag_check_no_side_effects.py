@@ -51,8 +51,12 @@ PAQ_PAGE = """<!doctype html>
     var g = document.createElement('script'); g.async = true; g.src = '{collector}/matomo.js';
     document.head.appendChild(g);
   }})();
-</script></head><body><h1>Vie scolaire</h1></body></html>
+</script></head><body><h1>Vie scolaire</h1>{frame}</body></html>
 """
+# The outside page also embeds the inside one from another origin (localhost, not 127.0.0.1): a
+# cross-origin iframe runs in a process of its own, and its hits must be intercepted too.
+FRAME = ("<iframe id='framed'></iframe><script>document.getElementById('framed').src = "
+         "'http://localhost:{port}/inside.html' + location.search;</script>")
 UNTAGGED_PAGE = "<!doctype html><html><head><title>Sans marquage</title></head><body>Rien.</body></html>"
 
 
@@ -65,11 +69,12 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 def site_pages(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A test HTTP server serving this test's own pages (another origin than the collector)."""
     root = tmp_path_factory.mktemp("tag-check-pages")
-    for name, value in (("inside", "0350122T"), ("outside", OUTSIDE_UAI)):
-        (root / f"{name}.html").write_text(
-            PAQ_PAGE.format(collector=stack.collector_url, site=CHECK_SITE, uai=value), encoding="utf-8")
-    (root / "untagged.html").write_text(UNTAGGED_PAGE, encoding="utf-8")
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+    port = server.server_port
+    for name, value, frame in (("inside", "0350122T", ""), ("outside", OUTSIDE_UAI, FRAME)):
+        (root / f"{name}.html").write_text(PAQ_PAGE.replace("{frame}", frame).format(
+            collector=stack.collector_url, site=CHECK_SITE, uai=value, port=port), encoding="utf-8")
+    (root / "untagged.html").write_text(UNTAGGED_PAGE, encoding="utf-8")
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
@@ -127,7 +132,10 @@ def test_tag_check_stores_nothing_and_reports_the_perimeter(
     assert inside.ok and inside.exit_status() == tagcheck.EXIT_OK, tagcheck.render_text(inside)
 
     outside = tagcheck.check(f"{site_pages}/outside.html?run={marker}", _args(token_file), browser)
-    (hit,) = outside.reports
+    assert len(outside.reports) == 2, tagcheck.render_text(outside)  # the page's hit and its iframe's
+    framed = next(r for r in outside.reports if r.url.startswith("http://localhost:"))
+    assert framed.ok and framed.collector is not None and framed.collector["verdict"] == "accepted"
+    hit = next(r for r in outside.reports if r is not framed)
     checks = {c.prop: c for c in hit.checks}
     # The UAI is valid: only the collector, which knows the site's perimeter, can say it is outside.
     assert checks["UAI"].status == tagcheck.OUTSIDE and checks["UAI"].value == OUTSIDE_UAI
@@ -135,8 +143,8 @@ def test_tag_check_stores_nothing_and_reports_the_perimeter(
     assert outside.exit_status() == tagcheck.EXIT_PLAN_NOT_MET
     assert "HORS PÉRIM." in tagcheck.render_text(outside)
     # The local checks alone (what tag-check does without a token) let this UAI pass.
-    (local,) = tagcheck.check_requests(outside.requests, tagcheck._mapping([]))
-    assert {c.prop: c.status for c in local.checks}["UAI"] == tagcheck.OK
+    local = tagcheck.check_requests(outside.requests, tagcheck._mapping([]))
+    assert all({c.prop: c.status for c in r.checks}["UAI"] == tagcheck.OK for r in local)
 
     # Nothing of the two pages' hits was stored, nor counted as accepted.
     time.sleep(1.1)
@@ -183,3 +191,16 @@ def test_har_validated_and_a_wrong_token_refused(stack: Stack, tmp_path: Path, t
                              capture_output=True, text=True, timeout=60, env=env)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
     assert "HTTP 401" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_uai_missing_from_the_referential() -> None:
+    """--referentiel: a well-formed UAI that the annuaire does not hold is UNKNOWN (the lookup itself,
+    referential_uais, reads this machine's DNMA storage and is not exercised here)."""
+    params = {"idsite": "4", "rec": "1", "dimension1": "0350122T", "dimension2": "NOTES", "dimension3": "NATIF",
+              "dimension5": "ELEVE"}
+    reports = [tagcheck.check_hit(1, params, "GET", tagcheck._mapping([]))]
+    tagcheck.check_referential(reports, {"0350122T"})
+    assert {c.prop: c.status for c in reports[0].checks}["UAI"] == tagcheck.OK
+    tagcheck.check_referential(reports, set())
+    uai_check = {c.prop: c for c in reports[0].checks}["UAI"]
+    assert uai_check.status == tagcheck.UNKNOWN and "référentiel" in uai_check.message
