@@ -215,7 +215,9 @@ def assign_user_index(client, r: Renderer, day: date) -> int:  # type: ignore[no
             f"INSERT INTO {index} (user_key, user_idx) "
             f"SELECT user_key, toUInt32((SELECT max(user_idx) FROM {index}) + row_number() OVER (ORDER BY user_key)) "
             f"FROM ({keys}) WHERE user_key NOT IN (SELECT user_key FROM {index} WHERE user_key IN "
-            f"(SELECT user_key FROM ({keys})))", {"day": day}))
+            f"(SELECT user_key FROM ({keys})))", {"day": day}),
+            # In a cluster the index is a Distributed table: the rollups read it right after.
+            settings={"insert_distributed_sync": 1} if r.cluster else None)
         return int(client.query(f"SELECT count() FROM {index}").result_rows[0][0]) - int(before)
 
 
