@@ -20,6 +20,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--days", type=int, default=60, help="days of traffic (0: only write --sites-out)")
     p.add_argument("--scale", type=float, default=1.0, help="1 ≈ 16,000 hits per school day")
     p.add_argument("--start", type=date.fromisoformat, default=None, help="first day (default: DAYS days ago)")
+    p.add_argument("--year-ago-scale", type=float, default=0.25,
+                   help="the same school weeks one year earlier, at this share of --scale (0: none): the "
+                        "rentrée comparison's N−1 line")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--collector", default="", help="collector base URL (default: from settings)")
     p.add_argument("--token", default="", help="one token_auth for every site (default: settings.super_user_token)")
@@ -29,6 +32,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sites-out", type=Path, default=None, help="write the sites' registrations (YAML) here")
     p.add_argument("--concurrency", type=int, default=4, help="bulk requests in flight")
     p.add_argument("--no-progress", action="store_true")
+
+
+def year_ago_days(start: date, days: int) -> list[date]:
+    """The days of the school weeks one year earlier with the same numbers as those of the `days`
+    days from `start` (dnma.indicators: week k of N against week k of N−1, not the same dates)."""
+    from dnma.indicators import same_school_week_year_ago
+
+    mondays = {m for i in range(days) if (m := same_school_week_year_ago(start + timedelta(days=i)))}
+    return sorted(m + timedelta(days=d) for m in mondays for d in range(7))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +75,18 @@ def run(args: argparse.Namespace) -> int:
     expected = int(HITS_PER_SCHOOL_DAY * args.scale * args.days * 0.8)
     report = send(items, collector, tokens, concurrency=args.concurrency, progress=not args.no_progress,
                   total=expected)
-    print(json.dumps(report.as_dict()))
-    for sample in report.invalid_samples:
-        print(f"invalid: {sample[:300]}", file=sys.stderr)
-    return 0 if report.invalid == 0 and report.failed_batches == 0 else 1
+    reports = [report]
+    if args.year_ago_scale > 0:
+        # The same school weeks a year earlier, smaller: the rentrée view's N−1 line (own population).
+        past = Simulation(scale=args.scale * args.year_ago_scale, seed=args.seed,
+                          referentiel_dir=settings.referentiel_dir)
+        past_days = year_ago_days(start, args.days)
+        reports.append(send((item for d in past_days for item in past.day(d)), collector, tokens,
+                            concurrency=args.concurrency, progress=not args.no_progress,
+                            total=int(expected * args.year_ago_scale)))
+    print(json.dumps({**report.as_dict(), "an_passe": reports[1].as_dict()} if len(reports) > 1
+                     else report.as_dict()))
+    for r in reports:
+        for sample in r.invalid_samples:
+            print(f"invalid: {sample[:300]}", file=sys.stderr)
+    return 0 if all(r.invalid == 0 and r.failed_batches == 0 for r in reports) else 1

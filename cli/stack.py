@@ -84,7 +84,10 @@ def ensure_config(data_dir: Path) -> dict[str, str]:
             f'data_dir = "{data_dir}"\n'
             f'uid_secret = "{values["UID_SECRET"]}"\n'
             f'super_user_token = "{values["SUPER_USER_TOKEN"]}"\n'
-            f'ch_http_password = "{values["CH_HTTP_PASSWORD"]}"\n',
+            f'ch_http_password = "{values["CH_HTTP_PASSWORD"]}"\n'
+            "# The demo also loads the same school weeks one year earlier (the rentrée comparison), up to\n"
+            "# 14 months old: their hits must not expire (13 months by default) before their visits are built.\n"
+            "hits_ttl_months = 15\n",
             encoding="utf-8",
         )
         config.chmod(0o600)

@@ -48,6 +48,50 @@ def school_weeks(today: date, n: int) -> list[date]:
     return weeks[:max(n, 1)]
 
 
+# Rentrée comparisons (spec/INDICATORS.md): week k of a school year against week k of the one
+# before, counted in school weeks from each year's rentrée (not in calendar dates: the rentrée moves
+# from 29 August to 4 September). A school year's first school week is the week of its 4 September
+# (its Monday falls from 29 August to 4 September, the first Monday after the summer's off weeks).
+_YEAR_WEEKS = 48  # Mondays looked at from the rentrée: past the last school week, short of the next rentrée
+
+
+def rentree_monday(year: int) -> date:
+    """The Monday of the first school week of school year `year`-`year + 1`."""
+    sept4 = date(year, 9, 4)
+    return sept4 - timedelta(days=sept4.weekday())
+
+
+def school_year_weeks(year: int) -> list[date]:
+    """The Mondays of school year `year`-`year + 1`'s school weeks, in order: week k is [k - 1]."""
+    first = rentree_monday(year)
+    return [m for i in range(_YEAR_WEEKS) if is_school_week(m := first + timedelta(weeks=i))]
+
+
+def school_week_number(day: date) -> tuple[int, int] | None:
+    """(school year, k) of `day`'s week, k from 1; None in a week without school."""
+    monday = day - timedelta(days=day.weekday())
+    year = monday.year if monday >= rentree_monday(monday.year) else monday.year - 1
+    weeks = school_year_weeks(year)
+    return (year, weeks.index(monday) + 1) if monday in weeks else None
+
+
+def same_school_week_year_ago(day: date) -> date | None:
+    """The Monday of the school week of the year before with the same number k as `day`'s; None
+    when `day`'s week has no school or that year had fewer weeks."""
+    found = school_week_number(day)
+    if found is None:
+        return None
+    weeks = school_year_weeks(found[0] - 1)
+    return weeks[found[1] - 1] if found[1] <= len(weeks) else None
+
+
+def reference_school_year(today: date) -> int:
+    """The school year the rentrée comparison shows by default: the running one once its first
+    school week is complete, else the last one (on 1 August, and in the rentrée's own week)."""
+    year = today.year if today.month >= 8 else today.year - 1
+    return year if rentree_monday(year) + timedelta(days=7) <= today else year - 1
+
+
 def _is_school_week_sql(m: str) -> str:
     md = f"(toMonth({m}) * 100 + toDayOfMonth({m}))"
     return " AND ".join(f"NOT ({md} BETWEEN {m1 * 100 + d1} AND {m2 * 100 + d2})" for m1, d1, m2, d2 in _OFF_MONDAYS)
@@ -57,6 +101,23 @@ def school_weeks_sql(today: str, n: str) -> str:
     """SQL of school_weeks(): an Array(Date) of Mondays; `today` a Date expression, `n` an integer one."""
     return (f"arraySlice(arrayFilter(m -> {_is_school_week_sql('m')}, "
             f"arrayMap(i -> toMonday({today}) - 7 * i, range({_LOOKBACK_WEEKS}))), 1, greatest(toUInt32({n}), 1))")
+
+
+def rentree_monday_sql(year: str) -> str:
+    """SQL of rentree_monday(); `year` an integer expression."""
+    return f"toMonday(makeDate({year}, 9, 4))"
+
+
+def school_year_weeks_sql(year: str) -> str:
+    """SQL of school_year_weeks(): an Array(Date) of Mondays, week k at index k."""
+    return (f"arrayFilter(m -> {_is_school_week_sql('m')}, "
+            f"arrayMap(i -> {rentree_monday_sql(year)} + 7 * i, range({_YEAR_WEEKS})))")
+
+
+def reference_school_year_sql(today: str) -> str:
+    """SQL of reference_school_year(); `today` a Date expression (DNMA's clock)."""
+    year = f"(toYear({today}) - (toMonth({today}) < 8))"
+    return f"if({rentree_monday_sql(year)} + 7 <= {today}, {year}, {year} - 1)"
 
 
 def active_sql(db: str, today: str, n: str) -> str:
