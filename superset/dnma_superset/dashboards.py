@@ -122,6 +122,27 @@ def census_headlines(prefix: str) -> list[list[Chart | Markdown]]:
 
 
 
+def rentree() -> list[list[Chart | Markdown]]:
+    """Rentrée N vs N−1 (spec/INDICATORS.md; dataset rentree): the last complete school week of this
+    school year against the same school week k of the last one (tiles), and the weekly series of
+    both, last year's drawn under this year's school weeks."""
+    subheader = "dernière semaine scolaire complète, contre la même semaine scolaire de l'an dernier"
+    tiles = [kpi("nat_rentree_visites", "Visites : évolution sur un an", "rentree", "evolution_visites", "+.1%"),
+             kpi("nat_rentree_utilisateurs", "Utilisateurs : évolution sur un an", "rentree",
+                 "evolution_utilisateurs", "+.1%")]
+    for tile in tiles:
+        tile.params["subheader"] = subheader
+    detail = kpi_text("nat_rentree_semaine", "Semaine comparée (semaines scolaires alignées)", "rentree",
+                      "comparaison_libelle")
+    detail.width = 6
+    series = [trend("nat_rentree_serie_visites", "Visites par semaine scolaire : cette année et l'an dernier",
+                    "rentree", ["visites_n", "visites_n1"], width=6),
+              trend("nat_rentree_serie_utilisateurs",
+                    "Utilisateurs par semaine scolaire : cette année et l'an dernier", "rentree",
+                    ["utilisateurs_n", "utilisateurs_n1"], width=6)]
+    return [[*tiles, detail], series]
+
+
 def marquage() -> Dashboard:
     """The tagging conformance report of `dnma conformance` for an ENT site's editor (role of level
     "site"): the shares and verdicts of each criterion per site and per service, the 25 services."""
@@ -158,6 +179,7 @@ DASHBOARDS: list[Dashboard] = [
          kpi_text("nat_duree", "Durée moyenne par visite", "visites", "duree_moyenne_libelle")],
         *census_headlines("nat"),
         [trend("nat_tendance", "Visites et utilisateurs par semaine", "visites", ["visites", "utilisateurs"])],
+        *rentree(),
         [bars("nat_profils", "Visites par profil", "visites", PROFIL, ["visites"]),
          bars("nat_services", "Visites par service", "visites_services", SERVICE, ["visites"]),
          pie("nat_appareils", "Visites par appareil", "visites", APPAREIL)],

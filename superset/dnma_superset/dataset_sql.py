@@ -21,6 +21,9 @@ from dnma.indicators import (
     active_sql,
     census_class_sql,
     census_sql,
+    reference_school_year_sql,
+    rentree_monday_sql,
+    school_year_weeks_sql,
     tagging_sql,
 )
 from dnma_superset.marquage_sql import marquage_sql
@@ -102,6 +105,11 @@ def users_metric(base: str) -> str:
     return f"{BY_TABLE[base].users_merge}(etats_utilisateurs)"
 
 
+def users_metric_if(base: str, condition: str) -> str:
+    """users_metric() over the rows meeting `condition` (one year's, one week's)."""
+    return f"{BY_TABLE[base].users_merge}If(etats_utilisateurs, {condition})"
+
+
 SERVICE_USERS_METRIC = BY_TABLE[SVC_NATIONAL].users_merge + "(etats_utilisateurs)"
 
 ROLLUP_MEASURES = ("t.visites AS nb_visites, t.utilisateurs AS etats_utilisateurs, t.duree AS duree_s,\n  "
@@ -150,20 +158,22 @@ def _dimensions(geo: bool, fine: bool, extra: str) -> str:
     return ",\n  ".join(cols)
 
 
-def visit_sql(base: str, territories: bool = False) -> str:
+def visit_sql(base: str, territories: bool = False, days: str = "") -> str:
     """A visits dataset reading at least tier `base` (NATIONAL, TERRITOIRES or DETAIL); finer ones when
-    the filters or the RLS perimeter ask for it, dnma.visits under a service filter."""
+    the filters or the RLS perimeter ask for it, dnma.visits under a service filter. `days`: a
+    condition on t.day in place of the "année scolaire" filter's."""
     terr_cols = TERRITORY_COLUMNS if territories else NO_TERRITORY_COLUMNS
     joins = TERRITORY_JOINS if territories else ""
+    when = f" AND {days}" if days else period('t.day')
 
     def rollup(table: str, geo: bool, fine: bool) -> str:
         return (f"SELECT {_dimensions(geo, fine, 't.device AS device')},\n  {terr_cols},\n  {ROLLUP_MEASURES}\n"
-                f"FROM {DB}.{table} AS t{joins}\nWHERE 1{period('t.day')}")
+                f"FROM {DB}.{table} AS t{joins}\nWHERE 1{when}")
 
     from_visits = (
         f"SELECT {_dimensions(True, True, 't.device AS device')},\n  {terr_cols},\n  "
         + visits_measures(BY_TABLE[DETAIL].users_state) + "\n"
-        f"FROM {DB}.visits AS t{joins}\nWHERE 1{period('t.day')}{SERVICE_WHERE}\n"
+        f"FROM {DB}.visits AS t{joins}\nWHERE 1{when}{SERVICE_WHERE}\n"
         "GROUP BY day, degre, region, academie, departement, projet, uai, site_id, profil, device"
         + (", departement_iso, region_iso, eleves_academie" if territories else "")
     )
@@ -264,6 +274,41 @@ SELECT niveau, '', concat('ZZ-', toString(i)), toUInt64(0), toUInt64(0),
   toUInt8(1)
 FROM (SELECT arrayJoin({_sql_array(CENSUS_LEVELS)}) AS niveau, arrayJoin(range(5)) AS i)"""
 
+# Rentrée N vs N−1 (spec/INDICATORS.md, dnma.indicators): the visit rows of school year N and N−1,
+# each day placed in its school week k, counted from its own year's rentrée (not by calendar date),
+# so that week k of N and week k of N−1 compare. N: the "année scolaire" filter's latest year (the
+# filter is taken off the outer query: it would drop N−1's rows), else reference_school_year() on
+# DNMA's clock (the last school year until the running one's first week is complete). debutsemaine
+# is week k's Monday in N for both years (N−1's line drawn under N's weeks), semaine_civile the
+# row's own Monday. N's running week is left out (complete weeks only); semaine_reference: the last
+# complete school week of N, the tiles' week. Each year's rows keep the territory and degree they
+# were built with: each year against its own year's referential. The tier (national, territories,
+# per UAI) is picked as for the other visit datasets (filters, RLS).
+RENTREE_FLAGS = "{%- set dnma_annees = filter_values('annee_scolaire', remove_filter=True) -%}\n"
+RENTREE_YEAR = ("{% if dnma_annees %}toUInt16({{ (dnma_annees | max)[:4] | int }}){% else %}"
+                f"toUInt16({reference_school_year_sql(TODAY)}){{% endif %}}")
+RENTREE_DAYS = (f"t.day >= {rentree_monday_sql(RENTREE_YEAR + ' - 1')} "
+                f"AND t.day < {rentree_monday_sql(RENTREE_YEAR + ' + 1')}")
+# The inner chain's whitespace control dropped: the outer query wraps it.
+_RENTREE_VISITS = visit_sql(NATIONAL, days=RENTREE_DAYS).replace("{%-", "{%").replace("-%}", "%}")
+RENTREE_SQL = RENTREE_FLAGS + f"""SELECT v.day AS day, toMonday(v.day) AS semaine_civile,
+  toUInt8(v.day < {rentree_monday_sql('c.annee_n')}) AS rang,
+  toUInt32(if(rang = 0, indexOf(c.semaines_n, semaine_civile), indexOf(c.semaines_n1, semaine_civile)))
+    AS semaine_scolaire,
+  c.semaines_n[semaine_scolaire] AS debutsemaine,
+  concat(toString(c.annee_n), '-', toString(c.annee_n + 1)) AS annee_scolaire,
+  c.semaine_reference AS semaine_reference,
+  v.degre AS degre, v.region AS region, v.academie AS academie, v.departement AS departement,
+  v.projet AS projet, v.uai AS uai, v.site_id AS site_id, v.profil AS profil, v.device AS device,
+  v.nb_visites AS nb_visites, v.etats_utilisateurs AS etats_utilisateurs
+FROM (
+{_RENTREE_VISITS}
+) AS v
+CROSS JOIN (SELECT {RENTREE_YEAR} AS annee_n, {school_year_weeks_sql('annee_n')} AS semaines_n,
+                   {school_year_weeks_sql('annee_n - 1')} AS semaines_n1,
+                   toUInt32(length(arrayFilter(m -> m + 7 <= {TODAY}, semaines_n))) AS semaine_reference) AS c
+WHERE semaine_scolaire BETWEEN 1 AND length(c.semaines_n) AND (rang = 1 OR semaine_civile + 7 <= {TODAY})"""
+
 # Datasets without a rollup: per visit (tools, native/third-party type), per hit (local events).
 VISIT_ROW = f"""day, toMonday(day) AS debutsemaine, {school_year()} AS annee_scolaire,
   site_id, projet, uai, degre, academie, departement, region, profil, device,
@@ -325,6 +370,7 @@ LEFT JOIN (SELECT projet, any(nom) AS nom FROM {DB}.{PROJECT_NAMES_TABLE} FINAL 
   {USER_KEY} AS utilisateur
 FROM {DB}.hits
 WHERE action IN ('event', 'download', 'outlink') AND NOT has(flags, 'invalid_uai')""" + period('toDate(ts)'),
+    "rentree": RENTREE_SQL,
     **quality_sql(DB, REF, TODAY),
     **marquage_sql(DB, TODAY),
 }

@@ -13,6 +13,7 @@ from dnma_superset.dataset_sql import (
     SERVICE_USERS_METRIC,
     TERRITOIRES,
     users_metric,
+    users_metric_if,
 )
 from dnma_superset.identity import uid
 from dnma_superset.labels import duration_sql
@@ -163,6 +164,52 @@ CENSUS_HEADLINE_METRICS: list[tuple[str, str, str, str]] = [
 
 # An ENT's tagging coverage is over its whole declared perimeter, whoever looks: a territorial user
 # sees every ENT whose perimeter reaches their territory, with all of that perimeter.
+# Rentrée N vs N−1 (dataset rentree, dnma_superset.dataset_sql.RENTREE_SQL): rang 0 = school year
+# N, 1 = N−1, both on N's school weeks; the tiles compare the last complete school week of N
+# (semaine_reference) with the same school week k of N−1.
+_N, _N1 = "rang = 0", "rang = 1"
+_REF = "semaine_scolaire = semaine_reference"
+_VISITS_N, _VISITS_N1 = f"sumIf(nb_visites, {_N} AND {_REF})", f"sumIf(nb_visites, {_N1} AND {_REF})"
+_USERS_N, _USERS_N1 = users_metric_if(NATIONAL, f"{_N} AND {_REF}"), users_metric_if(NATIONAL, f"{_N1} AND {_REF}")
+
+
+def _fr_date(sql: str) -> str:
+    return f"formatDateTime({sql}, '%d/%m/%Y')"
+
+
+RENTREE_METRICS: list[DatasetMetric] = [
+    ("visites_n", "Visites, cette année scolaire", f"sumIf(nb_visites, {_N})", ",d"),
+    ("visites_n1", "Visites, l'an dernier (même semaine scolaire)", f"sumIf(nb_visites, {_N1})", ",d"),
+    ("utilisateurs_n", "Utilisateurs, cette année scolaire", users_metric_if(NATIONAL, _N), ",d"),
+    ("utilisateurs_n1", "Utilisateurs, l'an dernier (même semaine scolaire)", users_metric_if(NATIONAL, _N1), ",d"),
+    ("evolution_visites", "Évolution des visites sur un an (même semaine scolaire)",
+     f"{_VISITS_N} / nullIf({_VISITS_N1}, 0) - 1", "+.1%"),
+    ("evolution_utilisateurs", "Évolution des utilisateurs sur un an (même semaine scolaire)",
+     f"{_USERS_N} / nullIf({_USERS_N1}, 0) - 1", "+.1%"),
+    ("comparaison_libelle", "Semaine comparée",
+     f"if(countIf({_N} AND {_REF}) = 0, 'Aucune semaine scolaire complète mesurée cette année',"
+     f" concat('Semaine scolaire ', toString(any(semaine_reference)), ' de ', any(annee_scolaire), ' (du ',"
+     f" {_fr_date(f'anyIf(semaine_civile, {_N} AND {_REF})')}, ') : ', {_fr_int(_VISITS_N)}, ' visites, ',"
+     f" {_fr_int(_USERS_N)}, ' utilisateurs ; l''an dernier, même semaine scolaire ',"
+     f" if(countIf({_N1} AND {_REF}) = 0, ': aucune mesure', concat('(du ',"
+     f" {_fr_date(f'anyIf(semaine_civile, {_N1} AND {_REF})')}, ') : ', {_fr_int(_VISITS_N1)}, ' visites, ',"
+     f" {_fr_int(_USERS_N1)}, ' utilisateurs'))))", ""),
+]
+RENTREE_COLUMNS: list[DatasetColumn] = [
+    ("day", "Jour", "Date", True),
+    ("debutsemaine", "Semaine scolaire (début, année N)", "Date", True),
+    ("semaine_civile", "Début de la semaine", "Date", False),
+    ("rang", "Année (0 = N, 1 = N−1)", "UInt8", False),
+    ("semaine_scolaire", "Semaine scolaire (n° depuis la rentrée)", "UInt32", False),
+    ("semaine_reference", "Dernière semaine scolaire complète de N", "UInt32", False),
+    ("annee_scolaire", "Année scolaire N", "String", False),
+    *[c for c in DIMENSION_COLUMNS if c[0] not in ("day", "debutsemaine", "annee_scolaire")],
+    ("profil", "Profil", "String", False),
+    ("device", "Appareil", "String", False),
+    ("nb_visites", "Visites", "UInt64", False),
+]
+
+
 ENT_PERIMETER = {
     "region": "has(regions_perimetre, {value})",
     "academie": "has(academies_perimetre, {value})",
@@ -209,6 +256,8 @@ DATASETS: dict[str, Dataset] = {
         Dataset("visites_types", "Visites par type de service",
                 [*VISIT_COLUMNS, ("type_service", "Type de service", "String", False)],
                 VISIT_METRICS, perimeter=VISIT_PERIMETER),
+        Dataset("rentree", "Rentrée : semaines scolaires de l'année N et de l'année N−1 (visites)",
+                RENTREE_COLUMNS, RENTREE_METRICS, main_dttm="debutsemaine", perimeter=VISIT_PERIMETER),
         Dataset(
             "deploiement", "Déploiement (établissements du référentiel)",
             [("uai", "UAI", "String", False), ("etablissement", "Établissement", "String", False),

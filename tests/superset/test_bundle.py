@@ -8,7 +8,7 @@ import re
 
 import pytest
 from dnma_superset.dashboards import DASHBOARDS
-from dnma_superset.dataset_sql import SQL
+from dnma_superset.dataset_sql import DETAIL, NATIONAL, SQL, TERRITOIRES
 from dnma_superset.datasets import DATASETS, Dataset
 from dnma_superset.provision import LEVELS, RolePerimeter, rls_clause
 
@@ -55,6 +55,9 @@ def test_charts_use_rollups_where_one_fits() -> None:
     for key, chart in by_key.items():
         if chart.dataset == "recensement":
             continue  # the census's headline tiles (nat_part_*): the referential and activity, no visit measure
+        if chart.dataset == "rentree":  # N vs N−1: the visits dataset's tier chain, wrapped
+            assert all(f"FROM dnma.{t} AS t" in SQL["rentree"] for t in (NATIONAL, TERRITOIRES, DETAIL)), key
+            continue
         if key.startswith(("nat_", "ter_")) or key in ("eta_visites", "eta_utilisateurs", "eta_duree",
                                                        "eta_tendance", "eta_profils", "eta_appareils",
                                                        "eta_services", "svc_profils"):
