@@ -195,3 +195,45 @@ def test_demo_loads_the_same_school_weeks_a_year_earlier(today: date, tmp_path: 
     assert min(past) > _ttl_cutoff(Settings.model_construct(hits_ttl_months=months), today)
     sim = Simulation(scale=0.25 * 0.05, seed=1)
     assert len(sim.day(tile_week + timedelta(days=1))) > 0
+
+
+SUPERSET_PYTHON = Path(__file__).resolve().parents[2] / "superset" / ".venv" / "bin" / "python"
+# Superset's Jinja as the datasets meet it (jinja2's sandbox, from Superset's own environment):
+# filter_values() of the native filters, current_user_rls_rules(), superset_config's addons.
+RENDER = """
+import json, sys
+from jinja2.sandbox import SandboxedEnvironment
+ctx = json.load(sys.stdin)
+env = SandboxedEnvironment()
+env.filters["where_in"] = lambda values, mark="'": "(" + ", ".join(mark + str(v) + mark for v in values) + ")"
+print(env.from_string(ctx["sql"]).render(
+    filter_values=lambda column, default=None, remove_filter=False: ctx["filters"].get(column, default or []),
+    current_user_rls_rules=lambda: ctx["rls"], dnma_today=lambda: ctx["today"], dnma_active_weeks=lambda: 4))
+"""
+
+
+def superset_render(today: date, filters: dict[str, list[str]], rls: list[str]) -> str:
+    import json
+    import subprocess
+
+    out = subprocess.run([str(SUPERSET_PYTHON), "-c", RENDER], input=json.dumps(
+        {"sql": SQL["rentree"], "today": today.isoformat(), "filters": filters, "rls": rls}),
+        capture_output=True, text=True, timeout=60, check=True)
+    return out.stdout
+
+
+@pytest.mark.skipif(not SUPERSET_PYTHON.exists(), reason="Superset's environment is not installed (make superset-install)")
+def test_superset_jinja_picks_the_year_and_the_tier(client: Any) -> None:
+    if not client.query("SELECT count() FROM dnma.visits_national_daily").result_rows[0][0]:
+        _load(client)
+    query = ("SELECT any(annee_scolaire), any(semaine_reference), sumIf(nb_visites, rang = 0), "
+             "sumIf(nb_visites, rang = 1) FROM ({})")
+    for year, filters in ((None, {}), (2022, {"annee_scolaire": ["2021-2022", "2022-2023"]})):
+        rendered = superset_render(JANUARY, filters, [])
+        assert "visits_national_daily" in rendered and "visits_territoires_daily" not in rendered
+        assert (client.query(query.format(rendered)).result_rows
+                == client.query(query.format(rentree_sql(JANUARY, year))).result_rows), filters
+    # A territorial user's RLS rule: the territories tier (Superset adds the clause to the outer query).
+    rendered = superset_render(AUGUST, {}, ["academie = 'Rennes'"])
+    assert "FROM dnma.visits_territoires_daily" in rendered and "visits_national_daily" not in rendered
+    assert client.query(f"SELECT count() FROM ({rendered}) WHERE academie = 'Rennes'").result_rows == [(0,)]
