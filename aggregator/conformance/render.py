@@ -90,8 +90,8 @@ def write_html(report: Report, out: IO[str]) -> None:
         f"<h1>Rapport de conformité du marquage — {e(site.name)} (site {site.id})</h1>",
         f"<p>Période {period} (fuseau du site : {e(site.timezone)}). Projet ENT : {e(site.projet or '—')}. "
         f"{_num(report.hits)} hits reçus.</p>",
-        f'<p class="note">Chaque critère est jugé au seuil du plan de marquage (docs/tagging.md) ; un périmètre ou '
-        f"un service de moins de {_num(report.min_hits)} hits est montré mais non évalué.</p>",
+        f'<p class="note">Chaque critère est jugé au seuil du plan de marquage (docs/tagging.md) ; le site ou '
+        f"un service de moins de {_num(report.min_hits)} hits est montré mais « non évaluable ».</p>",
         "<h2>Verdicts</h2>",
     ]
     rows = []

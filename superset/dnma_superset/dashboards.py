@@ -149,7 +149,7 @@ def marquage() -> Dashboard:
     days = f"{MARQUAGE_DAYS} j"
     per_site = [m for k in SHARES for m in (f"taux_{k.key}", f"verdict_{k.key}")]
     services = table("mar_services_25", f"Les 25 services : hits par service ({days} ; 0 = jamais vu)",
-                     "marquage_services", [SERVICE], ["hits"], width=5, height=60)
+                     "marquage_services", [SERVICE], ["nb_hits"], width=5, height=60)
     services.params["order_desc"] = False  # the services never seen first
     return Dashboard("dnma-marquage", "DNMA — Marquage", [
         [kpi("mar_uai_valide", f"UAI valides ({days})", "marquage", "taux_uai_valide", ".1%"),
@@ -158,10 +158,10 @@ def marquage() -> Dashboard:
          kpi("mar_jamais_vus", f"Services jamais vus, par site ({days})", "marquage_services",
              "services_jamais_vus", ",d")],
         [table("mar_sites", f"Conformité au plan de marquage par site ({days} ; verdicts aux seuils du plan)",
-               "marquage", [labelled("toString(site_id)", {}, "Site"), "projet"], ["hits", *per_site], width=12,
+               "marquage", [labelled("toString(site_id)", {}, "Site"), "projet"], ["nb_hits", *per_site], width=12,
                height=30)],
         [table("mar_par_service", f"Conformité par service ({days})", "marquage", [SERVICE],
-               ["hits", *(f"taux_{k.key}" for k in SHARES if k.key != "service_connu")], width=7, height=60),
+               ["nb_hits", *(f"taux_{k.key}" for k in SHARES if k.key != "service_connu")], width=7, height=60),
          services],
         [trend("mar_tendance", "Parts de hits conformes par jour", "marquage",
                ["taux_uai_valide", "taux_profil_connu", "taux_service_connu", "taux_type_connu",

@@ -230,8 +230,10 @@ QUALITY_PERIMETER_COLUMNS: list[DatasetColumn] = [
 # The Marquage dashboard is an ENT editor's: a site's role (level "site") sees its site's rows, an
 # ENT's its project's; territorial perimeters see none (the tagging is the ENT's, not the territory's).
 MARQUAGE_PERIMETER = {"site": "site_id = {value}", "projet": "projet = {value}"}
+# No metric is named after a column: ClickHouse would read `hits` inside another metric as the alias
+# `sum(hits) AS hits` (ILLEGAL_AGGREGATION).
 MARQUAGE_METRICS: list[DatasetMetric] = [
-    ("hits", "Hits", "sum(hits)", ",d"),
+    ("nb_hits", "Hits", "sum(hits)", ",d"),
     *((f"taux_{k.key}", k.label, share_sql(k), ".1%") for k in SHARES),
     *((f"verdict_{k.key}", f"Verdict : {k.label} ({k.threshold_text()})", verdict_sql(k), "") for k in SHARES),
 ]
@@ -403,7 +405,7 @@ DATASETS: dict[str, Dataset] = {
             "marquage_services", f"Les 25 services par site, {MARQUAGE_DAYS} derniers jours (0 : jamais vu)",
             [("site_id", "Site", "UInt32", False), ("projet", "Projet ENT", "String", False),
              ("service", "Service", "String", False), ("hits", "Hits", "UInt64", False)],
-            [("hits", "Hits", "sum(hits)", ",d"),
+            [("nb_hits", "Hits", "sum(hits)", ",d"),
              ("services_jamais_vus", "Services jamais vus (par site)", "countIf(hits = 0)", ",d")],
             main_dttm=None, perimeter=MARQUAGE_PERIMETER),
     ]

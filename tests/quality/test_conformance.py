@@ -308,6 +308,17 @@ def test_marquage_dashboard_says_what_the_report_says(loaded: tuple[Any, Any]) -
         share, verdict = cells[2 * i], cells[2 * i + 1]
         assert share == pytest.approx(report.figure(k.key).value), k.key
         assert verdict == report.figure(k.key).verdict, k.key
+    # Superset names each metric (`expr AS name`): all of a dataset's metrics in one query, so that
+    # no name is read back inside another metric (ClickHouse's ILLEGAL_AGGREGATION).
+    from dnma_superset.dataset_sql import SQL
+    from dnma_superset.datasets import DATASETS
+
+    from tests.superset.test_chart_queries import render
+
+    for name in ("marquage", "marquage_services"):
+        metrics = ", ".join(f"{sql} AS {metric}" for metric, _label, sql, _fmt in DATASETS[name].metrics)
+        assert client.query(f"SELECT site_id, {metrics} FROM ({render(SQL[name], today)}) GROUP BY site_id "
+                            f"ORDER BY {DATASETS[name].metrics[0][0]}").result_rows, name
     # Every chart of the dashboard has rows on this data; the 25 services, those never seen at 0.
     for key, chart in charts.items():
         assert chart_rows(client, chart, today), key

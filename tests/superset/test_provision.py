@@ -120,6 +120,27 @@ def test_rls_project_and_no_perimeter(superset: SupersetHandle) -> None:
     assert _data(nobody, ids["ter_academies"]) == []
 
 
+def test_site_editor_sees_its_site_on_marquage_only(superset: SupersetHandle) -> None:
+    """The role of level "site" (perimeters.yaml): the Marquage dashboard's rows of its site, the
+    report's share of valid UAIs over its last 28 days, and no row of the visit datasets (its Qualité
+    rows: test_quality_perimeter.py)."""
+    from dnma_superset.marquage_sql import MARQUAGE_DAYS
+
+    from dnma import clock
+
+    admin = superset.client()
+    ids = _chart_ids(admin)
+    editor = superset.client("dnma_editeur_site_1")
+    assert {r["Site"] for r in _data(editor, ids["mar_sites"])} == {"1"}
+    assert len({r["Site"] for r in _data(admin, ids["mar_sites"])}) > 1
+    today = clock.today(clock.PARIS).isoformat()
+    [(share,)] = superset.stack.reader().query(
+        "SELECT countIf(uai != '' AND NOT has(flags, 'invalid_uai')) / count() FROM dnma.hits "
+        f"WHERE site_id = 1 AND toDate(ts) >= toDate('{today}') - {MARQUAGE_DAYS}").result_rows
+    assert _data(editor, ids["mar_uai_valide"])[0]["taux_uai_valide"] == pytest.approx(share)
+    assert _data(editor, ids["nat_visites"])[0]["visites"] == 0
+
+
 def test_ent_coverage_and_census_follow_one_definition(superset: SupersetHandle) -> None:
     """dnma/indicators.py through Superset, against independent SQL: an ENT's tagging coverage is over
     its declared perimeter whoever looks (ENT_35_1D: 1D of 035, for the national, the département
