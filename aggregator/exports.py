@@ -128,8 +128,10 @@ def format_duree(seconds: int) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
-def query(dataset: ExportDataset, database: str = "dnma") -> str:
-    """The export's SELECT; parameters {debut:Date} and {fin:Date} (inclusive)."""
+def query(dataset: ExportDataset, database: str = "dnma", *, where: str = "", bucket: str = "toMonday(day)") -> str:
+    """The export's SELECT; parameters {debut:Date} and {fin:Date} (inclusive). The reporting API's
+    DNMA module reads the same figures through it: `where` narrows the visits (an SQL condition on
+    `visits`, values as parameters), `bucket` is the period a row falls in (the ISO week here)."""
     measures = []
     for suffix, cond in dataset.breakdowns:
         measures.append(f"countIf({cond}) AS `visites_{suffix}`")
@@ -141,12 +143,14 @@ def query(dataset: ExportDataset, database: str = "dnma") -> str:
         f"{ref_sql(database, attr, year, 'uai')} AS `ref_{col}`" for col, attr in _REFERENTIEL_ATTRIBUTES.items()
     ]
     return (
-        "SELECT toMonday(day) AS debutsemaine, toString(uai) AS uai_, "
+        f"SELECT {bucket} AS debutsemaine, toString(uai) AS uai_, "
         + ", ".join(referentiel)
         + ", "
         + ", ".join(measures)
         + f"\nFROM {database}.visits\n"
-        "WHERE day BETWEEN {debut:Date} AND {fin:Date} AND uai != ''\n"
+        "WHERE day BETWEEN {debut:Date} AND {fin:Date} AND uai != ''"
+        + (f" AND ({where})" if where else "")
+        + "\n"
         "GROUP BY debutsemaine, uai_\n"
         "ORDER BY debutsemaine, uai_"
     )

@@ -15,11 +15,14 @@ from aggregator.api_filters import FilterError, GenericFilters
 from aggregator.periods import PeriodError, Periods, resolve
 from aggregator.reporting_actions import METHODS as ACTIONS_METHODS
 from aggregator.reporting_actions import ShapeError
+from aggregator.reporting_dnma import METHODS as DNMA_METHODS
+from aggregator.reporting_person import METHODS as PERSON_METHODS
+from aggregator.reporting_person import PER_PERSON_METHODS
 from aggregator.reporting_referrers import METHODS as REFERRERS_METHODS
 from aggregator.reporting_visits import METHODS as VISITS_METHODS
 from aggregator.reporting_visits import NO_PERIOD
 from aggregator.rollups import USER_KEY, inline_dates
-from aggregator.segments import Segment, SegmentError, compile_segment
+from aggregator.segments import PER_PERSON_SEGMENTS, Segment, SegmentError, compile_segment, parse
 from aggregator.visits_query import checked_timezones, local_day
 from dnma.params import as_int
 from dnma.vocab import COUNTED_ACTIONS, DEFAULT_DIMENSION_MAPPING, PROPERTIES
@@ -316,13 +319,34 @@ METHODS.update(ACTIONS_METHODS)
 # DevicesDetection, VisitTime, VisitorInterest, VisitFrequency: aggregator/reporting_visits.py.
 METHODS.update(VISITS_METHODS)
 METHODS.update(REFERRERS_METHODS)  # Referrers.*: aggregator/reporting_referrers.py
+# UserId.getUsers, Live.getLastVisitsDetails, Referrers.getCampaigns: aggregator/reporting_person.py,
+# answered only where per_person() allows (the collector's reporting routes check it).
+METHODS.update(PERSON_METHODS)
+# DNMA.getProfils, getServices, ...: the open-data exports' figures, aggregator/reporting_dnma.py.
+METHODS.update(DNMA_METHODS)
+
+
+def per_person(method: str, params: Mapping[str, str]) -> bool:
+    """Whether the call is a per-person or campaign report (a method of PER_PERSON_METHODS, or a
+    segment on a per-person dimension): the super user's only, on sites that turn them on."""
+    if method in PER_PERSON_METHODS:
+        return True
+    definition = params.get("segment", "")
+    if not definition.strip():
+        return False
+    try:
+        conditions = parse(definition)
+    except SegmentError:
+        return False  # refused as a bad segment by call()
+    return any(c.name in PER_PERSON_SEGMENTS for ors in conditions for c in ors)
 
 
 def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[int, ...], today: date, *,
          slots: Mapping[int, str] | None = None, database: str = "dnma",
-         timezones: Mapping[int, str] | None = None) -> Any:
+         timezones: Mapping[int, str] | None = None, establishments: tuple[str, str] | None = None) -> Any:
     """Run one reporting method for already-authorised sites. Raises ReportError for bad input.
-    `timezones`: the sites' time zones (sites registry), Europe/Paris for those left out."""
+    `timezones`: the sites' time zones (sites registry), Europe/Paris for those left out.
+    `establishments`: a perimeter token's (kind, value), which the DNMA module's rows keep to."""
     handler = METHODS.get(method)
     if handler is None:
         raise ReportError(f"The method '{method}' does not exist or is not available in this API")
@@ -340,6 +364,8 @@ def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[in
     if filters.pattern:
         _check_pattern(client, filters)
     try:
+        if method in DNMA_METHODS:
+            return DNMA_METHODS[method](client, f, params, slots, establishments)
         return handler(client, f, params, slots)
     except ShapeError as exc:
         raise ReportError(str(exc)) from None

@@ -115,7 +115,12 @@ DIMENSIONS: dict[str, _Dimension] = {
     "uai": _Dimension("uai", "text"),
     "profil": _Dimension("profil", "text"),
     "projet": _Dimension("projet", "text"),
+    # The visit's pseudonymous user id (hex of the uid's hash, as UserId.getUsers and
+    # Live.getLastVisitsDetails show it), never the raw uid. A per-person segment: the reporting
+    # routes allow it to the super user on sites that turn per-person reports on.
+    "userId": _Dimension("user_hash", "pseudonym"),
 }
+PER_PERSON_SEGMENTS = frozenset({"userId"})
 # DNMA properties kept on the visit: `dimensionN` names them through the site's slots.
 _VISIT_PROPERTIES = ("uai", "profil", "projet")
 
@@ -161,6 +166,13 @@ def compile_segment(definition: str, slots: Mapping[int, str] | None = None) -> 
             dim = _dimension(cond.name, slots)
             key = f"seg{len(parameters)}"
             column = f"`{dim.column}`"
+            if dim.kind == "pseudonym":
+                if cond.operator not in ("==", "!="):
+                    raise SegmentError(f"The segment '{_shown(cond.name)}' supports only == and != in DNMA")
+                sql = f"(user_hash != 0 AND lower(hex({column})) = lower({{{key}:String}}))"
+                terms.append(sql if cond.operator == "==" else f"NOT {sql}")
+                parameters[key] = cond.value
+                continue
             if dim.kind == "number":
                 template = _NUMBER_SQL.get(cond.operator)
                 try:
@@ -199,6 +211,7 @@ _METADATA: dict[str, tuple[str, str, str]] = {  # segment: (type, name, accepted
     "profil": ("dimension", "Profil", ", ".join(PROFILS)),
     "projet": ("dimension", "Projet ENT", ""),
 }
+# Not in _METADATA, so not listed: userId (per-person, off unless a site turns it on).
 
 
 def metadata(slots: Mapping[int, str] | None = None) -> list[dict[str, str]]:

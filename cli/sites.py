@@ -30,6 +30,10 @@ def _change_options(p: argparse.ArgumentParser, *, new: bool) -> None:
     p.add_argument("--perimeter", help="where its UAIs come from, comma-separated: 1D, 2D, département codes "
                                        "(035, 2A, 974), academie:NAME, region:CODE; '' clears it")
     p.add_argument("--projet", help="the ENT project code (e.g. ENT_BRETAGNE)")
+    p.add_argument("--per-person-reports", choices=("on", "off"),
+                   help="the reporting API's per-person and campaign reports (Live.getLastVisitsDetails, "
+                        "UserId.getUsers, the userId segment, Referrers.getCampaigns), for the super user "
+                        "only; off by default (CNIL consent exemption)")
     _alert_options(p)
 
 
@@ -58,6 +62,7 @@ def _change(args: argparse.Namespace) -> registration.SiteChange:
         name=getattr(args, "name", None), url=getattr(args, "url", None), timezone=getattr(args, "timezone", None),
         perimeter=getattr(args, "perimeter", None), projet=getattr(args, "projet", None),
         alert_webhook=args.alert_webhook, alert_emails=args.alert_email,
+        per_person_reports=None if args.per_person_reports is None else args.per_person_reports == "on",
     )
 
 

@@ -30,11 +30,18 @@ class ReportingBackend(Protocol):
 
     def call(self, client: Any, method: str, params: Mapping[str, str], site_ids: tuple[int, ...], today: date,
              *, slots: Mapping[int, str] | None = None, database: str = "dnma",
-             timezones: Mapping[int, str] | None = None) -> Any: ...
+             timezones: Mapping[int, str] | None = None, establishments: tuple[str, str] | None = None) -> Any: ...
+
+    def per_person(self, method: str, params: Mapping[str, str]) -> bool: ...
 
 
 _NO_ACCESS = "You can't access this resource as it requires 'view' access for the website id = {}."
 _LOGIN = "You must be logged in to access this functionality (token_auth)."
+_PER_PERSON_OFF = ("Per-person and campaign reports (Live.getLastVisitsDetails, UserId.getUsers, the userId "
+                   "segment, Referrers.getCampaigns) are not enabled for the website id = {}: DNMA keeps them off "
+                   "(CNIL consent exemption) unless the site turns them on (per_person_reports), and then "
+                   "they are the super user's only.")
+_SUPER_USER = "You can't access this resource as it requires a 'superuser' access."
 
 # One reader client per process, created on first use: the collector must start (and track)
 # even while the loader's endpoint is down, and never opens chDB itself.
@@ -61,7 +68,8 @@ def _drop_client() -> None:
 def site_ids(req: ApiRequest) -> tuple[int, ...]:
     """idSite=N, N,M or all; every site must be viewable with the request's token (dnma.access:
     a site's token, a perimeter token whose perimeter overlaps the site, the super user). A
-    perimeter token's establishment filter (`req.grant.establishments`) does not cut the rows yet."""
+    perimeter token's establishment filter (`req.grant.establishments`) cuts the DNMA module's rows
+    only, not yet the Matomo reports'."""
     if not req.token:
         raise ApiError(_LOGIN, NO_ACCESS)
     raw = req.params.get("idSite", req.params.get("idsite", "")).strip()
@@ -182,6 +190,15 @@ def _call(backend: ReportingBackend, method: str, req: ApiRequest, ids: tuple[in
     time zone; its errors as the API's."""
     from clickhouse_connect.driver.exceptions import ClickHouseError
 
+    if backend.per_person(method, req.params):
+        # Following a person or a campaign: the super user's, on sites that turn it on, never more.
+        off = [i for i in ids if not getattr(req.sites.get(i), "per_person_reports", False)]
+        if off:
+            raise ApiError(_PER_PERSON_OFF.format(off[0]), NO_ACCESS)
+        if not req.is_super_user():
+            raise ApiError(_SUPER_USER, NO_ACCESS)
+    grant = req.grant
+    perimeter = grant.establishments if grant is not None else None
     # "today" is the site's today, as in Matomo.
     today: date = clock.today(ZoneInfo(site.timezone))
     try:
@@ -195,6 +212,8 @@ def _call(backend: ReportingBackend, method: str, req: ApiRequest, ids: tuple[in
             database=req.settings.clickhouse_database,
             # Each site's days and hours are in its own time zone (hits joined to its visits, VisitTime).
             timezones={i: found.timezone for i in ids if (found := req.sites.get(i)) is not None},
+            # A perimeter token's establishments: the DNMA module's rows keep to them.
+            establishments=None if perimeter is None else (perimeter.kind, perimeter.value),
         )
     except backend.ReportError as exc:
         raise ApiError(str(exc)) from None

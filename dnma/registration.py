@@ -163,6 +163,7 @@ class SiteChange:
     projet: str | None = None
     alert_webhook: str | None = None  # "" removes it
     alert_emails: list[str] | None = None  # [] removes them
+    per_person_reports: bool | None = None  # the reporting API's per-person reports (off unless True)
 
 
 def _apply(entry: dict[str, Any], change: SiteChange) -> None:
@@ -181,6 +182,11 @@ def _apply(entry: dict[str, Any], change: SiteChange) -> None:
             entry.pop("perimeter", None)
     if change.projet is not None:
         entry["projet"] = check_projet(change.projet)
+    if change.per_person_reports is not None:
+        if change.per_person_reports:
+            entry["per_person_reports"] = True
+        else:
+            entry.pop("per_person_reports", None)
     _apply_alerts(entry, change)
 
 
@@ -316,6 +322,6 @@ def describe(registry: SiteRegistry) -> list[dict[str, Any]]:
             "perimeter": [*p.degrees, *p.departements, *(f"academie:{a}" for a in p.academies),
                           *(f"region:{r}" for r in p.regions)],
             "token": bool(s.token_sha256), "created": s.created.strftime("%Y-%m-%d %H:%M:%S"),
-            "alerts": s.alerts.as_yaml(),
+            "alerts": s.alerts.as_yaml(), "per_person_reports": s.per_person_reports,
         })
     return out

@@ -2,8 +2,10 @@
 
 A site: id, name, main URL, time zone, write token (stored as a SHA-256; what a token may do is
 dnma.access's), the custom-dimension mapping, fixed PROJET/EXPLOITANT/PLATEFORME, perimeter,
-exclusions, DNT policy, when it was created (`created`, Matomo's `ts_created`), and who hears of
-its quality alerts (`alerts:`; an ENT project's in the top-level `projets:`, see AlertContacts).
+exclusions, DNT policy, when it was created (`created`, Matomo's `ts_created`), who hears of
+its quality alerts (`alerts:`; an ENT project's in the top-level `projets:`, see AlertContacts), and
+whether the reporting API's per-person and campaign reports are on (`per_person_reports: true`; off
+by default: they sit badly with the CNIL consent exemption, see README).
 """
 
 from __future__ import annotations
@@ -99,6 +101,9 @@ class Site:
     honour_dnt: bool = False
     created: datetime = DEFAULT_CREATED
     alerts: AlertContacts = AlertContacts()
+    # Live.getLastVisitsDetails, UserId.getUsers, the userId segment, Referrers.getCampaigns: the super
+    # user's only, and only when the site turns them on (collector.reporting_routes).
+    per_person_reports: bool = False
 
     def ua_excluded(self, ua: str) -> bool:
         low = ua.lower()
@@ -161,6 +166,7 @@ def _site_from_dict(raw: dict[str, Any]) -> Site:
         honour_dnt=bool(raw.get("honour_dnt", False)),
         created=_created(raw.get("created"), raw["id"]),
         alerts=_contacts(raw.get("alerts")),
+        per_person_reports=raw.get("per_person_reports", False) is True,
     )
 
 

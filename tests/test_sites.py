@@ -1,5 +1,6 @@
 """The site registry's `created` (SitesManager's `ts_created`): YAML's date, datetime or text,
-a documented default when absent, a one-line error when unreadable."""
+a documented default when absent, a one-line error when unreadable. Its `per_person_reports`: off
+unless exactly `true`, turned on and off by `dnma sites set --per-person-reports`."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from cli import main as cli
+from dnma import registration
 from dnma.sites import DEFAULT_CREATED, SiteRegistry
 
 
@@ -30,3 +33,24 @@ def test_created_is_ts_created(tmp_path: Path, created: str, ts_created: str) ->
 def test_an_unreadable_created_names_the_site(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^site 1: created must be a date"):
         registry(tmp_path, ", created: 'last spring'")
+
+
+@pytest.mark.parametrize(("raw", "on"), [("", False), (", per_person_reports: false", False),
+                                         (", per_person_reports: 'yes'", False), (", per_person_reports: true", True)])
+def test_per_person_reports_are_off_unless_exactly_true(tmp_path: Path, raw: str, on: bool) -> None:
+    site = registry(tmp_path, raw).get(1)
+    assert site is not None and site.per_person_reports is on
+
+
+def test_sites_set_turns_per_person_reports_on_and_off(tmp_path: Path) -> None:
+    path = tmp_path / "sites.yaml"
+    registration.add_site(path, 7, registration.SiteChange(name="A", url="https://a.example"))
+    assert SiteRegistry.load(path).get(7).per_person_reports is False  # type: ignore[union-attr]
+    registration.set_site(path, 7, registration.SiteChange(per_person_reports=True))
+    assert "per_person_reports: true" in path.read_text(encoding="utf-8")
+    assert registration.describe(SiteRegistry.load(path))[0]["per_person_reports"] is True
+    registration.set_site(path, 7, registration.SiteChange(per_person_reports=False))
+    assert "per_person_reports" not in path.read_text(encoding="utf-8")
+    with pytest.raises(SystemExit) as refused:  # argparse: on or off only
+        cli.main(["sites", "set", "--id", "7", "--per-person-reports", "maybe"])
+    assert refused.value.code == 2

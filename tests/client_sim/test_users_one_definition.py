@@ -5,13 +5,22 @@ the loader's read-only endpoint as Superset reads it), in the Matomo-like report
 the collector (VisitsSummary.get, nb_visits and nb_uniq_visitors) and in the open-data export
 (fr-en-dnma-par-uai-profils, visites_globales and utilisateurs_globales). Real collector, loader,
 chDB; hits sent through the collector. Users recur over days and UAIs, some without a uid, so a
-sum of days or of UAIs, or an estimate, would differ."""
+sum of days or of UAIs, or an estimate, would differ.
+
+On the same stack, the reporting API's DNMA module (DNMA.getProfils, getServices) gives the exports'
+figures, in every format, within the token's access; and its per-person reports
+(Live.getLastVisitsDetails, UserId.getUsers, Referrers.getCampaigns, the userId segment) are refused
+on a site that has not turned them on (site 2), even to the super user, and to any other token on
+one that has (site 1); the super user gets them there with pseudonymous ids only."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -24,7 +33,7 @@ from dnma_superset.charts import query_context
 from dnma_superset.dashboards import DASHBOARDS
 from dnma_superset.dataset_sql import SQL
 from dnma_superset.datasets import DATASETS as SUPERSET_DATASETS
-from harness import DEMO_TOKEN, REPO, SUPER_TOKEN, Stack
+from harness import DEMO_TOKEN, REPO, SUPER_TOKEN, Stack, demo_sites
 
 from aggregator import exports
 from dnma import clock
@@ -65,7 +74,9 @@ print(env.from_string(ctx["sql"]).render(
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root: Path = tmp_path_factory.mktemp("one_definition")
-    with Stack(root, loader_aggregate_interval_s=0.5) as s:
+    sites = demo_sites()
+    sites[0]["per_person_reports"] = True  # site 1 turns them on; site 2 leaves them off (the default)
+    with Stack(root, sites=sites, loader_aggregate_interval_s=0.5) as s:
         s.start_loader()
         subprocess.run([sys.executable, "-m", "cli", "referentiel", "load", *map(str, REFERENTIEL)],
                        env=s.env, check=True, timeout=300, capture_output=True)
@@ -166,3 +177,121 @@ def test_the_week_after_is_its_own(stack: Stack) -> None:
         f"'{after}'").result_rows[0]
     assert tuple(int(v) for v in got) == (1, 1)
     assert date.fromisoformat(str(after)).weekday() == 0
+
+
+# --- the reporting API's DNMA module: the exports' figures through the Matomo-style API
+
+SITE2_TOKEN = "site2-token"  # harness.demo_sites: site 2, without traffic here
+
+
+def _get(stack: Stack, method: str, token: str, **params: Any) -> httpx.Response:
+    query = {"module": "API", "method": method, "period": "week", "date": WEEK.isoformat(), "token_auth": token,
+             "format": "json", **params}
+    return httpx.get(f"{stack.collector_url}/index.php", params=query, timeout=30)
+
+
+def _refused(response: httpx.Response, words: str) -> None:
+    body = response.json()
+    assert response.status_code == 401 and body["result"] == "error" and words in body["message"], body
+    assert set(body) == {"result", "message"}  # Matomo's error shape, never data
+
+
+@pytest.mark.parametrize(("method", "dataset"), [("DNMA.getProfils", "fr-en-dnma-par-uai-profils"),
+                                                 ("DNMA.getServices", "fr-en-dnma-par-uai-services")])
+def test_dnma_module_gives_the_exports_figures(stack: Stack, method: str, dataset: str) -> None:
+    columns = exports.DATASETS[dataset].columns
+    published = {row[1]: dict(zip(columns, row, strict=True))
+                 for row in exports.rows(stack.reader(), exports.DATASETS[dataset], WEEK, WEEK + timedelta(days=6))}
+    got = {r["label"]: r for r in _get(stack, method, SUPER_TOKEN, idSite=SITE).json()}
+    assert set(got) == set(published) == {A, B, C}
+    for uai, row in got.items():
+        for column in columns[len(exports.SHARED_COLUMNS):]:
+            value = row[column]
+            assert (exports.format_duree(value) if column.startswith("duree_") else str(value)) \
+                == published[uai][column], (uai, column)
+        assert row["academie"] == published[uai]["academie"] != ""
+    if method == "DNMA.getProfils":
+        assert (got[A]["visites_globales"], got[A]["utilisateurs_globales"]) == _expected({A})
+
+
+def test_dnma_module_in_every_format_with_generic_filters(stack: Stack) -> None:
+    visits = {uai: _expected({uai})[0] for uai in (A, B, C)}
+    xml = _get(stack, "DNMA.getProfils", DEMO_TOKEN, idSite=SITE, format="")  # Matomo's default: xml
+    assert xml.text.startswith("<?xml") and f"<label>{A}</label>" in xml.text
+    assert f"<visites_globales>{visits[A]}</visites_globales>" in xml.text
+    for fmt, sep in (("csv", ","), ("tsv", "\t")):
+        text = _get(stack, "DNMA.getProfils", DEMO_TOKEN, idSite=SITE, format=fmt).content.decode("utf-16")
+        rows = list(csv.DictReader(io.StringIO(text), delimiter=sep))
+        assert {r["label"]: int(r["visites_globales"]) for r in rows} == visits, fmt
+    page = _get(stack, "DNMA.getProfils", DEMO_TOKEN, idSite=SITE, filter_limit=1, filter_sort_column="visites_globales",
+                filter_sort_order="asc", showColumns="label,visites_globales").json()
+    fewest = min(visits, key=lambda u: (visits[u], u))
+    assert page == [{"label": fewest, "visites_globales": visits[fewest]}]
+
+
+def test_dnma_module_keeps_to_the_tokens_access(stack: Stack) -> None:
+    _refused(_get(stack, "DNMA.getProfils", SITE2_TOKEN, idSite=SITE), "'view' access")  # another site's token
+    assert _get(stack, "DNMA.getProfils", SITE2_TOKEN, idSite=2).json() == []  # its own: no traffic
+    # A perimeter token of académie de Rennes views site 1 (its declared perimeter overlaps), and of
+    # it the establishments of Rennes only (A and B, of the 35; not C, of the 94).
+    issued = subprocess.run([sys.executable, "-m", "cli", "access", "issue", "--perimeter", "academie:Rennes",
+                             "--name", "dsden-35"], env=stack.env, check=True, capture_output=True, text=True)
+    token = issued.stdout.strip().splitlines()[0]
+    deadline = time.monotonic() + 15  # the collector reloads access.yaml within a few seconds
+    while (response := _get(stack, "DNMA.getProfils", token, idSite=SITE)).status_code != 200:
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.3)
+    assert {r["label"]: r["visites_globales"] for r in response.json()} == {
+        A: _expected({A})[0], B: _expected({B})[0]}
+
+
+# --- per-person and campaign reports: off by default, the super user's where a site turns them on
+
+PER_PERSON = ("Live.getLastVisitsDetails", "UserId.getUsers", "Referrers.getCampaigns")
+
+
+def test_per_person_reports_are_refused_unless_turned_on_and_asked_by_the_super_user(stack: Stack) -> None:
+    for method in PER_PERSON:
+        _refused(_get(stack, method, SUPER_TOKEN, idSite=2), "not enabled for the website id = 2")
+        _refused(_get(stack, method, SUPER_TOKEN, idSite="1,2"), "not enabled for the website id = 2")
+        _refused(_get(stack, method, DEMO_TOKEN, idSite=SITE), "'superuser' access")
+    # The userId segment, on any report.
+    _refused(_get(stack, "VisitsSummary.get", SUPER_TOKEN, idSite=2, segment="userId==abc"), "not enabled")
+    _refused(_get(stack, "VisitsSummary.get", DEMO_TOKEN, idSite=SITE, segment="userId==abc"), "'superuser' access")
+
+
+def test_the_super_user_gets_per_person_reports_with_pseudonymous_ids_only(stack: Stack) -> None:
+    answers = {m: _get(stack, m, SUPER_TOKEN, idSite=SITE) for m in PER_PERSON}
+    uids = {user for user in PLAN if not user.startswith("anonymous")}
+
+    def values(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            for v in node.values():
+                yield from values(v)
+        elif isinstance(node, list):
+            for v in node:
+                yield from values(v)
+        else:
+            yield str(node)
+
+    for method, response in answers.items():
+        assert response.status_code == 200, (method, response.text)
+        shown = set(values(response.json()))
+        assert not shown & uids and not any("127.0.0.1" in v for v in shown), method
+    in_week = {user: sum(day < 7 for day, _ in plan) for user, plan in PLAN.items()}
+    users = answers["UserId.getUsers"].json()
+    assert sorted(r["nb_visits"] for r in users) == sorted(n for u, n in in_week.items() if u in uids)
+    assert all(len(r["label"]) == 16 and int(r["label"], 16) for r in users)
+    visits = answers["Live.getLastVisitsDetails"].json()
+    assert len(visits) == _expected(None)[0]
+    assert [v["firstActionTimestamp"] for v in visits] == sorted((v["firstActionTimestamp"] for v in visits),
+                                                                 reverse=True)
+    assert sum(v["userId"] is None for v in visits) == sum(n for u, n in in_week.items() if u not in uids)
+    assert answers["Referrers.getCampaigns"].json() == []  # no campaign sent
+    # The userId segment selects that user's visits, in the other reports too.
+    top = max(users, key=lambda r: r["nb_visits"])
+    segment = f"userId=={top['label']}"
+    assert len(_get(stack, "Live.getLastVisitsDetails", SUPER_TOKEN, idSite=SITE, segment=segment).json()) \
+        == top["nb_visits"]
+    assert _get(stack, "VisitsSummary.get", SUPER_TOKEN, idSite=SITE, segment=segment).json()["nb_visits"] \
+        == top["nb_visits"]

@@ -278,14 +278,16 @@ def test_segments_metadata(db: Db) -> None:
     assert {"type": "dimension", "category": "Visitors", "name": "Device type", "segment": "deviceType",
             "acceptedValues": "desktop, smartphone, tablet, other"} in rows
     # Every segment listed compiles, and every name the compiler knows is listed.
-    from aggregator.segments import DIMENSIONS, compile_segment
+    from aggregator.segments import DIMENSIONS, PER_PERSON_SEGMENTS, compile_segment
 
     for row in rows:
         value = "1" if row["type"] == "metric" else "desktop" if row["segment"] == "deviceType" else "x"
         if row["segment"] in ("operatingSystemCode", "operatingSystemName", "browserName"):
             value = "unknown" if row["segment"] != "operatingSystemCode" else "unk"
         assert compile_segment(f"{row['segment']}=={value}") is not None
-    assert set(DIMENSIONS) <= {r["segment"] for r in rows}
+    # ... but the per-person ones (userId: off unless a site turns them on, never listed).
+    assert set(DIMENSIONS) - PER_PERSON_SEGMENTS <= {r["segment"] for r in rows}
+    assert not PER_PERSON_SEGMENTS & {r["segment"] for r in rows}
     assert any(r["segment"].startswith("dimension") for r in rows)
 
 
