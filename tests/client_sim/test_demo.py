@@ -11,7 +11,9 @@ from datetime import timedelta
 from dnma_client.simulator import Simulation, send
 from harness import SUPER_TOKEN, Stack, school_days_before
 
+from cli.demo import year_ago_days
 from dnma import clock
+from dnma.indicators import same_school_week_year_ago
 
 # Ordinary school days, derived from the simulator's holiday table and DNMA's clock (never the
 # weekday of the day the suite runs): a Thursday and a Friday, then a Tuesday for `dnma demo`. Older
@@ -56,4 +58,12 @@ def test_dnma_demo_command(full_stack: Stack) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report["invalid"] == 0 and report["hits"] == report["tracked"] > 50
+    # The same school week one year earlier, smaller (the rentrée comparison's N−1 line): stored, and
+    # built into the national rollup the Vue nationale reads.
+    past = report["an_passe"]
+    assert past["invalid"] == 0 and past["hits"] == past["tracked"] > 0
+    days = year_ago_days(day, 1)
+    assert len(days) == 7 and same_school_week_year_ago(day) == days[0]
+    full_stack.wait_for(f"SELECT sum(visites) FROM dnma.visits_national_daily WHERE day BETWEEN '{days[0]}' "
+                        f"AND '{days[-1]}'", lambda r: (r[0][0] or 0) > 0, timeout=120)
     assert (full_stack.root / "demo-sites.yaml").read_text(encoding="utf-8").count("token_sha256") == 5
