@@ -151,6 +151,11 @@ def marquage() -> Dashboard:
     services = table("mar_services_25", f"Les 25 services : hits par service ({days} ; 0 = jamais vu)",
                      "marquage_services", [SERVICE], ["nb_hits"], width=5, height=60)
     services.params["order_desc"] = False  # the services never seen first
+    site = labelled("toString(site_id)", {}, "Site")
+    perimetre = table("mar_etablissements", f"Établissements du périmètre déclaré : hits ({days} ; 0 = jamais vu)",
+                      "marquage_etablissements", [site, "uai", "etablissement", "departement"], ["nb_hits"],
+                      width=9, height=50)
+    perimetre.params["order_desc"] = False  # the establishments never seen first
     return Dashboard("dnma-marquage", "DNMA — Marquage", [
         [kpi("mar_uai_valide", f"UAI valides ({days})", "marquage", "taux_uai_valide", ".1%"),
          kpi("mar_profil_connu", f"PROFIL connus ({days})", "marquage", "taux_profil_connu", ".1%"),
@@ -158,11 +163,14 @@ def marquage() -> Dashboard:
          kpi("mar_jamais_vus", f"Services jamais vus, par site ({days})", "marquage_services",
              "services_jamais_vus", ",d")],
         [table("mar_sites", f"Conformité au plan de marquage par site ({days} ; verdicts aux seuils du plan)",
-               "marquage", [labelled("toString(site_id)", {}, "Site"), "projet"], ["nb_hits", *per_site], width=12,
+               "marquage", [site, "projet"], ["nb_hits", *per_site], width=12,
                height=30)],
         [table("mar_par_service", f"Conformité par service ({days})", "marquage", [SERVICE],
                ["nb_hits", *(f"taux_{k.key}" for k in SHARES if k.key != "service_connu")], width=7, height=60),
          services],
+        [kpi("mar_etablissements_vus", f"Établissements du périmètre vus ({days})", "marquage_etablissements",
+             "taux_etablissements_vus", ".1%"),
+         perimetre],
         [trend("mar_tendance", "Parts de hits conformes par jour", "marquage",
                ["taux_uai_valide", "taux_profil_connu", "taux_service_connu", "taux_type_connu",
                 "taux_outil_conforme"], x="day", grain="P1D", fmt=".1%")],

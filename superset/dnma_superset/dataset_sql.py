@@ -372,5 +372,5 @@ FROM {DB}.hits
 WHERE action IN ('event', 'download', 'outlink') AND NOT has(flags, 'invalid_uai')""" + period('toDate(ts)'),
     "rentree": RENTREE_SQL,
     **quality_sql(DB, REF, TODAY),
-    **marquage_sql(DB, TODAY),
+    **marquage_sql(DB, REF, TODAY),
 }

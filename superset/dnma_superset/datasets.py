@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from aggregator.conformance.criteria import ETABLISSEMENTS_VUS
 from dnma.indicators import CENSUS_CLASSES
 from dnma_superset.dataset_sql import (
     DETAIL,
@@ -17,7 +18,7 @@ from dnma_superset.dataset_sql import (
 )
 from dnma_superset.identity import uid
 from dnma_superset.labels import duration_sql
-from dnma_superset.marquage_sql import COUNTS, MARQUAGE_DAYS, SHARES, share_sql, verdict_sql
+from dnma_superset.marquage_sql import COUNTS, MARQUAGE_DAYS, SHARES, seen_verdict_sql, share_sql, verdict_sql
 from dnma_superset.quality_sql import DELAY_MEDIAN_MS, QUALITY_DAYS, QUALITY_PERIMETER
 
 # (column, French label, ClickHouse type, is_dttm)
@@ -407,6 +408,20 @@ DATASETS: dict[str, Dataset] = {
              ("service", "Service", "String", False), ("hits", "Hits", "UInt64", False)],
             [("nb_hits", "Hits", "sum(hits)", ",d"),
              ("services_jamais_vus", "Services jamais vus (par site)", "countIf(hits = 0)", ",d")],
+            main_dttm=None, perimeter=MARQUAGE_PERIMETER),
+        Dataset(
+            "marquage_etablissements",
+            f"Établissements du périmètre déclaré de chaque site, hits des {MARQUAGE_DAYS} derniers jours (0 : jamais vu)",
+            [("site_id", "Site", "UInt32", False), ("projet", "Projet ENT", "String", False),
+             ("uai", "UAI", "String", False), ("etablissement", "Établissement", "String", False),
+             ("degre", "Degré", "String", False), ("departement", "Département", "String", False),
+             ("hits", "Hits", "UInt64", False)],
+            [("nb_hits", "Hits", "sum(hits)", ",d"),
+             ("nb_etablissements", "Établissements du périmètre", "count()", ",d"),
+             ("etablissements_vus", "Établissements du périmètre vus", "countIf(hits > 0)", ",d"),
+             ("taux_etablissements_vus", ETABLISSEMENTS_VUS.label, "countIf(hits > 0) / nullIf(count(), 0)", ".1%"),
+             ("verdict_etablissements_vus", f"Verdict : {ETABLISSEMENTS_VUS.label} ({ETABLISSEMENTS_VUS.threshold_text()})",
+              seen_verdict_sql(), "")],
             main_dttm=None, perimeter=MARQUAGE_PERIMETER),
     ]
 }

@@ -15,6 +15,7 @@ from aggregator.checks.unknown_uai import VALID_UAI
 from aggregator.conformance import criteria as c
 from aggregator.conformance.figures import OUTIL_OK, TYPE_KNOWN
 from dnma import vocab
+from dnma.indicators import tagging_sql
 from dnma.settings import Settings
 
 MARQUAGE_DAYS = 28  # four weeks: every service of a school week, twice over
@@ -72,7 +73,15 @@ def verdict_sql(criterion: c.Criterion) -> str:
             f"sum({num}) / sum({den}) {sign} {criterion.threshold}, '{c.CONFORME}', '{c.NON_CONFORME}')")
 
 
-def marquage_sql(db: str, today: str) -> dict[str, str]:
+def seen_verdict_sql() -> str:
+    """ETABLISSEMENTS_VUS's verdict over rows of marquage_etablissements (a perimeter without an
+    establishment of the referential is not judged)."""
+    k = c.ETABLISSEMENTS_VUS
+    return (f"multiIf(count() = 0, '{c.NON_EVALUABLE}', countIf(hits > 0) / count() >= {k.threshold}, "
+            f"'{c.CONFORME}', '{c.NON_CONFORME}')")
+
+
+def marquage_sql(db: str, ref: str, today: str) -> dict[str, str]:
     """dataset name -> SQL, for dataset_sql.SQL."""
     counts = ",\n  ".join(f"{_bound(sql)} AS {name}" for name, _label, sql in COUNTS)
     recent = f"toDate(ts) >= {today} - {MARQUAGE_DAYS}"
@@ -89,4 +98,12 @@ FROM (SELECT site_id, any(projet) AS projet FROM {db}.hits WHERE {recent} GROUP 
 CROSS JOIN (SELECT arrayJoin({_array(vocab.SERVICES)}) AS service) AS v
 LEFT JOIN (SELECT site_id, service, count() AS hits FROM {db}.hits WHERE {recent} GROUP BY site_id, service) AS h
   ON h.site_id = s.site_id AND h.service = v.service""",
+        # The establishments of each site's declared perimeter (the tagging denominator of
+        # dnma.indicators, as the report's), with their hits of a valid UAI: 0 = never seen.
+        "marquage_etablissements": f"""SELECT p.site_id AS site_id, p.projet AS projet, p.uai AS uai,
+  dictGetOrDefault({ref}, 'nom', tuple(p.uai), '') AS etablissement, p.degre AS degre,
+  dictGetOrDefault({ref}, 'departement', tuple(p.uai), '') AS departement, toUInt64(ifNull(h.hits, 0)) AS hits
+FROM ({tagging_sql(db)}) AS p
+LEFT JOIN (SELECT site_id, uai, count() AS hits FROM {db}.hits WHERE {recent} AND {VALID_UAI}
+           GROUP BY site_id, uai) AS h ON h.site_id = p.site_id AND h.uai = p.uai""",
     }

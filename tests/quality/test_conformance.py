@@ -290,12 +290,14 @@ def test_marquage_dashboard_says_what_the_report_says(loaded: tuple[Any, Any]) -
     """The Marquage dashboard's per-site table (its dataset's SQL as Superset runs it, today pinned)
     has the report's shares and verdicts over the same days: one definition of each criterion."""
     from dnma_superset.dashboards import DASHBOARDS
-    from dnma_superset.marquage_sql import MARQUAGE_DAYS, SHARES
+    from dnma_superset.marquage_sql import MARQUAGE_DAYS, SHARES, seen_verdict_sql
 
+    from aggregator.checks import perimetres
     from tests.superset.test_chart_queries import chart_rows
 
     client, settings = loaded
     today = date(2024, 3, 9)
+    perimetres.sync(client, settings, force=True)  # the loader's duty: each site's perimeter in perimetres_ent
     charts = {ch.key: ch for d in DASHBOARDS if d.slug == "dnma-marquage" for ch in d.charts()}
     site = SiteRegistry.load(settings.resolved_sites_file).get(SITE_BZH)
     assert site is not None
@@ -315,10 +317,18 @@ def test_marquage_dashboard_says_what_the_report_says(loaded: tuple[Any, Any]) -
 
     from tests.superset.test_chart_queries import render
 
-    for name in ("marquage", "marquage_services"):
+    for name in ("marquage", "marquage_services", "marquage_etablissements"):
         metrics = ", ".join(f"{sql} AS {metric}" for metric, _label, sql, _fmt in DATASETS[name].metrics)
         assert client.query(f"SELECT site_id, {metrics} FROM ({render(SQL[name], today)}) GROUP BY site_id "
                             f"ORDER BY {DATASETS[name].metrics[0][0]}").result_rows, name
+    # The perimeter's establishments seen: perimetres_ent (the same rule) against the report.
+    [(found, total, verdict)] = client.query(
+        f"SELECT countIf(hits > 0), count(), {seen_verdict_sql()} FROM ({render(SQL['marquage_etablissements'], today)}) "
+        f"WHERE site_id = {SITE_BZH}").result_rows
+    f = report.figure("etablissements_vus")
+    assert (found, total, verdict) == (f.numerator, f.denominator, f.verdict) == (30, 40, c.CONFORME)
+    never_rows = [r for r in chart_rows(client, charts["mar_etablissements"], today) if r[0] == str(SITE_BZH) and r[-1] == 0]
+    assert sorted(r[1] for r in never_rows) == sorted(r[0] for r in report.examples["etablissements_jamais_vus"].rows)
     # Every chart of the dashboard has rows on this data; the 25 services, those never seen at 0.
     for key, chart in charts.items():
         assert chart_rows(client, chart, today), key
