@@ -5,7 +5,13 @@ sites asked for, a perimeter token's establishments and the segment, bucketed by
 
 A row per UAI and period: `label` the UAI, the export's shared columns (académie, commune, ...), then
 per breakdown X `visites_X`, `utilisateurs_X` (exact: rollups.USER_KEY, as the export) and `duree_X`
-in seconds (the export writes it as [h]h:mm:ss)."""
+in seconds (the export writes it as [h]h:mm:ss).
+
+DNMA.getDeploiement: the deployment census's establishments (dnma.indicators: public ones with a
+degree) inside the declared perimeters of the sites asked for (`perimetres_ent`), a row each per
+period, `actif` when it had a visit through any ENT in the ACTIVE_SCHOOL_WEEKS school weeks ending
+with the period's last day (the census's rule), `actif_sites` through the sites asked for (the
+tagging coverage's rule: a site is never credited with another's)."""
 
 from __future__ import annotations
 
@@ -13,10 +19,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aggregator import exports
-from aggregator.reporting_actions import ReportFilter
+from aggregator.reporting_actions import ReportFilter, ShapeError
 from aggregator.reporting_person import matching
 from aggregator.rollups import inline_dates
 from dnma.datatable import Table
+from dnma.indicators import ACTIVE_SCHOOL_WEEKS, PERIMETERS_TABLE, active_sql, census_sql
 
 # DNMA method -> the export whose figures it answers.
 DATASETS = {
@@ -61,6 +68,53 @@ def breakdown(client: Any, f: ReportFilter, dataset_name: str,
     return f.shape(by_label, lambda rows: Table(f.filters.rows(matching(client, f, rows or []))))
 
 
+MAX_DEPLOYMENT_PERIODS = 31  # one census query per period
+
+
+def _territory(establishments: tuple[str, str] | None, alias: str, db: str) -> tuple[str, dict[str, Any]]:
+    """A perimeter token's condition on the census's establishments (`alias`), value a parameter."""
+    if establishments is None:
+        return "1", {}
+    kind, value = establishments
+    if kind == "projet":
+        return (f"{alias}.uai IN (SELECT uai FROM {db}.{PERIMETERS_TABLE} FINAL WHERE projet = {{perimetre:String}})",
+                {"perimetre": value})
+    if kind in ("academie", "departement", "region"):
+        return f"{alias}.{kind} = {{perimetre:String}}", {"perimetre": value}
+    return "0", {}
+
+
+def deployment(client: Any, f: ReportFilter, establishments: tuple[str, str] | None = None) -> Any:
+    if f.visits_where:  # a segment
+        raise ShapeError("DNMA.getDeploiement counts establishments, not visits: it takes no segment")
+    if len(f.periods.spans) > MAX_DEPLOYMENT_PERIODS:
+        raise ShapeError(f"DNMA.getDeploiement answers at most {MAX_DEPLOYMENT_PERIODS} periods at once")
+    db = f.database
+    territory, extra = _territory(establishments, "e", db)
+    sql = f"""
+SELECT e.uai, e.nom, e.degre, e.niveau, e.academie, e.departement, e.region,
+  toUInt8(a.uai != '') AS actif, toUInt8(a.uai != '' AND hasAny(a.sites, {{sites:Array(UInt32)}})) AS actif_sites
+FROM ({census_sql(db)}) AS e
+INNER JOIN (SELECT DISTINCT uai FROM {db}.{PERIMETERS_TABLE} FINAL WHERE site_id IN {{sites:Array(UInt32)}}) AS p
+  ON p.uai = e.uai
+LEFT JOIN ({active_sql(db, "{dep_today:Date}", str(ACTIVE_SCHOOL_WEEKS))}) AS a ON a.uai = e.uai
+WHERE {territory}
+ORDER BY e.uai"""
+    names = ("etablissement", "degre", "niveau", "academie", "departement", "region", "actif", "actif_sites")
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for span in f.periods.spans:
+        if span.first > f.parameters["last"]:  # past what ClickHouse's Date holds: nothing to read
+            continue
+        parameters = {"sites": list(f.site_ids), "dep_today": min(span.last, f.parameters["last"]), **extra}
+        rows = []
+        for row in client.query(sql, parameters=parameters).result_rows:
+            out: dict[str, Any] = {"label": str(row[0])}
+            out |= {n: (int(v) if n.startswith("actif") else str(v)) for n, v in zip(names, row[1:], strict=True)}
+            rows.append(out)
+        by_label[span.label] = rows
+    return f.shape(by_label, lambda rows: Table(f.filters.rows(matching(client, f, rows or []))))
+
+
 Handler = Callable[..., Any]
 
 
@@ -72,3 +126,5 @@ def _method(dataset_name: str) -> Handler:
 
 
 METHODS: dict[str, Handler] = {method: _method(name) for method, name in DATASETS.items()}
+METHODS["DNMA.getDeploiement"] = (lambda client, f, params, slots, establishments=None:
+                                  deployment(client, f, establishments))

@@ -229,18 +229,27 @@ def test_dnma_module_in_every_format_with_generic_filters(stack: Stack) -> None:
     assert page == [{"label": fewest, "visites_globales": visits[fewest]}]
 
 
-def test_dnma_module_keeps_to_the_tokens_access(stack: Stack) -> None:
+@pytest.fixture(scope="module")
+def rennes_token(stack: Stack) -> str:
+    """A perimeter token of académie de Rennes (as `dnma access issue` makes it), once the running
+    collector knows it (it re-reads access.yaml within a few seconds)."""
+    from dnma import access
+    from dnma.settings import Settings
+
+    token = access.issue(Settings(**stack.config), "dsden-35", access.PerimeterFilter.parse("academie:Rennes"))
+    deadline = time.monotonic() + 15
+    while _get(stack, "SitesManager.getSitesIdWithAtLeastViewAccess", token).json() != [str(SITE)]:
+        assert time.monotonic() < deadline, "the collector did not take the new perimeter token"
+        time.sleep(0.3)
+    return token
+
+
+def test_dnma_module_keeps_to_the_tokens_access(stack: Stack, rennes_token: str) -> None:
     _refused(_get(stack, "DNMA.getProfils", SITE2_TOKEN, idSite=SITE), "'view' access")  # another site's token
     assert _get(stack, "DNMA.getProfils", SITE2_TOKEN, idSite=2).json() == []  # its own: no traffic
     # A perimeter token of académie de Rennes views site 1 (its declared perimeter overlaps), and of
     # it the establishments of Rennes only (A and B, of the 35; not C, of the 94).
-    issued = subprocess.run([sys.executable, "-m", "cli", "access", "issue", "--perimeter", "academie:Rennes",
-                             "--name", "dsden-35"], env=stack.env, check=True, capture_output=True, text=True)
-    token = issued.stdout.strip().splitlines()[0]
-    deadline = time.monotonic() + 15  # the collector reloads access.yaml within a few seconds
-    while (response := _get(stack, "DNMA.getProfils", token, idSite=SITE)).status_code != 200:
-        assert time.monotonic() < deadline, response.text
-        time.sleep(0.3)
+    response = _get(stack, "DNMA.getProfils", rennes_token, idSite=SITE)
     assert {r["label"]: r["visites_globales"] for r in response.json()} == {
         A: _expected({A})[0], B: _expected({B})[0]}
 
@@ -295,3 +304,24 @@ def test_the_super_user_gets_per_person_reports_with_pseudonymous_ids_only(stack
         == top["nb_visits"]
     assert _get(stack, "VisitsSummary.get", SUPER_TOKEN, idSite=SITE, segment=segment).json()["nb_visits"] \
         == top["nb_visits"]
+
+
+def test_dnma_deploiement_is_the_census_of_the_sites_perimeter(stack: Stack, rennes_token: str) -> None:
+    """DNMA.getDeploiement: the census's establishments (public, with a degree) inside site 1's
+    declared perimeter, active when visited in the school weeks ending with the week (none when the
+    week is a holiday week: the census's rule); a perimeter token gets its académie's only."""
+    from dnma.indicators import is_school_week
+
+    rows = {r["label"]: r for r in _get(stack, "DNMA.getDeploiement", SUPER_TOKEN, idSite=SITE,
+                                         filter_limit=-1).json()}
+    public = {uai for (uai,) in stack.reader().query(
+        "SELECT uai FROM dnma.etablissements FINAL WHERE secteur = 'PU' AND degre != ''").result_rows}
+    assert rows and set(rows) <= public
+    active = {A, B, C} & public if is_school_week(WEEK) else set()
+    assert {u for u, r in rows.items() if r["actif"]} == {u for u, r in rows.items() if r["actif_sites"]} == active
+    assert not {"ELEVE", "u0"} & {str(v) for r in rows.values() for v in r.values()}
+    rennes = {r["label"] for r in _get(stack, "DNMA.getDeploiement", rennes_token, idSite=SITE,
+                                        filter_limit=-1).json()}
+    academies = {rows[u]["academie"] for u in rennes}
+    assert len(academies) == 1 and rennes == {u for u, r in rows.items() if r["academie"] in academies}
+    assert C not in rennes and len(rennes) < len(rows)
