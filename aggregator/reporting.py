@@ -343,10 +343,12 @@ def per_person(method: str, params: Mapping[str, str]) -> bool:
 
 def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[int, ...], today: date, *,
          slots: Mapping[int, str] | None = None, database: str = "dnma",
-         timezones: Mapping[int, str] | None = None, establishments: tuple[str, str] | None = None) -> Any:
+         timezones: Mapping[int, str] | None = None, establishments: tuple[str, str] | None = None,
+         active_weeks: int | None = None) -> Any:
     """Run one reporting method for already-authorised sites. Raises ReportError for bad input.
     `timezones`: the sites' time zones (sites registry), Europe/Paris for those left out.
-    `establishments`: a perimeter token's (kind, value), which the DNMA module's rows keep to."""
+    `establishments`: a perimeter token's (kind, value), which the DNMA module's rows keep to;
+    `active_weeks`: settings.active_school_weeks, DNMA.getDeploiement's (ACTIVE_SCHOOL_WEEKS if None)."""
     handler = METHODS.get(method)
     if handler is None:
         raise ReportError(f"The method '{method}' does not exist or is not available in this API")
@@ -365,7 +367,7 @@ def call(client: Any, method: str, params: Mapping[str, str], site_ids: tuple[in
         _check_pattern(client, filters)
     try:
         if method in DNMA_METHODS:
-            return DNMA_METHODS[method](client, f, params, slots, establishments)
+            return DNMA_METHODS[method](client, f, params, slots, establishments, active_weeks)
         return handler(client, f, params, slots)
     except ShapeError as exc:
         raise ReportError(str(exc)) from None

@@ -9,7 +9,7 @@ in seconds (the export writes it as [h]h:mm:ss).
 
 DNMA.getDeploiement: the deployment census's establishments (dnma.indicators: public ones with a
 degree) inside the declared perimeters of the sites asked for (`perimetres_ent`), a row each per
-period, `actif` when it had a visit through any ENT in the ACTIVE_SCHOOL_WEEKS school weeks ending
+period, `actif` when it had a visit through any ENT in the last settings.active_school_weeks school weeks ending
 with the period's last day (the census's rule), `actif_sites` through the sites asked for (the
 tagging coverage's rule: a site is never credited with another's)."""
 
@@ -84,7 +84,8 @@ def _territory(establishments: tuple[str, str] | None, alias: str, db: str) -> t
     return "0", {}
 
 
-def deployment(client: Any, f: ReportFilter, establishments: tuple[str, str] | None = None) -> Any:
+def deployment(client: Any, f: ReportFilter, establishments: tuple[str, str] | None = None,
+               active_weeks: int | None = None) -> Any:
     if f.visits_where:  # a segment
         raise ShapeError("DNMA.getDeploiement counts establishments, not visits: it takes no segment")
     if len(f.periods.spans) > MAX_DEPLOYMENT_PERIODS:
@@ -97,7 +98,7 @@ SELECT e.uai, e.nom, e.degre, e.niveau, e.academie, e.departement, e.region,
 FROM ({census_sql(db)}) AS e
 INNER JOIN (SELECT DISTINCT uai FROM {db}.{PERIMETERS_TABLE} FINAL WHERE site_id IN {{sites:Array(UInt32)}}) AS p
   ON p.uai = e.uai
-LEFT JOIN ({active_sql(db, "{dep_today:Date}", str(ACTIVE_SCHOOL_WEEKS))}) AS a ON a.uai = e.uai
+LEFT JOIN ({active_sql(db, "{dep_today:Date}", "{weeks:UInt32}")}) AS a ON a.uai = e.uai
 WHERE {territory}
 ORDER BY e.uai"""
     names = ("etablissement", "degre", "niveau", "academie", "departement", "region", "actif", "actif_sites")
@@ -105,7 +106,8 @@ ORDER BY e.uai"""
     for span in f.periods.spans:
         if span.first > f.parameters["last"]:  # past what ClickHouse's Date holds: nothing to read
             continue
-        parameters = {"sites": list(f.site_ids), "dep_today": min(span.last, f.parameters["last"]), **extra}
+        parameters = {"sites": list(f.site_ids), "dep_today": min(span.last, f.parameters["last"]),
+                      "weeks": active_weeks or ACTIVE_SCHOOL_WEEKS, **extra}
         rows = []
         for row in client.query(sql, parameters=parameters).result_rows:
             out: dict[str, Any] = {"label": str(row[0])}
@@ -120,11 +122,11 @@ Handler = Callable[..., Any]
 
 def _method(dataset_name: str) -> Handler:
     def handler(client: Any, f: ReportFilter, params: Mapping[str, str], slots: Mapping[int, str] | None,
-                establishments: tuple[str, str] | None = None) -> Any:
+                establishments: tuple[str, str] | None = None, active_weeks: int | None = None) -> Any:
         return breakdown(client, f, dataset_name, establishments)
     return handler
 
 
 METHODS: dict[str, Handler] = {method: _method(name) for method, name in DATASETS.items()}
-METHODS["DNMA.getDeploiement"] = (lambda client, f, params, slots, establishments=None:
-                                  deployment(client, f, establishments))
+METHODS["DNMA.getDeploiement"] = (lambda client, f, params, slots, establishments=None, active_weeks=None:
+                                  deployment(client, f, establishments, active_weeks))

@@ -30,7 +30,8 @@ class ReportingBackend(Protocol):
 
     def call(self, client: Any, method: str, params: Mapping[str, str], site_ids: tuple[int, ...], today: date,
              *, slots: Mapping[int, str] | None = None, database: str = "dnma",
-             timezones: Mapping[int, str] | None = None, establishments: tuple[str, str] | None = None) -> Any: ...
+             timezones: Mapping[int, str] | None = None, establishments: tuple[str, str] | None = None,
+             active_weeks: int | None = None) -> Any: ...
 
     def per_person(self, method: str, params: Mapping[str, str]) -> bool: ...
 
@@ -214,6 +215,7 @@ def _call(backend: ReportingBackend, method: str, req: ApiRequest, ids: tuple[in
             timezones={i: found.timezone for i in ids if (found := req.sites.get(i)) is not None},
             # A perimeter token's establishments: the DNMA module's rows keep to them.
             establishments=None if perimeter is None else (perimeter.kind, perimeter.value),
+            active_weeks=req.settings.active_school_weeks,  # DNMA.getDeploiement's "active", as the dashboards'
         )
     except backend.ReportError as exc:
         raise ApiError(str(exc)) from None
