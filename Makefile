@@ -17,7 +17,8 @@ NATIVE_SRC := collector/build_native.py collector/protocol.py collector/hit.py c
 	collector/pipeline.py collector/privacy.py collector/app.py
 
 .PHONY: up down status test test-dates lint typecheck contracts pytest js bench golden readme clean install native system-deps \
-	superset-install superset-assets superset-assets-check superset-screenshots test-superset-ui-language lock
+	superset-install superset-assets superset-assets-check superset-screenshots test-superset-ui-language lock \
+	test-bench-smoke
 
 install: $(STAMP) $(NATIVE)
 
@@ -149,6 +150,11 @@ test: lint typecheck contracts superset-assets-check pytest
 # an ENT); this target scans them as every provisioned user (about twenty minutes).
 test-superset-ui-language: $(STAMP) system-deps superset-install
 	DNMA_SUPERSET_ALL_USERS=1 $(BIN)/pytest -q tests/superset/test_ui_language.py
+
+# bench/national_day.py at a toy size, through a whole stack and wrk (about 40 s on a loaded host:
+# over make test's budget; make test runs only its argument check).
+test-bench-smoke: $(STAMP) $(NATIVE) system-deps
+	DNMA_BENCH_SMOKE=1 $(BIN)/pytest -q tests/stack/test_national_day_bench.py
 
 test-dates: $(STAMP) $(NATIVE) js system-deps superset-install
 	@for d in $(ALL_DATES); do echo "== whole suite at DNMA_TEST_NOW=$$d"; \

@@ -341,9 +341,6 @@ def main() -> int:
     ap.add_argument("--first-pass-timeout", type=float, default=3600)
     ap.add_argument("--passes", action="store_true", help="also print every pass and sample")
     args = ap.parse_args()
-    if shutil.which("wrk") is None:
-        print("national_day: wrk not found (make system-deps installs it)", file=sys.stderr)
-        return 2
     from dnma_client.simulator import demo_sites
 
     from dnma import clock
@@ -354,6 +351,9 @@ def main() -> int:
         at = datetime.combine(day, dtime(hour, minute), PARIS)
     except ValueError:
         print(f"national_day: --at {args.at!r}: expected HH:MM", file=sys.stderr)
+        return 2
+    if shutil.which("wrk") is None:
+        print("national_day: wrk not found (make system-deps installs it)", file=sys.stderr)
         return 2
     started = time.monotonic()
     stages: dict[str, float] = {}  # when each stage ended, seconds from the start
