@@ -1,5 +1,6 @@
 """`dnma access issue|revoke|list`: perimeter tokens (view only, across the sites of a région
-académique, académie, département or ENT project); the rules themselves are dnma.access's."""
+académique, académie, département or ENT project, or of one site: its editor's); the rules
+themselves are dnma.access's."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     new = sub.add_parser("issue", help="issue a perimeter token and print it (once: only its SHA-256 is kept)")
     new.add_argument("--perimeter", required=True,
-                     help=f"KIND:VALUE, KIND one of {', '.join(access.KINDS)} (e.g. academie:Rennes, national)")
+                     help=f"KIND:VALUE, KIND one of {', '.join(access.KINDS)} (e.g. academie:Rennes, site:1, national)")
     new.add_argument("--name", required=True, help="the token's name, to list and revoke it")
     gone = sub.add_parser("revoke", help="revoke a perimeter token")
     gone.add_argument("name")

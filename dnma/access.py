@@ -8,15 +8,17 @@ Three kinds of token, one `Grant` each:
   write hits (the auth-only tracking parameters, old `cdt`, bulk batches), view the site's reports
   and quality alerts, operate it (the debug view; quarantine when it comes);
 - a **perimeter token** (`dnma access issue --perimeter academie:Rennes --name NAME`): view only,
-  across sites, the establishments of one perimeter. It may call the reporting methods on the sites
-  whose declared perimeter overlaps (`PerimeterFilter.overlaps`), never write or operate. Which
-  establishments it may see is `Grant.establishments`, a filter of kind and value on the
-  establishment's columns; **the reporting queries do not apply it to their rows yet** (later
-  work): today a perimeter token sees the whole of every site it may view.
+  across sites, the establishments of one perimeter (or, `site:ID`, the whole of one site: its
+  editor's view, as Superset's site-level role for the Marquage dashboard). It may call the
+  reporting methods on the sites whose declared perimeter overlaps (`PerimeterFilter.overlaps`),
+  never write or operate. Which establishments it may see is `Grant.establishments`, a filter of
+  kind and value on the establishment's columns; **the reporting queries do not apply it to their
+  rows yet** (later work): today a perimeter token sees the whole of every site it may view.
 
 Perimeter kinds and values are Superset's (superset/perimeters.yaml `level` / `value`, checked by
 tests/test_access.py): `national`, `region` (région académique), `academie`, `departement` (names
-as the annuaire writes them, see dnma.territory) and `projet` (the ENT project). A perimeter token
+as the annuaire writes them, see dnma.territory), `projet` (the ENT project) and `site` (a site id,
+the role of a site's editor: views that one site, all its establishments). A perimeter token
 `academie:Rennes` sees what the Superset role of the perimeter `{level: academie, value: Rennes}`
 sees once the queries filter rows: the RLS clause `academie = 'Rennes'`.
 
@@ -53,7 +55,7 @@ from dnma.sites import Site, SiteRegistry
 
 log = logging.getLogger("dnma.access")
 
-KINDS = ("national", "region", "academie", "departement", "projet")  # = Superset's perimeter levels
+KINDS = ("national", "region", "academie", "departement", "projet", "site")  # = Superset's perimeter levels
 RELOAD_CHECK_S = 2.0  # how stale a worker's view of sites.yaml / access.yaml may be
 ACCESS_FILE = "access.yaml"  # under data_dir
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -103,7 +105,8 @@ class PerimeterFilter:
     @classmethod
     def parse(cls, text: str) -> PerimeterFilter:
         """'academie:Rennes', 'region:Bretagne' (or its INSEE code 'region:53'), 'departement:035'
-        (or 'departement:Ille-et-Vilaine'), 'projet:ENT_BRETAGNE', 'national'. ValueError otherwise."""
+        (or 'departement:Ille-et-Vilaine'), 'projet:ENT_BRETAGNE', 'site:1' (a site id), 'national'.
+        ValueError otherwise."""
         kind, _, raw = text.partition(":")
         kind, value = kind.strip().lower(), raw.strip()
         if kind not in KINDS:
@@ -116,6 +119,10 @@ class PerimeterFilter:
             raise ValueError(f"a {kind} perimeter needs a value ({kind}:VALUE)")
         if kind == "projet":
             return cls(kind, value)
+        if kind == "site":  # canonical as Superset's RLS compares it (site_id = 1): no sign, no zeros
+            if not value.isascii() or not value.isdigit() or int(value) == 0:
+                raise ValueError(f"a site perimeter takes a site id (site:1), not {value!r}")
+            return cls(kind, str(int(value)))
         found: str | None
         if kind == "departement":
             dep = territory.DEPARTEMENTS.get(territory.departement_code(value))
@@ -138,13 +145,16 @@ class PerimeterFilter:
 
     def overlaps(self, site: Site) -> bool:
         """May hold establishments of this perimeter, by the site's declaration: every site for
-        national; its fixed `projet` for projet; its declared territory for the others. A site
+        national; its fixed `projet` for projet; the site itself for site; its declared territory
+        for the others. A site
         declaring no territory (or no projet) overlaps no territorial (or projet) perimeter: until
         the queries filter rows, that would show a national platform to one académie."""
         if self.kind == "national":
             return True
         if self.kind == "projet":
             return bool(site.projet) and territory.key(site.projet) == territory.key(self.value)
+        if self.kind == "site":
+            return site.id == int(self.value)
         return not self.departements.isdisjoint(site_departements(site))
 
 
@@ -201,8 +211,10 @@ class Grant:
     @property
     def establishments(self) -> PerimeterFilter | None:
         """Which establishments of the viewable sites it may see: None for all of them (super user,
-        site tokens), else the perimeter. Not applied by the reporting queries yet."""
-        return self.perimeter if self.perimeter is not None and self.perimeter.kind != "national" else None
+        site tokens, national and site perimeters), else the perimeter. Not applied by the reporting
+        queries yet."""
+        p = self.perimeter
+        return p if p is not None and p.kind not in ("national", "site") else None
 
 
 SUPER_USER = Grant(Role.SUPER_USER, "super user", everything=True)

@@ -82,6 +82,9 @@ def test_a_site_token_writes_operates_and_views_its_sites_only(settings: Setting
     ("academie:Versailles", set()),
     ("projet:ENT_BRETAGNE", {4}),
     ("national", ALL),  # the only perimeter that views site 2, which declares no territory
+    ("site:4", {4}),  # a site's editor: that site, whatever its declared territory
+    ("site:2", {2}),
+    ("site:9", set()),  # no such site
 ])
 def test_a_perimeter_token_views_the_sites_its_perimeter_overlaps_and_never_writes(
     settings: Settings, perimeter: str, views: set[int]
@@ -91,7 +94,8 @@ def test_a_perimeter_token_views_the_sites_its_perimeter_overlaps_and_never_writ
     assert rights(registry, token) == {"write": set(), "operate": set(), "view": views}
     grant = registry.grant(token)
     assert grant is not None and grant.role is Role.PERIMETER and grant.name == "t"
-    assert grant.establishments == (None if perimeter == "national" else PerimeterFilter.parse(perimeter))
+    whole_sites = perimeter == "national" or perimeter.startswith("site:")  # all their establishments
+    assert grant.establishments == (None if whole_sites else PerimeterFilter.parse(perimeter))
     assert {s.id for s in registry.viewable(token)} == views
 
 
@@ -101,7 +105,9 @@ def test_perimeter_values_are_the_annuaires_names_whatever_the_spelling() -> Non
     assert parse("departement:35") == parse("departement:ille et vilaine") == PerimeterFilter("departement", "Ille-et-Vilaine")
     assert parse("departement:2a").value == "Corse-du-Sud" and parse("region:53") == PerimeterFilter("region", "Bretagne")
     assert parse("projet:ENT_94_1D").value == "ENT_94_1D" and str(parse("academie:rennes")) == "academie:Rennes"
-    for wrong in ("academie:Atlantis", "pays:France", "academie", "national:France", "departement:999", "projet:"):
+    assert parse("Site: 007") == PerimeterFilter("site", "7") and str(parse("site:7")) == "site:7"
+    for wrong in ("academie:Atlantis", "pays:France", "academie", "national:France", "departement:999", "projet:",
+                  "site:", "site:0", "site:-1", "site:Bretagne", "site:１"):
         with pytest.raises(ValueError):
             parse(wrong)
 
