@@ -1,6 +1,7 @@
 """`dnma demo`: the SDK's simulated ENT traffic (dnma_client.simulator) sent through the collector,
 with the server's settings and each site's token (or one token for all), and the demo sites'
-registrations written on request."""
+registrations written on request; then a handful of requests the collector refuses (an unknown
+site, a stale token, a broken event...), kept in its quarantine for the Qualité dashboard."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sites-out", type=Path, default=None, help="write the sites' registrations (YAML) here")
     p.add_argument("--concurrency", type=int, default=4, help="bulk requests in flight")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-refused", action="store_true",
+                   help="send no refused request (by default a few, one per usual tagging mistake)")
 
 
 def year_ago_days(start: date, days: int) -> list[date]:
@@ -41,6 +44,34 @@ def year_ago_days(start: date, days: int) -> list[date]:
 
     mondays = {m for i in range(days) if (m := same_school_week_year_ago(start + timedelta(days=i)))}
     return sorted(m + timedelta(days=d) for m in mondays for d in range(7))
+
+
+def refused_requests(site_id: int, main_url: str, now: float) -> list[dict[str, str]]:
+    """What an ENT's tagging gets wrong, one request each (collector/steps.py's refusals), so that
+    the quarantine (and the Qualité dashboard's refused-requests tables) has examples: a site id
+    nobody registered, a test site's id 0, a replayed hit dated three days back under a revoked
+    token, an event without its action, a visitor id that is not 16 hex digits."""
+    page = main_url.rstrip("/") + "/"
+    base = {"rec": "1", "apiv": "1", "send_image": "0"}
+    return [
+        {**base, "idsite": "999", "url": "https://ent-inconnu.example/accueil", "action_name": "Accueil"},
+        {**base, "idsite": "0", "url": page + "recette", "action_name": "Recette"},
+        {**base, "idsite": str(site_id), "url": page + "cahier-de-textes", "action_name": "Cahier de textes",
+         "cdt": str(int(now) - 3 * 86_400), "token_auth": "jeton-revoque-de-demo"},
+        {**base, "idsite": str(site_id), "url": page + "ressources", "e_c": "Ressources", "e_a": " "},
+        {**base, "idsite": str(site_id), "url": page + "messagerie", "action_name": "Messagerie", "cid": "xyz"},
+    ]
+
+
+def send_refused(collector: str, site_id: int, main_url: str, now: float) -> dict[str, int]:
+    """Sends `refused_requests` one GET each; {"sent", "refused"} (refused: answered 400)."""
+    import httpx
+
+    url = collector.rstrip("/") + "/matomo.php"
+    requests = refused_requests(site_id, main_url, now)
+    with httpx.Client(timeout=30, headers={"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) dnma-demo"}) as http:
+        refused = sum(http.get(url, params=params).status_code == 400 for params in requests)
+    return {"sent": len(requests), "refused": refused}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,9 +115,20 @@ def run(args: argparse.Namespace) -> int:
         reports.append(send((item for d in past_days for item in past.day(d)), collector, tokens,
                             concurrency=args.concurrency, progress=not args.no_progress,
                             total=int(expected * args.year_ago_scale)))
-    print(json.dumps({**report.as_dict(), "an_passe": reports[1].as_dict()} if len(reports) > 1
-                     else report.as_dict()))
+    summary = report.as_dict()
+    if len(reports) > 1:
+        summary["an_passe"] = reports[1].as_dict()
+    refused = None
+    if not args.no_refused:
+        first = demo_sites(tokens)[0]
+        refused = send_refused(collector, int(first["id"]), str(first["main_url"]), clock.now().timestamp())
+        summary["refusees"] = refused
+    print(json.dumps(summary))
     for r in reports:
         for sample in r.invalid_samples:
             print(f"invalid: {sample[:300]}", file=sys.stderr)
+    if refused is not None and refused["refused"] != refused["sent"]:
+        print(f"dnma demo: {refused['sent'] - refused['refused']} of the {refused['sent']} requests meant to be "
+              "refused were not answered 400", file=sys.stderr)
+        return 1
     return 0 if all(r.invalid == 0 and r.failed_batches == 0 for r in reports) else 1

@@ -67,3 +67,14 @@ def test_dnma_demo_command(full_stack: Stack) -> None:
     full_stack.wait_for(f"SELECT sum(visites) FROM dnma.visits_national_daily WHERE day BETWEEN '{days[0]}' "
                         f"AND '{days[-1]}'", lambda r: (r[0][0] or 0) > 0, timeout=120)
     assert (full_stack.root / "demo-sites.yaml").read_text(encoding="utf-8").count("token_sha256") == 5
+    # A few refused requests, one per usual tagging mistake: answered 400, and kept by the loader in
+    # the quarantine (the Qualité dashboard's refused-requests tables read it).
+    assert report["refusees"] == {"sent": 5, "refused": 5}
+    kept = full_stack.wait_for(
+        "SELECT groupArray((site_id, reason)) FROM (SELECT site_id, reason FROM dnma.quarantine FINAL "
+        "WHERE request['url'] LIKE '%ent-inconnu%' OR request['url'] LIKE 'https://%/recette' "
+        "OR request['url'] LIKE '%/cahier-de-textes' OR request['url'] LIKE '%/ressources' "
+        "OR request['url'] LIKE '%/messagerie' ORDER BY reason)",
+        lambda r: len(r[0][0]) >= 5, timeout=60)[0][0]
+    assert sorted(kept) == [(0, "invalid_site"), (1, "cdt_too_old"), (1, "invalid_cid"), (1, "invalid_event"),
+                            (999, "unknown_site")]
