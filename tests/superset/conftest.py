@@ -150,11 +150,11 @@ def superset(demo_stack: Stack) -> Iterator[SupersetHandle]:
             (ARTIFACTS / "superset.log").write_bytes(log.read_bytes()[-200_000:])
 
 
-def provision(stack: Stack, url: str, admin_password: str, env_file: Path) -> str:
-    """Run `dnma superset provision` for the stack; returns its JSON summary line."""
+def provision(stack: Stack, url: str, admin_password: str, env_file: Path, *extra: str) -> str:
+    """Run `dnma superset provision` for the stack (with `extra` options); returns its JSON summary line."""
     out = subprocess.run(
         [sys.executable, "-m", "cli", "superset", "provision", "--url", url, f"--admin-password={admin_password}",
-         "--env-file", str(env_file)],
+         "--env-file", str(env_file), *extra],
         env=stack.env, check=True, capture_output=True, text=True, timeout=600,
     )
     return out.stdout.strip().splitlines()[-1]
