@@ -26,7 +26,7 @@ from dnma_superset.charts import (
 from dnma_superset.datasets import DATASETS
 from dnma_superset.identity import uid
 from dnma_superset.labels import ACTION_LABELS, DEVICE_LABELS, PROFIL_LABELS, SERVICE_LABELS, labelled
-from dnma_superset.marquage_sql import MARQUAGE_DAYS, SHARES
+from dnma_superset.marquage_sql import EXAMPLES_PER_DEFECT, MARQUAGE_DAYS, SHARES
 from dnma_superset.quality_sql import QUALITY_DAYS
 
 
@@ -171,6 +171,18 @@ def marquage() -> Dashboard:
         [kpi("mar_etablissements_vus", f"Établissements du périmètre vus ({days})", "marquage_etablissements",
              "taux_etablissements_vus", ".1%"),
          perimetre],
+        # UAIs outside the declared perimeter (the report's rule, through perimetres_ent): one row per
+        # site with a declared perimeter, 0 % and "aucun" when none, so the table is never empty.
+        [kpi("mar_hors_perimetre", f"Hits à UAI hors périmètre ({days})", "marquage_hors_perimetre",
+             "taux_hors_perimetre", ".1%"),
+         table("mar_hors_perimetre_sites", f"UAI hors du périmètre déclaré, par site ({days} ; verdict au seuil du plan)",
+               "marquage_hors_perimetre", [site, "projet"],
+               ["nb_hits", "taux_hors_perimetre", "verdict_hors_perimetre", "uai_hors_perimetre",
+                "liste_uai_hors_perimetre"], width=9, height=30)],
+        # The report's worst examples, as the latest hits: what was sent, what the plan expects.
+        [raw_table("mar_exemples", f"Derniers hits non conformes ({days} ; {EXAMPLES_PER_DEFECT} au plus par site et "
+                   "défaut ; chemin de la page, sans paramètres)", "marquage_exemples",
+                   ["ts", "site_id", "service_libelle", "defaut", "valeur", "attendu", "page"], "ts")],
         [trend("mar_tendance", "Parts de hits conformes par jour", "marquage",
                ["taux_uai_valide", "taux_profil_connu", "taux_service_connu", "taux_type_connu",
                 "taux_outil_conforme"], x="day", grain="P1D", fmt=".1%")],

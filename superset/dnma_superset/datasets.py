@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aggregator.conformance.criteria import ETABLISSEMENTS_VUS
+from aggregator.conformance.criteria import ETABLISSEMENTS_VUS, HORS_PERIMETRE
 from dnma.indicators import CENSUS_CLASSES
 from dnma_superset.dataset_sql import (
     DETAIL,
@@ -18,7 +18,16 @@ from dnma_superset.dataset_sql import (
 )
 from dnma_superset.identity import uid
 from dnma_superset.labels import duration_sql
-from dnma_superset.marquage_sql import COUNTS, MARQUAGE_DAYS, SHARES, seen_verdict_sql, share_sql, verdict_sql
+from dnma_superset.marquage_sql import (
+    COUNTS,
+    MARQUAGE_DAYS,
+    SHARES,
+    outside_list_sql,
+    outside_verdict_sql,
+    seen_verdict_sql,
+    share_sql,
+    verdict_sql,
+)
 from dnma_superset.quality_sql import DELAY_MEDIAN_MS, QUALITY_DAYS, QUALITY_PERIMETER
 
 # (column, French label, ClickHouse type, is_dttm)
@@ -423,5 +432,31 @@ DATASETS: dict[str, Dataset] = {
              ("verdict_etablissements_vus", f"Verdict : {ETABLISSEMENTS_VUS.label} ({ETABLISSEMENTS_VUS.threshold_text()})",
               seen_verdict_sql(), "")],
             main_dttm=None, perimeter=MARQUAGE_PERIMETER),
+        Dataset(
+            "marquage_hors_perimetre",
+            f"Hits par UAI des sites à périmètre déclaré, {MARQUAGE_DAYS} derniers jours (1 : UAI hors périmètre)",
+            [("site_id", "Site", "UInt32", False), ("projet", "Projet ENT", "String", False),
+             ("uai", "UAI", "String", False), ("hits", "Hits", "UInt64", False),
+             ("hors_perimetre", "UAI hors du périmètre déclaré", "UInt8", False)],
+            [("nb_hits", "Hits", "sum(hits)", ",d"),
+             ("hits_hors_perimetre", "Hits à UAI hors périmètre", "sumIf(hits, hors_perimetre = 1)", ",d"),
+             ("uai_hors_perimetre", "UAI hors périmètre", "countIf(hors_perimetre = 1)", ",d"),
+             ("taux_hors_perimetre", HORS_PERIMETRE.label,
+              "sumIf(hits, hors_perimetre = 1) / nullIf(sum(hits), 0)", ".1%"),
+             ("verdict_hors_perimetre", f"Verdict : {HORS_PERIMETRE.label} ({HORS_PERIMETRE.threshold_text()})",
+              outside_verdict_sql(), ""),
+             ("liste_uai_hors_perimetre", "UAI hors périmètre (hits), les 10 premiers", outside_list_sql(), "")],
+            main_dttm=None, perimeter=MARQUAGE_PERIMETER),
+        Dataset(
+            "marquage_exemples",
+            f"Derniers hits non conformes au plan de marquage ({MARQUAGE_DAYS} derniers jours, par site et défaut)",
+            [("ts", "Date du hit", "DateTime", True), ("day", "Jour", "Date", True),
+             ("site_id", "Site", "UInt32", False), ("projet", "Projet ENT", "String", False),
+             ("service", "Code du service", "String", False), ("service_libelle", "Service", "String", False),
+             ("defaut", "Défaut", "String", False),
+             ("valeur", "Valeur envoyée", "String", False), ("attendu", "Attendu", "String", False),
+             ("page", "Page (chemin, sans paramètres)", "String", False)],
+            [("nb_hits", "Hits", "count()", ",d")],
+            main_dttm="ts", perimeter=MARQUAGE_PERIMETER),
     ]
 }

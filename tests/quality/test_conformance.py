@@ -317,7 +317,8 @@ def test_marquage_dashboard_says_what_the_report_says(loaded: tuple[Any, Any]) -
 
     from tests.superset.test_chart_queries import render
 
-    for name in ("marquage", "marquage_services", "marquage_etablissements"):
+    for name in ("marquage", "marquage_services", "marquage_etablissements", "marquage_hors_perimetre",
+                 "marquage_exemples"):
         metrics = ", ".join(f"{sql} AS {metric}" for metric, _label, sql, _fmt in DATASETS[name].metrics)
         assert client.query(f"SELECT site_id, {metrics} FROM ({render(SQL[name], today)}) GROUP BY site_id "
                             f"ORDER BY {DATASETS[name].metrics[0][0]}").result_rows, name
@@ -336,6 +337,68 @@ def test_marquage_dashboard_says_what_the_report_says(loaded: tuple[Any, Any]) -
     assert never == {vocab.SERVICE_LABELS[s] for s in vocab.SERVICES if s not in USED}
     # Per site: site 1 never sent 25 - len(USED) services, site 2 sent 'notes' only.
     assert chart_rows(client, charts["mar_jamais_vus"], today) == [((25 - len(USED)) + (25 - 1),)]
+
+
+def test_marquage_outside_perimeter_and_examples_are_the_reports(loaded: tuple[Any, Any]) -> None:
+    """The Marquage dashboard's UAIs outside the perimeter (its SQL over perimetres_ent) are the
+    report's `figures` (perimeter.outside in Python), for each site: the same UAIs and hits, share,
+    verdict; its latest non-conforming hits name the report's defects, paths without query string."""
+    from dnma_superset.dashboards import DASHBOARDS
+    from dnma_superset.dataset_sql import SQL
+    from dnma_superset.marquage_sql import EXAMPLES_PER_DEFECT, MARQUAGE_DAYS, uai_expected_sql
+
+    from aggregator.checks import perimetres
+    from tests.superset.test_chart_queries import chart_rows, render
+
+    client, settings = loaded
+    today = date(2024, 3, 9)
+    perimetres.sync(client, settings, force=True)
+    charts = {ch.key: ch for d in DASHBOARDS if d.slug == "dnma-marquage" for ch in d.charts()}
+    registry = SiteRegistry.load(settings.resolved_sites_file)
+    table = {r[0]: r for r in chart_rows(client, charts["mar_hors_perimetre_sites"], today)}
+    assert set(table) == {str(SITE_BZH), str(SITE_CRE)}
+    for site_id in (SITE_BZH, SITE_CRE):
+        site = registry.get(site_id)
+        assert site is not None
+        report = figures.build(client, settings, site, today - timedelta(days=MARQUAGE_DAYS), today)
+        outside = [tuple(r) for r in client.query(
+            f"SELECT uai, hits FROM ({render(SQL['marquage_hors_perimetre'], today)}) "
+            f"WHERE site_id = {site_id} AND hors_perimetre = 1 ORDER BY hits DESC, uai").result_rows]
+        ex = report.examples["hors_perimetre"]
+        assert outside == [r[:2] for r in ex.rows] and len(outside) == ex.total, site_id
+        f = report.figure("hors_perimetre")
+        _site, _projet, hits, share, verdict, n, listed = table[str(site_id)]
+        assert (hits, n, verdict) == (report.hits, ex.total, f.verdict), site_id
+        assert share == pytest.approx(f.value)
+    assert table[str(SITE_BZH)][4:] == (c.NON_CONFORME, 2, f"{OUTSIDE[0]} (20), {OUTSIDE[1]} (7)")
+    assert table[str(SITE_CRE)][3:] == (0.0, c.NON_EVALUABLE, 0, "aucun")  # 50 hits < the floor
+    [(share,)] = chart_rows(client, charts["mar_hors_perimetre"], today)
+    assert share == pytest.approx(27 / (table[str(SITE_BZH)][2] + 50))  # over both sites' hits
+
+    # The latest non-conforming hits: every defect of the report, its words, at most N per site and defect.
+    rows = [r for r in chart_rows(client, charts["mar_exemples"], today) if r[1] == SITE_BZH]
+    defects = {r[3] for r in rows}
+    assert defects == {"UAI invalide", "PROFIL inconnu", "SERVICE inconnu", "TYPE inconnu", "OUTIL contraire à la règle"}
+    assert all(sum(1 for r in rows if r[3] == d) <= EXAMPLES_PER_DEFECT for d in defects)
+    expected = {(r[3], r[4], r[5]) for r in rows}
+    assert ("UAI invalide", BAD_LETTER, "lettre de contrôle K attendue") in expected
+    # Each invalid UAI's expectation is the report's (uai.problem), whichever rule it breaks.
+    from dnma import uai as uai_rules
+
+    invalid = [(r[4], r[5]) for r in rows if r[3] == "UAI invalide" and r[4] != "(absent)"]
+    assert invalid and all(want in uai_rules.problem(sent) for sent, want in invalid), invalid
+    for sent in (BAD_LETTER, BAD_DEP, "0990001X", "9770001A", "35ABC", "03500001"):  # each rule, shown or not
+        [(want,)] = client.query(f"SELECT {uai_expected_sql('uai')} FROM (SELECT {{u:String}} AS uai)",
+                                 parameters={"u": sent}).result_rows
+        assert want in uai_rules.problem(sent) and uai_rules.problem(sent), (sent, want)
+    assert ("UAI invalide", "(absent)", "UAI non envoyé") in expected
+    assert ("SERVICE inconnu", "messagerie", "un des 25 services du plan de marquage") in expected
+    assert ("OUTIL contraire à la règle", "TIERS / (absent)", "OUTIL renseigné") in expected
+    assert ("OUTIL contraire à la règle", "NATIF / PRONOTE", "OUTIL vide") in expected
+    assert all("?" not in r[6] and "://" not in r[6] for r in rows) and any(r[6].startswith("/p/") for r in rows)
+    # The latest ones: the last invalid UAI sent in the window (9 March 00:00, the latest hit) is shown.
+    [(latest,)] = client.query("SELECT max(ts) FROM dnma.hits WHERE site_id = 1 AND has(flags, 'invalid_uai')").result_rows
+    assert max(r[0] for r in rows if r[3] == "UAI invalide") == latest
 
 
 def test_the_guide_states_the_thresholds_of_the_code() -> None:

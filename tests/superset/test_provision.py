@@ -138,6 +138,12 @@ def test_site_editor_sees_its_site_on_marquage_only(superset: SupersetHandle) ->
         "SELECT countIf(uai != '' AND NOT has(flags, 'invalid_uai')) / count() FROM dnma.hits "
         f"WHERE site_id = 1 AND toDate(ts) >= toDate('{today}') - {MARQUAGE_DAYS}").result_rows
     assert _data(editor, ids["mar_uai_valide"])[0]["taux_uai_valide"] == pytest.approx(share)
+    # The report's UAIs outside the perimeter (a row per site, "aucun" when none) and its latest
+    # non-conforming hits: its own site's only.
+    assert {r["Site"] for r in _data(editor, ids["mar_hors_perimetre_sites"])} == {"1"}
+    examples = _data(editor, ids["mar_exemples"])
+    assert examples and {r["site_id"] for r in examples} == {1}
+    assert all("?" not in r["page"] for r in examples)
     assert _data(editor, ids["nat_visites"])[0]["visites"] == 0
 
 
