@@ -356,19 +356,20 @@ def test_conformance_report_reads_through_the_live_loader(live: Any, tmp_path: P
     from dnma.sites import dump_sites
 
     data_dir, env, proc = live
-    records = [_record(n, ("0350122T", "")[n % 4 == 0], 3) for n in range(300)]  # a quarter without UAI
+    records = [_record(n, ("0350122T", "")[n % 4 == 0], 6) for n in range(300)]  # a quarter without UAI
+    # 6 December: a day no other test of this module writes (the stack is the module's)
     _write(data_dir / "spool", records)
     reader = clickhouse_connect.get_client(host="127.0.0.1", port=int(env["DNMA_CH_HTTP_PORT"]), username="dnma_reader",
                                            password=env["DNMA_CH_HTTP_PASSWORD"])
-    day = "toDate(ts) = '2026-12-03' AND site_id = 1"
+    day = "toDate(ts) = '2026-12-06' AND site_id = 1"
     wait_until(lambda: reader.query(f"SELECT count() FROM dnma.hits WHERE {day}").result_rows[0][0] == 300, 60,
                "records loaded")
     dump_sites([{"id": 1, "name": "ENT test", "main_url": "https://t.example"}], tmp_path / "sites.yaml")
     jobs = len(log_events(data_dir, "admin_job_ended"))
     done = _cli({**env, "DNMA_SITES_FILE": str(tmp_path / "sites.yaml")}, "conformance", "--site", "1",
-                "--from", "2026-12-03", "--to", "2026-12-03", "--out", str(tmp_path))
+                "--from", "2026-12-06", "--to", "2026-12-06", "--out", str(tmp_path))
     assert done.returncode == 0 and "site 1: 300 hits" in done.stderr, (done.stderr, log_tail(data_dir))
-    rows = (tmp_path / "conformance-site1-2026-12-03_2026-12-03.csv").read_text(encoding="utf-8").splitlines()
+    rows = (tmp_path / "conformance-site1-2026-12-06_2026-12-06.csv").read_text(encoding="utf-8").splitlines()
     uai = next(r.split(";") for r in rows if ";site;;uai_valide;" in r)
     assert uai[7:9] == ["225", "300"]
     assert len(log_events(data_dir, "admin_job_ended")) == jobs and proc.poll() is None
