@@ -4,6 +4,7 @@ without an error box (screenshots in test-artifacts/superset/), and RLS holds on
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date, timedelta
 
 import pytest
 from dnma_superset.browser import Browser
@@ -140,11 +141,11 @@ def test_census_map_fills_and_legend_counts(admin_browser: Browser, superset: Su
     weeks = ", ".join(f"'{m}'" for m in school_weeks(clock.today(), ACTIVE_SCHOOL_WEEKS))
     reader = superset.stack.reader()
 
-    def classes(natures: str) -> dict[str, int]:
+    def classes(natures: str, weeks: str = weeks, until: date | None = None) -> dict[str, int]:
         rows = reader.query(
             f"SELECT departement_iso, {census_class_sql('a', 'n')} FROM (SELECT departement_iso, count() AS n, "
             f"countIf(uai IN (SELECT uai FROM dnma.visits_daily WHERE toMonday(day) IN ({weeks}) "
-            f"AND day <= '{clock.today()}')) AS a FROM dnma.etablissements FINAL WHERE secteur = 'PU' "
+            f"AND day <= '{until or clock.today()}' AND uai != '')) AS a FROM dnma.etablissements FINAL WHERE secteur = 'PU' "
             f"AND code_nature BETWEEN {natures} GROUP BY departement_iso)").result_rows
         return {iso: int(c) for iso, c in rows}
 
@@ -171,4 +172,29 @@ def test_census_map_fills_and_legend_counts(admin_browser: Browser, superset: Su
         rows = admin_browser.driver.execute_script(_TABLE_ROWS_JS, charts[key].title)
         shown = {r[0]: int("".join(ch for ch in r[-1] if ch.isdigit())) for r in rows if r}
         assert shown == {label: sum(c == i for c in expected.values()) for i, label in enumerate(CENSUS_CLASSES)}, key
-    assert "Aucune mesure la même semaine un an plus tôt" in admin_browser.text()  # 21 days of demo traffic
+
+    # Class changes since the same week a year earlier (the demo also sends those weeks: dnma demo
+    # --year-ago-scale): the collèges' rows of the table equal the independent classes then and now.
+    ago = clock.today() - timedelta(days=364)
+    weeks_ago = ", ".join(f"'{m}'" for m in school_weeks(ago, ACTIVE_SCHOOL_WEEKS))
+    colleges_ago = classes("340 AND 359", weeks_ago, ago)
+    measured_ago = reader.query(f"SELECT count() FROM dnma.visits_daily WHERE toMonday(day) IN ({weeks_ago}) "
+                                f"AND day <= '{ago}' AND uai != ''").result_rows[0][0] > 0
+    expected: dict[str, int] = {}
+    for iso, now_class in colleges.items():
+        then = colleges_ago.get(iso, 0)
+        if not measured_ago:
+            phrase = "Aucune mesure la même semaine un an plus tôt"
+        elif then == now_class:
+            phrase = f"Inchangée : « {CENSUS_CLASSES[now_class]} »"
+        else:
+            phrase = (f"{'Progression' if now_class > then else 'Recul'} de « {CENSUS_CLASSES[then]} » "
+                      f"à « {CENSUS_CLASSES[now_class]} »")
+        expected[phrase] = expected.get(phrase, 0) + 1
+    rows = admin_browser.driver.execute_script(_TABLE_ROWS_JS, charts["dep_evolution"].title)
+    shown_evolution: dict[str, int] = {}
+    for r in rows:
+        if r and r[0] == "Collèges":
+            key = r[1] if measured_ago else "Aucune mesure la même semaine un an plus tôt"
+            shown_evolution[key] = shown_evolution.get(key, 0) + int("".join(ch for ch in r[-1] if ch.isdigit()))
+    assert shown_evolution == expected, (rows, expected)
