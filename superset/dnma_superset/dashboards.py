@@ -286,10 +286,11 @@ DASHBOARDS: list[Dashboard] = [
         # and writes an alert only past its threshold; its alerts are in the open-alerts table
         # above), so such a chart was empty on a healthy stack.
         # Refused requests are kept (dnma quarantine list / replay): counts by site and reason, the latest.
+        # Their `detail` is the collector's own English wording: the motif (French) stands for it here.
         [table("qua_quarantaine", "Requêtes refusées conservées, par site et motif", "quarantaine",
                ["site_id", "motif"], ["requetes_refusees"], width=5, height=40),
          raw_table("qua_quarantaine_exemples", "Dernières requêtes refusées", "quarantaine",
-                   ["received_at", "site_id", "motif", "detail", "url"], "received_at", width=7)],
+                   ["received_at", "site_id", "motif", "url"], "received_at", width=7)],
         [raw_table("qua_silence", "Sites silencieux", "alertes_qualite",
                    ["scope_value", "message", "first_seen", "last_seen"], "last_seen", width=12,
                    filters=[where("status = 'open' AND controle = 'silence'")])],
