@@ -380,6 +380,12 @@ def _write(path: Path, tokens: list[PerimeterToken]) -> None:
                        "issued_at": t.issued_at} for t in tokens]}
     text = ("# Perimeter tokens (`dnma access issue|revoke|list`): SHA-256 only, the token is shown once.\n"
             + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    write_private(path, text)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replaces `path` with `text` atomically, mode 0600, fsynced: a reader (a collector re-reading a
+    registry) sees the old file or the new one, never half; a secret's hash is never world-readable."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

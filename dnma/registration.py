@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from dnma import territory
-from dnma.access import new_secret
+from dnma.access import new_secret, write_private
 from dnma.sites import SiteRegistry, _site_from_dict, hash_token
 
 SITE_ID_MAX = 2**32 - 1  # hits.site_id is a UInt32
@@ -230,21 +230,9 @@ def _edit(path: Path) -> Iterator[dict[str, Any]]:
             raise RegistrationError(f"{path}: the result would not load ({exc}); nothing written") from None
         if any(line.lstrip().startswith("#") for line in text.splitlines()):
             path.with_name(path.name + ".bak").write_text(text, encoding="utf-8")
-        _write(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+        write_private(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     finally:
         os.close(fd)
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)  # a collector re-reading it sees the old file or the new one, never half
 
 
 def _find(doc: dict[str, Any], site_id: int) -> dict[str, Any] | None:
