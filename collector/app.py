@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from collector import incident, pipeline, quarantine, steps
+from collector.body import ClientGone, read_body
 from collector.context import PipelineContext
 from collector.hit import DropReason, Hit
 from collector.metrics import Tally
@@ -72,10 +73,6 @@ _PREFLIGHT = [
 ]
 
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
-
-
-class ClientGone(Exception):
-    """The client disconnected before its body arrived: nothing to answer."""
 
 
 class TrackingFault(Exception):
@@ -293,7 +290,7 @@ class Collector:
             declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
                 return 413, [_CT_TEXT], b"request body larger than 1 MiB\n"
-            read = await _read_body(receive, MAX_BODY_BYTES)
+            read = await read_body(receive, MAX_BODY_BYTES)
             if read is None:
                 return 413, [_CT_TEXT], b"request body larger than 1 MiB\n"
             body = read
@@ -532,25 +529,6 @@ def _stop_reason() -> str:
         except ValueError:
             return f"signal {caught[-1]}"
     return "shutdown"
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None as soon as it exceeds `limit`."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 __all__ = ["Collector", "DropReason", "GIF", "TEXT_PAGE"]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from collector import pipeline, steps
+from collector.body import ClientGone, read_body
 from collector.context import PipelineContext
 from collector.debug import REASON_LABELS, REASON_RULE_DEFAULT, REASON_RULES, describe
 from collector.hit import DropReason, Hit
@@ -75,7 +76,7 @@ class Validator:
             status, doc = await self._answer(scope, receive, headers)
             body = orjson.dumps(doc)
             extra = [_CT_JSON]
-        except _ClientGone:
+        except ClientGone:
             return
         except Exception as exc:  # a bug costs one request, never the worker (logged with an id)
             c.tally.errors += 1
@@ -114,7 +115,7 @@ class Validator:
             declared = headers.get(b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
                 return 413, _error("request body larger than 1 MiB")
-            read = await _read_body(receive, MAX_BODY_BYTES)
+            read = await read_body(receive, MAX_BODY_BYTES)
             if read is None:
                 return 413, _error("request body larger than 1 MiB")
             body = read
@@ -207,29 +208,6 @@ def _summary(hits: list[dict[str, Any]], *, bulk: bool) -> dict[str, Any]:
         "hits": hits,
         "summary": {**counts, "counted": sum(1 for h in hits if h["counted"])},
     }
-
-
-class _ClientGone(Exception):
-    """The client disconnected before its body arrived: nothing to answer."""
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body, or None as soon as it exceeds `limit` (as collector.app reads it;
-    not imported from there: app imports this module)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _ClientGone
-        chunk = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def _error(message: str) -> dict[str, Any]:
