@@ -14,7 +14,7 @@ JS := tagging-sdk/js
 APT_STAMP := $(VENV)/.apt-installed
 NATIVE := collector/_native.json
 NATIVE_SRC := collector/build_native.py collector/protocol.py collector/hit.py collector/context.py collector/steps.py \
-	collector/pipeline.py collector/privacy.py collector/app.py
+	collector/pipeline.py collector/privacy.py collector/body.py collector/app.py
 
 .PHONY: up down status test test-dates lint typecheck contracts pytest js bench golden readme clean install native system-deps \
 	superset-install superset-assets superset-assets-check superset-screenshots test-superset-ui-language lock \

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-NATIVE_MODULES = ("protocol", "hit", "context", "steps", "pipeline", "privacy", "app")  # compiled by collector/build_native.py
+NATIVE_MODULES = ("protocol", "hit", "context", "steps", "pipeline", "privacy", "body", "app")  # compiled by collector/build_native.py
 _HERE = Path(__file__).resolve().parent
 
 
